@@ -1,0 +1,70 @@
+"""The ASGI application: routers, error handling, middleware and the lifespan that
+starts and stops the background loops in order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from jobyard import __version__
+from jobyard.api import accounts, errors, health, jobs
+from jobyard.api.middleware import BodyLimit, Metrics
+from jobyard.service.context import Services
+from jobyard.settings import Settings
+from jobyard.store import Database
+
+log = logging.getLogger("jobyard")
+
+# Each later part of jobyard adds its routers here: (module path, attribute).
+ROUTERS: list[tuple[str, str]] = []
+# Background loops started with the app: callables taking Services, returning an async context.
+LOOPS: list[Callable[[Services], Any]] = []
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    migrate: bool = True,
+    run_loops: bool = True,
+) -> FastAPI:
+    settings = settings or (services.settings if services else Settings.from_env())
+    owned = services is None
+    svc = services or Services(db=Database(settings.db_url), settings=settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await svc.db.migrate()
+        async with contextlib.AsyncExitStack() as stack:
+            if run_loops:
+                for loop in LOOPS:
+                    await stack.enter_async_context(loop(svc))
+            log.info("jobyard %s ready on %s", __version__, settings.base_url)
+            yield
+            log.info("shutting down")
+        if owned:
+            await svc.db.close()
+
+    app = FastAPI(
+        title="jobyard",
+        version=__version__,
+        summary="Run a command on many machines: now, on a schedule, after approval, by webhook.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(accounts.router)
+    app.include_router(jobs.router)
+    import importlib
+
+    for module, attr in ROUTERS:
+        app.include_router(getattr(importlib.import_module(module), attr))
+    app.add_middleware(BodyLimit, limit=settings.max_body)
+    app.add_middleware(Metrics)
+    return app

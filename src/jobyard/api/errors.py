@@ -1,0 +1,100 @@
+"""Every failure of the native API becomes RFC 9457 problem+json, in one table.
+
+Dialect routers install their own shapes (see ``api/compat``); this module handles
+everything else, including malformed JSON, validation errors and unknown routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from jobyard.api.responses import problem
+from jobyard.domain.errors import JobyardError
+
+log = logging.getLogger("jobyard.api")
+
+# A dialect registers a renderer for its path prefix: (request, status, message, extra) -> Response
+ErrorRenderer = Any
+_renderers: list[tuple[str, ErrorRenderer]] = []
+
+
+def register_renderer(prefix: str, renderer: ErrorRenderer) -> None:
+    _renderers.append((prefix, renderer))
+
+
+def render_error(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:
+    path = request.url.path
+    for prefix, renderer in _renderers:
+        if path.startswith(prefix):
+            response: Response = renderer(request, status, detail, extra)
+            return response
+    return problem(status, title, detail, **extra)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        where = ".".join(loc) or "body"
+        kind = err.get("type", "")
+        if kind == "json_invalid":
+            msg = "the body is not valid JSON: " + str(err.get("ctx", {}).get("error", ""))
+        elif kind == "extra_forbidden":
+            msg = f"unknown field {where!r}: remove it"
+        elif kind == "missing":
+            msg = f"{where} is required"
+        else:
+            msg = f"{where}: {err.get('msg', 'invalid')}"
+        errors.append({"field": where, "message": msg})
+    detail = "; ".join(e["message"] for e in errors) or "the request is invalid"
+    return detail, errors
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(JobyardError)
+    async def on_domain_error(request: Request, exc: JobyardError) -> Response:
+        extra: dict[str, Any] = dict(exc.extra)
+        field = getattr(exc, "field", None)
+        if field:
+            extra["errors"] = [{"field": field, "message": exc.detail}]
+        return render_error(request, exc.status_code, exc.title, exc.detail, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        detail, errors = _validation_detail(exc)
+        status = (
+            400
+            if any(e["message"].startswith("the body is not valid JSON") for e in errors)
+            else 422
+        )
+        title = "Malformed request" if status == 400 else "Invalid request"
+        return render_error(request, status, title, detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Too large",
+            401: "Unauthenticated",
+        }
+        detail = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        resp = render_error(request, exc.status_code, titles.get(exc.status_code, "Error"), detail)
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        return resp
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return render_error(request, 500, "Internal error", "the server failed; see its log")

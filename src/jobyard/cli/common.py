@@ -1,0 +1,50 @@
+"""Options and helpers shared by the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from jobyard.domain import errors
+from jobyard.settings import Settings
+
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option("--data-dir", envvar="JOBYARD_DATA_DIR", help="Where jobyard keeps its files."),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", envvar="JOBYARD_DATABASE_URL", help="sqlite:///path or postgresql://..."
+    ),
+]
+
+EXIT_CODES = {
+    errors.Invalid: 2,
+    errors.Unauthenticated: 3,
+    errors.Forbidden: 4,
+    errors.NotFound: 5,
+    errors.Conflict: 6,
+}
+
+
+def settings_from(data_dir: str | None, database_url: str | None, **more: object) -> Settings:
+    overrides: dict[str, object] = dict(more)
+    if data_dir:
+        overrides["data_dir"] = Path(data_dir)
+    if database_url:
+        overrides["database_url"] = database_url
+    return Settings.from_env(None, **overrides)
+
+
+def fail(message: str, exc: BaseException | None = None) -> NoReturn:
+    code = 1
+    if exc is not None:
+        for cls, value in EXIT_CODES.items():
+            if isinstance(exc, cls):
+                code = value
+                break
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)

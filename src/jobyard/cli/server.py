@@ -1,0 +1,106 @@
+"""Running the server: uvicorn with jobyard's app, a graceful SIGTERM, and ``up``'s bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from jobyard.api.app import create_app
+from jobyard.domain.accounts import Role
+from jobyard.logs import setup as setup_logs
+from jobyard.service import accounts
+from jobyard.service.context import Services
+from jobyard.settings import Settings
+from jobyard.store import Database
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    url: str
+    org: str
+    email: str
+    token: str
+    password: str | None
+
+
+def credentials_path(settings: Settings) -> Path:
+    return settings.data_dir / "credentials.json"
+
+
+async def bootstrap(svc: Services, org: str, email: str) -> Bootstrap:
+    """Create the first organization and admin once; later runs reuse them."""
+    path = credentials_path(svc.settings)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        try:
+            await accounts.authenticate(svc, saved["token"])
+            return Bootstrap(
+                svc.settings.base_url, saved["org"], saved["email"], saved["token"], None
+            )
+        except Exception:
+            pass  # the saved token no longer works (revoked, new database): make a new one
+    async with svc.db.read() as tx:
+        existing = await tx.accounts.org_by_name(org)
+    if existing is None:
+        await accounts.create_org(svc, org)
+    password = secrets.token_urlsafe(12)
+    await accounts.create_user(svc, org, email, Role.ADMIN, display_name="Admin", password=password)
+    issued = await accounts.create_token(svc, org, email, name="jobyard up")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(
+            {"url": svc.settings.base_url, "org": org, "email": email, "token": issued.secret}, fh
+        )
+    return Bootstrap(svc.settings.base_url, org, email, issued.secret, password)
+
+
+def serve(
+    settings: Settings,
+    *,
+    on_ready: Callable[[Services], Awaitable[Any]] | None = None,
+) -> None:
+    """Run the server until SIGINT/SIGTERM; a second Ctrl-C forces exit (uvicorn's)."""
+    setup_logs(settings.log_level)
+    svc = Services(db=Database(settings.db_url), settings=settings)
+    app = create_app(settings, services=svc)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        ws_max_size=16 * 1024 * 1024,
+        ws_ping_interval=None,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task: asyncio.Task[Any] | None = None
+        if on_ready is not None:
+
+            async def after_start() -> None:
+                while not server.started:
+                    if server.should_exit:
+                        return
+                    await asyncio.sleep(0.05)
+                await on_ready(svc)
+
+            task = asyncio.create_task(after_start())
+        try:
+            await server.serve()
+        finally:
+            if task is not None:
+                task.cancel()
+            await svc.db.close()
+
+    asyncio.run(main())

@@ -1,0 +1,204 @@
+"""The job and node-run state machines, as data.
+
+Job (Chef Push Jobs' words, plus ``draft`` and ``onhold``)::
+
+    draft ──submit──▶ new ──▶ voting ──quorum met──▶ running ──▶ complete
+      │                │  ╲      │                       │  ╲──▶ timed_out
+      │              onhold╲     └──▶ quorum_failed       └──▶ aborted
+      ▼                     ╲──▶ aborted (from any non-terminal state)
+    (deleted)
+
+Node run::
+
+    new ──ack──▶ ready ──run──▶ running ──▶ succeeded | failed
+     │            │               ├──▶ crashed | timed_out | aborted
+     ├──▶ nacked  ├──▶ was_ready (quorum failed)
+     └──▶ unavailable, aborted     └──▶ unavailable, crashed, timed_out, aborted
+
+Terminal states are absorbing: no edge leaves them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+
+from jobyard.domain.errors import InvalidTransition
+
+
+class JobStatus(StrEnum):
+    DRAFT = "draft"
+    ONHOLD = "onhold"
+    NEW = "new"
+    VOTING = "voting"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    QUORUM_FAILED = "quorum_failed"
+    TIMED_OUT = "timed_out"
+    ABORTED = "aborted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in JOB_TERMINAL
+
+    @property
+    def active(self) -> bool:
+        return self not in JOB_TERMINAL and self is not JobStatus.DRAFT
+
+
+JOB_TERMINAL = frozenset(
+    {JobStatus.COMPLETE, JobStatus.QUORUM_FAILED, JobStatus.TIMED_OUT, JobStatus.ABORTED}
+)
+
+JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.DRAFT: frozenset({JobStatus.NEW, JobStatus.ONHOLD, JobStatus.ABORTED}),
+    JobStatus.ONHOLD: frozenset(
+        {JobStatus.NEW, JobStatus.COMPLETE, JobStatus.ABORTED, JobStatus.TIMED_OUT}
+    ),
+    JobStatus.NEW: frozenset(
+        {
+            JobStatus.VOTING,
+            JobStatus.ONHOLD,
+            JobStatus.QUORUM_FAILED,
+            JobStatus.ABORTED,
+            JobStatus.COMPLETE,
+        }
+    ),
+    JobStatus.VOTING: frozenset(
+        {JobStatus.RUNNING, JobStatus.QUORUM_FAILED, JobStatus.ABORTED, JobStatus.TIMED_OUT}
+    ),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.COMPLETE, JobStatus.TIMED_OUT, JobStatus.ABORTED, JobStatus.ONHOLD}
+    ),
+    JobStatus.COMPLETE: frozenset(),
+    JobStatus.QUORUM_FAILED: frozenset(),
+    JobStatus.TIMED_OUT: frozenset(),
+    JobStatus.ABORTED: frozenset(),
+}
+
+
+class NodeRunStatus(StrEnum):
+    NEW = "new"
+    READY = "ready"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    UNAVAILABLE = "unavailable"
+    NACKED = "nacked"
+    CRASHED = "crashed"
+    WAS_READY = "was_ready"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self in RUN_TERMINAL
+
+
+RUN_TERMINAL = frozenset(
+    {
+        NodeRunStatus.SUCCEEDED,
+        NodeRunStatus.FAILED,
+        NodeRunStatus.ABORTED,
+        NodeRunStatus.UNAVAILABLE,
+        NodeRunStatus.NACKED,
+        NodeRunStatus.CRASHED,
+        NodeRunStatus.WAS_READY,
+        NodeRunStatus.TIMED_OUT,
+    }
+)
+
+RUN_TRANSITIONS: Mapping[NodeRunStatus, frozenset[NodeRunStatus]] = {
+    NodeRunStatus.NEW: frozenset(
+        {
+            NodeRunStatus.READY,
+            NodeRunStatus.NACKED,
+            NodeRunStatus.UNAVAILABLE,
+            NodeRunStatus.ABORTED,
+        }
+    ),
+    NodeRunStatus.READY: frozenset(
+        {
+            NodeRunStatus.RUNNING,
+            NodeRunStatus.WAS_READY,
+            NodeRunStatus.UNAVAILABLE,
+            NodeRunStatus.CRASHED,
+            NodeRunStatus.TIMED_OUT,
+            NodeRunStatus.ABORTED,
+            # A fast command may report its result before its run acknowledgement.
+            NodeRunStatus.SUCCEEDED,
+            NodeRunStatus.FAILED,
+        }
+    ),
+    NodeRunStatus.RUNNING: frozenset(
+        {
+            NodeRunStatus.SUCCEEDED,
+            NodeRunStatus.FAILED,
+            NodeRunStatus.CRASHED,
+            NodeRunStatus.TIMED_OUT,
+            NodeRunStatus.ABORTED,
+        }
+    ),
+    **{s: frozenset() for s in RUN_TERMINAL},
+}
+
+# A node run that counts as "fine" for knife-push's exit rule.
+RUN_OK_FOR_EXIT = frozenset(
+    {NodeRunStatus.SUCCEEDED, NodeRunStatus.NACKED, NodeRunStatus.UNAVAILABLE}
+)
+# A node run that makes a finished job "failed" in the eyes of watchers and dialects.
+RUN_FAILED = frozenset(
+    {
+        NodeRunStatus.FAILED,
+        NodeRunStatus.CRASHED,
+        NodeRunStatus.TIMED_OUT,
+        NodeRunStatus.ABORTED,
+    }
+)
+
+
+def check_job_transition(current: JobStatus, target: JobStatus) -> None:
+    """Raise InvalidTransition unless ``current → target`` is an edge."""
+    if target not in JOB_TRANSITIONS[current]:
+        raise InvalidTransition(f"a job cannot go from {current} to {target}")
+
+
+def check_run_transition(current: NodeRunStatus, target: NodeRunStatus) -> None:
+    if target not in RUN_TRANSITIONS[current]:
+        raise InvalidTransition(f"a node run cannot go from {current} to {target}")
+
+
+def can_run_transition(current: NodeRunStatus, target: NodeRunStatus) -> bool:
+    return target in RUN_TRANSITIONS[current]
+
+
+def next_job_status(
+    status: JobStatus, runs: Iterable[NodeRunStatus], quorum_required: int
+) -> JobStatus | None:
+    """The job status that the node runs imply, or None when nothing changes.
+
+    Voting ends when no node is ``new``: quorum met → running, else quorum_failed;
+    it fails early once the quorum can no longer be met. A running job with no node
+    ready or running is complete.
+    """
+    counts = Counter(runs)
+    if status is JobStatus.VOTING:
+        ready = counts[NodeRunStatus.READY] + counts[NodeRunStatus.RUNNING]
+        ready += counts[NodeRunStatus.SUCCEEDED] + counts[NodeRunStatus.FAILED]
+        pending = counts[NodeRunStatus.NEW]
+        if ready + pending < quorum_required:
+            return JobStatus.QUORUM_FAILED
+        if pending == 0:
+            return JobStatus.RUNNING if ready >= quorum_required else JobStatus.QUORUM_FAILED
+        return None
+    if status is JobStatus.RUNNING:
+        if counts[NodeRunStatus.READY] + counts[NodeRunStatus.RUNNING] == 0:
+            return JobStatus.COMPLETE
+        return None
+    return None
+
+
+def job_succeeded(runs: Iterable[NodeRunStatus]) -> bool:
+    """knife-push's exit rule: every node succeeded, nacked or was unavailable."""
+    return all(r in RUN_OK_FOR_EXIT for r in runs)

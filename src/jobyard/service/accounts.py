@@ -1,0 +1,248 @@
+"""Organizations, users, memberships, API tokens and authentication."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from jobyard.domain.accounts import Role, check_email, check_org_name, require
+from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from jobyard.domain.records import Member, Organization, Principal, Token, User
+from jobyard.service.context import Services
+from jobyard.store import Tx
+
+TOKEN_PREFIX = "jy_"
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: Token
+    secret: str
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise Invalid("a password needs at least 8 characters", "password")
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    if not stored:
+        return False
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def create_org(svc: Services, name: str, display_name: str | None = None) -> Organization:
+    name = check_org_name(name)
+    async with svc.db.begin() as tx:
+        if await tx.accounts.org_by_name(name):
+            raise Conflict(f"an organization named {name!r} exists already")
+        return await tx.accounts.insert_org(name, display_name or name, svc.clock.now())
+
+
+async def _org(tx: Tx, name: str) -> Organization:
+    org = await tx.accounts.org_by_name(name)
+    if org is None:
+        raise NotFound(f"no organization named {name!r}")
+    return org
+
+
+async def create_user(
+    svc: Services,
+    org_name: str,
+    email: str,
+    role: Role,
+    *,
+    display_name: str | None = None,
+    password: str | None = None,
+) -> User:
+    """Create a user (or reuse one with that email) and give them a role in the organization."""
+    email = check_email(email)
+    if role is Role.AGENT:
+        raise Invalid(
+            "agent is a token role: create a user, then a token with --role agent", "role"
+        )
+    pw_hash = hash_password(password) if password else None
+    async with svc.db.begin() as tx:
+        org = await _org(tx, org_name)
+        user = await tx.accounts.user_by_email(email)
+        if user is None:
+            user = await tx.accounts.insert_user(
+                email, display_name or email.split("@")[0], pw_hash, svc.clock.now()
+            )
+        elif pw_hash:
+            await tx.accounts.set_password(user.id, pw_hash)
+        await tx.accounts.upsert_membership(org.id, user.id, role, svc.clock.now())
+        return user
+
+
+async def issue_token(
+    tx: Tx,
+    now: dt.datetime,
+    org_id: int,
+    user_id: int,
+    name: str,
+    role: Role | None,
+    expires_at: dt.datetime | None,
+) -> IssuedToken:
+    if expires_at is not None and expires_at <= now:
+        raise Invalid("expires_at must be in the future", "expires_at")
+    member_role = await tx.accounts.role_of(org_id, user_id)
+    if member_role is None:
+        raise NotFound("that user is not a member of this organization")
+    if role is not None and role is not Role.AGENT and not member_role.at_least(role):
+        raise Invalid(f"a {member_role} cannot hold a token with the {role} role", "role")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = await tx.accounts.insert_token(
+        org_id, user_id, name, role, secret[:10], hash_token(secret), now, expires_at
+    )
+    return IssuedToken(token, secret)
+
+
+async def create_token(
+    svc: Services,
+    org_name: str,
+    email: str,
+    *,
+    name: str = "cli",
+    role: Role | None = None,
+    expires_at: dt.datetime | None = None,
+) -> IssuedToken:
+    """Administrative token creation (from the CLI): no caller to check."""
+    email = check_email(email)
+    async with svc.db.begin() as tx:
+        org = await _org(tx, org_name)
+        user = await tx.accounts.user_by_email(email)
+        if user is None:
+            raise NotFound(f"no user with email {email!r}")
+        return await issue_token(tx, svc.clock.now(), org.id, user.id, name, role, expires_at)
+
+
+async def authenticate(svc: Services, secret: str) -> Principal:
+    """Turn a presented token into the principal it stands for, or raise Unauthenticated."""
+    if not secret:
+        raise Unauthenticated("no credential given")
+    async with svc.db.read() as tx:
+        row = await tx.accounts.principal_row(hash_token(secret))
+    if row is None:
+        raise Unauthenticated("unknown token")
+    now = svc.clock.now()
+    if row["revoked_at"] is not None:
+        raise Unauthenticated("this token was revoked")
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        raise Unauthenticated("this token has expired")
+    member = Role(row["member_role"])
+    token_role = Role(row["token_role"]) if row["token_role"] else None
+    role = token_role if token_role is not None else member
+    return Principal(
+        org_id=row["org_id"],
+        org_name=row["org_name"],
+        user_id=row["user_id"],
+        email=row["email"],
+        display_name=row["display_name"],
+        role=role,
+        token_id=row["token_id"],
+    )
+
+
+async def principal_for_user(svc: Services, user_id: int, org_name: str) -> Principal:
+    """A session's principal: a signed-in user acting in one of their organizations."""
+    async with svc.db.read() as tx:
+        org = await tx.accounts.org_by_name(org_name)
+        user = await tx.accounts.user_by_id(user_id)
+        role = await tx.accounts.role_of(org.id, user_id) if org and user else None
+    if org is None or user is None or role is None:
+        raise Unauthenticated("this session is no longer valid")
+    return Principal(org.id, org.name, user.id, user.email, user.display_name, role)
+
+
+async def login(svc: Services, email: str, password: str) -> User:
+    async with svc.db.read() as tx:
+        user = await tx.accounts.user_by_email(email.strip().lower())
+    if user is None or not verify_password(user.password_hash, password):
+        raise Unauthenticated("wrong email or password")
+    return user
+
+
+# -- use cases of an authenticated caller
+
+
+async def my_tokens(svc: Services, who: Principal) -> list[Token]:
+    async with svc.db.read() as tx:
+        all_tokens = who.role is Role.ADMIN
+        return await tx.accounts.tokens_of(who.org_id, None if all_tokens else who.user_id)
+
+
+async def new_token(
+    svc: Services,
+    who: Principal,
+    name: str,
+    role: Role | None,
+    expires_at: dt.datetime | None,
+    email: str | None = None,
+) -> IssuedToken:
+    """A token for the caller, or (admins) for another member, e.g. an agent credential."""
+    require(who.role, Role.VIEWER, "creating a token")
+    async with svc.db.begin() as tx:
+        user_id = who.user_id
+        if email is not None and check_email(email) != who.email:
+            require(who.role, Role.ADMIN, "creating a token for another member")
+            member = await tx.accounts.member_by_email(who.org_id, check_email(email))
+            if member is None:
+                raise NotFound(f"no member with email {email!r}")
+            user_id = member.user_id
+        if role is Role.AGENT:
+            require(who.role, Role.ADMIN, "creating an agent token")
+        return await issue_token(tx, svc.clock.now(), who.org_id, user_id, name, role, expires_at)
+
+
+async def revoke_token(svc: Services, who: Principal, token_id: int) -> None:
+    async with svc.db.begin() as tx:
+        token = await tx.accounts.token_by_id(who.org_id, token_id)
+        if token is None or (token.user_id != who.user_id and who.role is not Role.ADMIN):
+            raise NotFound(f"no token {token_id}")
+        await tx.accounts.revoke_token(token.id, svc.clock.now())
+
+
+async def list_members(svc: Services, who: Principal) -> list[Member]:
+    require(who.role, Role.VIEWER, "listing members")
+    async with svc.db.read() as tx:
+        return await tx.accounts.members(who.org_id)
+
+
+async def set_member(
+    svc: Services,
+    who: Principal,
+    email: str,
+    role: Role,
+    display_name: str | None = None,
+    password: str | None = None,
+) -> Member:
+    require(who.role, Role.ADMIN, "managing members")
+    await create_user(svc, who.org_name, email, role, display_name=display_name, password=password)
+    async with svc.db.read() as tx:
+        member = await tx.accounts.member_by_email(who.org_id, check_email(email))
+    assert member is not None
+    return member
+
+
+async def remove_member(svc: Services, who: Principal, user_id: int) -> None:
+    require(who.role, Role.ADMIN, "managing members")
+    if user_id == who.user_id:
+        raise Conflict("you cannot remove yourself; ask another admin")
+    async with svc.db.begin() as tx:
+        if not await tx.accounts.delete_membership(who.org_id, user_id):
+            raise NotFound(f"no member {user_id}")

@@ -1,0 +1,32 @@
+"""What every use case needs: the database, the clock, the settings, the hub, file storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jobyard.domain.clock import Clock, SystemClock
+from jobyard.service.files import FileStorage
+from jobyard.service.hub import Hub
+from jobyard.settings import Settings
+from jobyard.store import Database
+
+
+@dataclass
+class Services:
+    db: Database
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    hub: Hub = field(default_factory=Hub)
+    storage: FileStorage | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage is None:
+            self.storage = FileStorage(self.settings.files_dir)
+
+    @property
+    def files(self) -> FileStorage:
+        assert self.storage is not None
+        return self.storage
+
+    def url(self, path: str) -> str:
+        return self.settings.base_url + path

@@ -1,0 +1,42 @@
+"""In-process publish/subscribe for wake-ups and live streams.
+
+Publishing happens after a transaction commits (``tx.after_commit``). Subscribers
+get a bounded queue; a slow subscriber loses messages rather than blocking the
+publisher, and re-reads the event log from its last id (streams replay by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._subs: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
+
+    def publish(self, topic: str, message: Any) -> None:
+        for queue in list(self._subs.get(topic, ())):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(message)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, *topics: str, maxsize: int = 1000
+    ) -> AsyncIterator[asyncio.Queue[Any]]:
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        for t in topics:
+            self._subs[t].add(queue)
+        try:
+            yield queue
+        finally:
+            for t in topics:
+                self._subs[t].discard(queue)
+                if not self._subs[t]:
+                    del self._subs[t]
+
+    def subscribers(self, topic: str) -> int:
+        return len(self._subs.get(topic, ()))

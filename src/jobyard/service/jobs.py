@@ -1,0 +1,292 @@
+"""Job use cases: create (draft or submitted), read, list, update, submit, stop, delete."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from jobyard.domain.accounts import Role, require
+from jobyard.domain.errors import Conflict, Invalid, NotFound
+from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.jobspec import FROZEN_AFTER_SUBMIT, JobSpec
+from jobyard.domain.quorum import Quorum
+from jobyard.domain.records import Event, Job, NodeRun, Page, Principal
+from jobyard.domain.targets import NodeInfo, Target, select_nodes
+from jobyard.service.context import Services
+from jobyard.service.events import record
+from jobyard.service.transitions import move_job, move_run, publisher
+from jobyard.store import Tx
+from jobyard.store.jobs import JobFilter
+
+ACTIVE = (JobStatus.ONHOLD, JobStatus.NEW, JobStatus.VOTING, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with its node runs, as the API and dialects render it."""
+
+    job: Job
+    runs: list[NodeRun]
+
+    @property
+    def node_names(self) -> list[str]:
+        return [r.node_name for r in self.runs]
+
+
+def spec_of(job: Job) -> JobSpec:
+    """Rebuild the spec a stored job was made from."""
+    return JobSpec(
+        target=Target.from_json(job.target),
+        command="" if job.argv is not None else job.command,
+        argv=tuple(job.argv) if job.argv is not None else None,
+        name=job.name,
+        description=job.description,
+        quorum=Quorum.parse(job.quorum),
+        run_timeout=job.run_timeout,
+        env=dict(job.env),
+        dir=job.dir,
+        capture_output=job.capture_output,
+        meta=dict(job.meta),
+    )
+
+
+async def _resolve_nodes(tx: Tx, org_id: int, target: Target) -> list[str]:
+    if target.nodes:
+        return list(target.nodes)
+    known = await tx.nodes.all(org_id)
+    infos = [NodeInfo(n.name, n.online, n.busy, frozenset(n.tags), n.cluster) for n in known]
+    chosen = select_nodes(target, infos)
+    if not chosen:
+        what = f"cluster {target.cluster!r}" if target.cluster else f"tags {list(target.tags)}"
+        raise Invalid(f"no node matches {what}: start an agent that matches first", "target")
+    return chosen
+
+
+async def _enter_new(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
+    """Resolve the target, create the node runs and move the job to ``new``."""
+    names = await _resolve_nodes(tx, job.org_id, Target.from_json(job.target))
+    moved = await move_job(svc, tx, job, JobStatus.NEW, actor=actor, reason="submitted")
+    if moved is None:
+        raise Conflict("the job changed while it was being submitted; try again")
+    await tx.jobs.insert_runs(moved, names, svc.clock.now())
+    tx.after_commit(lambda: svc.hub.publish("dispatch", moved.id))
+    return moved
+
+
+async def create_job(
+    svc: Services, who: Principal, spec: JobSpec, *, draft: bool = False
+) -> JobView:
+    """Save a job; unless it is a draft, submit it in the same transaction."""
+    require(who.role, Role.USER, "creating a job")
+    now = svc.clock.now()
+    async with svc.db.begin() as tx:
+        job = await tx.jobs.insert(
+            {
+                **spec.row(),
+                "org_id": who.org_id,
+                "status": JobStatus.DRAFT.value,
+                "attempt": 0,
+                "created_by": who.user_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        await record(
+            tx,
+            publisher(svc),
+            org_id=job.org_id,
+            kind="job",
+            subject_id=job.id,
+            job_id=job.id,
+            type="job.created",
+            to_status=JobStatus.DRAFT.value,
+            actor=who.actor,
+            reason="saved as a draft" if draft else None,
+            now=now,
+        )
+        if not draft:
+            job = await _enter_new(svc, tx, job, who.actor)
+        runs = await tx.jobs.runs(job.id)
+    return JobView(job, runs)
+
+
+async def _visible_job(tx: Tx, who: Principal, job_id: int, *, lock: bool = False) -> Job:
+    job = await tx.jobs.get(who.org_id, job_id, for_update=lock)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def _may_change(who: Principal, job: Job, action: str) -> None:
+    require(who.role, Role.USER, action)
+    if job.created_by != who.user_id and who.role is not Role.ADMIN:
+        raise NotFound(f"no job {job.id} of yours; only its creator or an admin may do that")
+
+
+async def get_job(svc: Services, who: Principal, job_id: int) -> JobView:
+    require(who.role, Role.VIEWER, "reading a job")
+    async with svc.db.read() as tx:
+        job = await _visible_job(tx, who, job_id)
+        return JobView(job, await tx.jobs.runs(job.id))
+
+
+async def get_job_by_name(svc: Services, who: Principal, name: str) -> JobView:
+    require(who.role, Role.VIEWER, "reading a job")
+    async with svc.db.read() as tx:
+        job = await tx.jobs.by_name(who.org_id, name)
+        if job is None:
+            raise NotFound(f"no job named {name!r}")
+        return JobView(job, await tx.jobs.runs(job.id))
+
+
+async def list_jobs(
+    svc: Services,
+    who: Principal,
+    flt: JobFilter,
+    *,
+    sort: str = "created_at",
+    descending: bool = True,
+    offset: int = 0,
+    limit: int = 20,
+) -> Page[JobView]:
+    require(who.role, Role.VIEWER, "listing jobs")
+    if limit > svc.settings.max_page_size or limit < 1:
+        raise Invalid(f"page size must be 1 to {svc.settings.max_page_size}", "page_size")
+    async with svc.db.read() as tx:
+        page = await tx.jobs.page(
+            who.org_id, flt, sort=sort, descending=descending, offset=offset, limit=limit
+        )
+        runs = await tx.jobs.runs_of_jobs([j.id for j in page.items])
+    return Page([JobView(j, runs[j.id]) for j in page.items], page.total)
+
+
+async def update_job(
+    svc: Services, who: Principal, job_id: int, changes: dict[str, Any]
+) -> JobView:
+    """Change a job. Before submit anything may change; after, only name and description."""
+    async with svc.db.begin() as tx:
+        job = await _visible_job(tx, who, job_id, lock=True)
+        _may_change(who, job, "updating a job")
+        current = spec_of(job)
+        try:
+            new_spec = dataclasses.replace(current, **changes)
+        except TypeError as exc:
+            raise Invalid(f"unknown field in update: {exc}") from None
+        if job.status is not JobStatus.DRAFT:
+            frozen = [f for f in FROZEN_AFTER_SUBMIT if getattr(new_spec, f) != getattr(current, f)]
+            if frozen:
+                raise Conflict(
+                    f"{', '.join(frozen)} cannot change once the job is submitted "
+                    f"(status {job.status}); only name and description can"
+                )
+        now = svc.clock.now()
+        updated = await tx.jobs.update(job.id, {**new_spec.row(), "updated_at": now})
+        await record(
+            tx,
+            publisher(svc),
+            org_id=job.org_id,
+            kind="job",
+            subject_id=job.id,
+            job_id=job.id,
+            type="job.updated",
+            actor=who.actor,
+            data={"fields": sorted(changes)},
+            now=now,
+        )
+        return JobView(updated, await tx.jobs.runs(job.id))
+
+
+async def submit_job(svc: Services, who: Principal, job_id: int) -> JobView:
+    async with svc.db.begin() as tx:
+        job = await _visible_job(tx, who, job_id, lock=True)
+        _may_change(who, job, "submitting a job")
+        if job.status is not JobStatus.DRAFT:
+            raise Conflict(f"job {job.id} was submitted already (status {job.status})")
+        job = await _enter_new(svc, tx, job, who.actor)
+        return JobView(job, await tx.jobs.runs(job.id))
+
+
+async def abort_job(
+    svc: Services, tx: Tx, job: Job, *, actor: str | None, reason: str
+) -> Job | None:
+    """Abort a job and every unfinished node run; agents are told to kill after commit."""
+    runs = await tx.jobs.runs(job.id)
+    moved = await move_job(svc, tx, job, JobStatus.ABORTED, actor=actor, reason=reason)
+    if moved is None:
+        return None
+    now = svc.clock.now()
+    for run in runs:
+        if not run.status.terminal:
+            await move_run(svc, tx, run, NodeRunStatus.ABORTED, actor=actor, reason=reason, now=now)
+    tx.after_commit(lambda: svc.hub.publish("abort", (job.id, job.org_id, job.attempt)))
+    return moved
+
+
+async def stop_job(
+    svc: Services, who: Principal, job_id: int, reason: str | None = None
+) -> JobView:
+    async with svc.db.begin() as tx:
+        job = await _visible_job(tx, who, job_id, lock=True)
+        _may_change(who, job, "stopping a job")
+        if job.status.terminal:
+            raise Conflict(f"job {job.id} has finished already (status {job.status})")
+        if job.status is JobStatus.DRAFT:
+            raise Conflict(f"job {job.id} is a draft: delete it instead")
+        moved = await abort_job(
+            svc, tx, job, actor=who.actor, reason=reason or f"stopped by {who.actor}"
+        )
+        if moved is None:
+            raise Conflict("the job changed while it was being stopped; try again")
+        return JobView(moved, await tx.jobs.runs(job.id))
+
+
+async def delete_job(svc: Services, who: Principal, job_id: int) -> None:
+    """Delete a draft or a finished job with its history; an active job answers 409."""
+    async with svc.db.begin() as tx:
+        job = await _visible_job(tx, who, job_id, lock=True)
+        _may_change(who, job, "deleting a job")
+        if job.status.active:
+            raise Conflict(
+                f"job {job.id} is {job.status}: stop it first (POST /api/v1/jobs/{job.id}/stop)"
+            )
+        keys = await tx.files.delete_of_job(job.id)
+        await tx.events.delete_of_job(job.id)
+        await tx.jobs.delete(job.id)
+
+        def remove_files() -> None:
+            for key in keys:
+                svc.files.delete(key)
+
+        tx.after_commit(remove_files)
+
+
+async def job_history(
+    svc: Services,
+    who: Principal,
+    job_id: int,
+    *,
+    offset: int = 0,
+    limit: int = 50,
+    newest_first: bool = False,
+) -> Page[Event]:
+    """The job's status transitions, with time, actor and reason."""
+    require(who.role, Role.VIEWER, "reading a job's history")
+    async with svc.db.read() as tx:
+        await _visible_job(tx, who, job_id)
+        return await tx.events.of_subject(
+            "job",
+            job_id,
+            types=("job.status", "job.created"),
+            offset=offset,
+            limit=limit,
+            newest_first=newest_first,
+        )
+
+
+async def job_events(svc: Services, who: Principal, job_id: int, after_id: int = 0) -> list[Event]:
+    """Every event of the job and its node runs, after an event id (stream replay)."""
+    require(who.role, Role.VIEWER, "reading a job's events")
+    async with svc.db.read() as tx:
+        await _visible_job(tx, who, job_id)
+        return await tx.events.of_job(job_id, after_id)

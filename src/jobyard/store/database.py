@@ -1,0 +1,137 @@
+"""The database handle: engines, migrations, and one transaction per use case.
+
+``Database.begin()`` opens a write transaction and yields a ``Tx`` whose attributes
+are the repositories (``tx.jobs``, ``tx.accounts`` ...). ``Database.read()`` does the
+same for reads. On SQLite, writers in this process queue on a lock before
+``BEGIN IMMEDIATE`` so they never spin on "database is locked"; on PostgreSQL the
+database does the serializing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from jobyard.store.accounts import AccountsRepo
+from jobyard.store.clusters import ClustersRepo
+from jobyard.store.events import EventsRepo
+from jobyard.store.files import FilesRepo
+from jobyard.store.jobs import JobsRepo
+from jobyard.store.nodes import NodesRepo
+
+
+def async_url(url: str) -> str:
+    """Map the user-facing URL forms to the async drivers jobyard uses."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise ValueError(
+            f"unsupported database URL {url!r}: use sqlite:///path or postgresql://..."
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+class Tx:
+    """One open transaction and the repositories bound to it."""
+
+    def __init__(self, conn: AsyncConnection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.accounts = AccountsRepo(conn)
+        self.jobs = JobsRepo(conn, dialect)
+        self.events = EventsRepo(conn)
+        self.nodes = NodesRepo(conn)
+        self.clusters = ClustersRepo(conn)
+        self.files = FilesRepo(conn)
+        self._after_commit: list[Any] = []
+
+    def after_commit(self, callback: Any) -> None:
+        """Run ``callback()`` once the transaction has committed (wake-ups, streams)."""
+        self._after_commit.append(callback)
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine: AsyncEngine = _make_engine(async_url(url), echo)
+        self.dialect = self.engine.dialect.name
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[Tx]:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                tx = Tx(conn, self.dialect)
+                yield tx
+        else:
+            async with self._write_lock, self.engine.connect() as raw:
+                conn = await raw.execution_options(jobyard_write=True)
+                async with conn.begin():
+                    tx = Tx(conn, self.dialect)
+                    yield tx
+        for callback in tx._after_commit:
+            callback()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        async with self.engine.connect() as conn:
+            yield Tx(conn, self.dialect)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def migrate(self) -> None:
+        from jobyard.store.migrate import upgrade
+
+        async with self.engine.connect() as conn:
+            await conn.run_sync(upgrade)
+            await conn.commit()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _make_engine(url: str, echo: bool) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"isolation_level": None, "timeout": 30}
+        )
+        _sqlite_pragmas(engine)
+        return engine
+    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=False)
+
+
+def _sqlite_pragmas(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("jobyard_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,264 @@
+"""Jobs and their node runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.records import Job, NodeRun, Page
+from jobyard.store.schema import jobs, node_runs
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    statuses: Sequence[str] = ()
+    name: str | None = None
+    name_contains: str | None = None
+    owner_id: int | None = None
+    node: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    updated_after: dt.datetime | None = None
+    updated_before: dt.datetime | None = None
+    visible_ids: Sequence[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SORTABLE = {"created_at", "updated_at", "id", "name", "status"}
+
+
+def _job(row: sa.RowMapping) -> Job:
+    data = dict(row)
+    data["status"] = JobStatus(data["status"])
+    return Job(**data)
+
+
+def _run(row: sa.RowMapping) -> NodeRun:
+    data = dict(row)
+    data["status"] = NodeRunStatus(data["status"])
+    return NodeRun(**data)
+
+
+class JobsRepo:
+    def __init__(self, conn: AsyncConnection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    async def insert(self, values: dict[str, Any]) -> Job:
+        """Write a new job row and return it with its id."""
+        row = (
+            (await self.conn.execute(jobs.insert().values(**values).returning(*jobs.c)))
+            .mappings()
+            .one()
+        )
+        return _job(row)
+
+    async def insert_runs(self, job: Job, node_names: Sequence[str], now: dt.datetime) -> None:
+        """Create one ``new`` node run per target node."""
+        if not node_names:
+            return
+        await self.conn.execute(
+            node_runs.insert(),
+            [
+                {
+                    "job_id": job.id,
+                    "org_id": job.org_id,
+                    "node_name": name,
+                    "status": NodeRunStatus.NEW.value,
+                    "attempt": job.attempt,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for name in node_names
+            ],
+        )
+
+    async def get(self, org_id: int, job_id: int, *, for_update: bool = False) -> Job | None:
+        """One job of an organization; ``for_update`` locks it on PostgreSQL."""
+        q = jobs.select().where(jobs.c.org_id == org_id, jobs.c.id == job_id)
+        if for_update and self.dialect == "postgresql":
+            q = q.with_for_update()
+        row = (await self.conn.execute(q)).mappings().first()
+        return None if row is None else _job(row)
+
+    async def get_any(self, job_id: int, *, for_update: bool = False) -> Job | None:
+        """One job by id, whatever its organization (dispatcher use)."""
+        q = jobs.select().where(jobs.c.id == job_id)
+        if for_update and self.dialect == "postgresql":
+            q = q.with_for_update()
+        row = (await self.conn.execute(q)).mappings().first()
+        return None if row is None else _job(row)
+
+    async def by_name(self, org_id: int, name: str) -> Job | None:
+        """The newest job of that name in the organization."""
+        q = (
+            jobs.select()
+            .where(jobs.c.org_id == org_id, jobs.c.name == name)
+            .order_by(jobs.c.id.desc())
+            .limit(1)
+        )
+        row = (await self.conn.execute(q)).mappings().first()
+        return None if row is None else _job(row)
+
+    async def page(
+        self,
+        org_id: int,
+        flt: JobFilter,
+        *,
+        sort: str = "created_at",
+        descending: bool = True,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> Page[Job]:
+        """A page of jobs, stable-ordered by the sort key then id."""
+        conds: list[sa.ColumnElement[bool]] = [jobs.c.org_id == org_id]
+        if flt.statuses:
+            conds.append(jobs.c.status.in_(list(flt.statuses)))
+        if flt.name is not None:
+            conds.append(jobs.c.name == flt.name)
+        if flt.name_contains:
+            conds.append(jobs.c.name.contains(flt.name_contains, autoescape=True))
+        if flt.owner_id is not None:
+            conds.append(jobs.c.created_by == flt.owner_id)
+        if flt.node:
+            sub = sa.select(node_runs.c.job_id).where(
+                node_runs.c.org_id == org_id, node_runs.c.node_name == flt.node
+            )
+            conds.append(jobs.c.id.in_(sub))
+        if flt.created_after:
+            conds.append(jobs.c.created_at >= flt.created_after)
+        if flt.created_before:
+            conds.append(jobs.c.created_at < flt.created_before)
+        if flt.updated_after:
+            conds.append(jobs.c.updated_at >= flt.updated_after)
+        if flt.updated_before:
+            conds.append(jobs.c.updated_at < flt.updated_before)
+        if flt.visible_ids is not None:
+            conds.append(jobs.c.id.in_(list(flt.visible_ids)))
+        where = sa.and_(*conds)
+        total = (
+            await self.conn.execute(sa.select(sa.func.count()).select_from(jobs).where(where))
+        ).scalar_one()
+        key = jobs.c[sort] if sort in SORTABLE else jobs.c.created_at
+        order = [key.desc(), jobs.c.id.desc()] if descending else [key.asc(), jobs.c.id.asc()]
+        q = jobs.select().where(where).order_by(*order).offset(offset).limit(limit)
+        items = [_job(r) for r in (await self.conn.execute(q)).mappings()]
+        return Page(items=items, total=total)
+
+    async def update(self, job_id: int, values: dict[str, Any]) -> Job:
+        row = (
+            (
+                await self.conn.execute(
+                    jobs.update().where(jobs.c.id == job_id).values(**values).returning(*jobs.c)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        return _job(row)
+
+    async def set_status(self, job_id: int, expected: JobStatus, values: dict[str, Any]) -> bool:
+        """Move a job only if it is still in ``expected`` (compare-and-set)."""
+        res = await self.conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status == expected.value)
+            .values(**values)
+        )
+        return bool(res.rowcount)
+
+    async def delete(self, job_id: int) -> None:
+        await self.conn.execute(node_runs.delete().where(node_runs.c.job_id == job_id))
+        await self.conn.execute(jobs.delete().where(jobs.c.id == job_id))
+
+    async def active(self, statuses: Sequence[JobStatus], limit: int = 1000) -> list[Job]:
+        """Jobs in the given statuses, oldest first (dispatcher use)."""
+        q = (
+            jobs.select()
+            .where(jobs.c.status.in_([s.value for s in statuses]))
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        return [_job(r) for r in (await self.conn.execute(q)).mappings()]
+
+    async def due(self, now: dt.datetime, statuses: Sequence[JobStatus]) -> list[int]:
+        """Ids of jobs in the given statuses whose deadline has passed."""
+        q = sa.select(jobs.c.id).where(
+            jobs.c.status.in_([s.value for s in statuses]),
+            jobs.c.deadline.is_not(None),
+            jobs.c.deadline <= now,
+        )
+        return list((await self.conn.execute(q)).scalars())
+
+    # -- node runs
+    async def runs(self, job_id: int) -> list[NodeRun]:
+        """The node runs of one job, by node name."""
+        q = node_runs.select().where(node_runs.c.job_id == job_id).order_by(node_runs.c.node_name)
+        return [_run(r) for r in (await self.conn.execute(q)).mappings()]
+
+    async def runs_of_jobs(self, job_ids: Sequence[int]) -> dict[int, list[NodeRun]]:
+        """Node runs of several jobs at once, grouped by job id."""
+        out: dict[int, list[NodeRun]] = {i: [] for i in job_ids}
+        if not job_ids:
+            return out
+        q = (
+            node_runs.select()
+            .where(node_runs.c.job_id.in_(list(job_ids)))
+            .order_by(node_runs.c.job_id, node_runs.c.node_name)
+        )
+        for r in (await self.conn.execute(q)).mappings():
+            out[r["job_id"]].append(_run(r))
+        return out
+
+    async def run(self, job_id: int, node_name: str) -> NodeRun | None:
+        q = node_runs.select().where(
+            node_runs.c.job_id == job_id, node_runs.c.node_name == node_name
+        )
+        row = (await self.conn.execute(q)).mappings().first()
+        return None if row is None else _run(row)
+
+    async def set_run(self, run_id: int, expected: NodeRunStatus, values: dict[str, Any]) -> bool:
+        """Move a node run only if it is still in ``expected`` (compare-and-set)."""
+        res = await self.conn.execute(
+            node_runs.update()
+            .where(node_runs.c.id == run_id, node_runs.c.status == expected.value)
+            .values(**values)
+        )
+        return bool(res.rowcount)
+
+    async def append_output(self, run_id: int, stream: str, chunk: str, cap: int) -> bool:
+        """Append to a run's stdout or stderr up to ``cap`` characters; True if truncated."""
+        col = node_runs.c.stdout if stream == "stdout" else node_runs.c.stderr
+        current = (
+            await self.conn.execute(sa.select(sa.func.length(col)).where(node_runs.c.id == run_id))
+        ).scalar()
+        if current is None:
+            return False
+        room = cap - current
+        if room <= 0:
+            return True
+        truncated = len(chunk) > room
+        piece = chunk[:room]
+        if truncated:
+            piece += "\n[output truncated]\n"
+        values: dict[str, Any] = {col.name: col + piece}
+        if truncated:
+            values["truncated"] = True
+        await self.conn.execute(node_runs.update().where(node_runs.c.id == run_id).values(**values))
+        return bool(truncated)
+
+    async def runs_of_node(
+        self, org_id: int, node_name: str, statuses: Sequence[NodeRunStatus]
+    ) -> list[NodeRun]:
+        """Runs on a node in the given states (crash and reconnect handling)."""
+        q = node_runs.select().where(
+            node_runs.c.org_id == org_id,
+            node_runs.c.node_name == node_name,
+            node_runs.c.status.in_([s.value for s in statuses]),
+        )
+        return [_run(r) for r in (await self.conn.execute(q)).mappings()]

@@ -1,0 +1,20 @@
+"""Alembic environment: runs on the connection jobyard hands it."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from jobyard.store.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through `jobyard migrate`, which provides the connection")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

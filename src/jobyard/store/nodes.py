@@ -1,0 +1,87 @@
+"""The node registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobyard.domain.records import Node
+from jobyard.store.rows import record, records
+from jobyard.store.schema import nodes
+
+
+class NodesRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get(self, org_id: int, name: str) -> Node | None:
+        q = nodes.select().where(nodes.c.org_id == org_id, nodes.c.name == name)
+        return record(Node, (await self.conn.execute(q)).mappings().first())
+
+    async def all(self, org_id: int, cluster: str | None = None) -> list[Node]:
+        """Nodes of an organization (optionally of one cluster), by name."""
+        q = nodes.select().where(nodes.c.org_id == org_id)
+        if cluster is not None:
+            q = q.where(nodes.c.cluster == cluster)
+        return records(Node, (await self.conn.execute(q.order_by(nodes.c.name))).mappings())
+
+    async def by_names(self, org_id: int, names: list[str]) -> list[Node]:
+        q = nodes.select().where(nodes.c.org_id == org_id, nodes.c.name.in_(names))
+        return records(Node, (await self.conn.execute(q)).mappings())
+
+    async def upsert(
+        self, org_id: int, name: str, values: dict[str, Any], now: dt.datetime
+    ) -> Node:
+        """Register a node or refresh its registration."""
+        existing = await self.get(org_id, name)
+        if existing is None:
+            row = (
+                (
+                    await self.conn.execute(
+                        nodes.insert()
+                        .values(org_id=org_id, name=name, created_at=now, updated_at=now, **values)
+                        .returning(*nodes.c)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+        else:
+            row = (
+                (
+                    await self.conn.execute(
+                        nodes.update()
+                        .where(nodes.c.id == existing.id)
+                        .values(updated_at=now, **values)
+                        .returning(*nodes.c)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+        return Node(**row)
+
+    async def update(self, node_id: int, values: dict[str, Any]) -> None:
+        await self.conn.execute(nodes.update().where(nodes.c.id == node_id).values(**values))
+
+    async def heartbeat(self, node_ids: list[int], now: dt.datetime) -> None:
+        """Record a heartbeat for many nodes in one statement."""
+        if node_ids:
+            await self.conn.execute(
+                nodes.update().where(nodes.c.id.in_(node_ids)).values(last_heartbeat=now)
+            )
+
+    async def silent_since(self, cutoff: dt.datetime) -> list[Node]:
+        """Online nodes whose last heartbeat is older than ``cutoff``."""
+        q = nodes.select().where(
+            nodes.c.online.is_(True),
+            sa.or_(nodes.c.last_heartbeat.is_(None), nodes.c.last_heartbeat < cutoff),
+        )
+        return records(Node, (await self.conn.execute(q)).mappings())
+
+    async def online_of_replica(self, replica: str) -> list[Node]:
+        q = nodes.select().where(nodes.c.online.is_(True), nodes.c.replica == replica)
+        return records(Node, (await self.conn.execute(q)).mappings())

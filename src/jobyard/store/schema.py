@@ -1,0 +1,233 @@
+"""Every table of jobyard, once. Alembic migrations are generated from this metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite as on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+
+
+def _ref(
+    name: str, target: str, nullable: bool = False, ondelete: str = "CASCADE"
+) -> sa.Column[int]:
+    return sa.Column(
+        name,
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey(target, ondelete=ondelete),
+        nullable=nullable,
+    )
+
+
+def _ts(name: str, nullable: bool = True) -> sa.Column[dt.datetime]:
+    return sa.Column(name, UTCDateTime(), nullable=nullable)
+
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    _ts("created_at", False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.String(200)),
+    _ts("created_at", False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    _ref("user_id", "users.id"),
+    sa.Column("role", sa.String(16), nullable=False),
+    _ts("created_at", False),
+    sa.UniqueConstraint("org_id", "user_id"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    _ref("user_id", "users.id"),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16)),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    _ts("created_at", False),
+    _ts("expires_at"),
+    _ts("revoked_at"),
+    _ts("last_used_at"),
+)
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False, server_default=""),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("desired_nodes", sa.Integer(), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False, server_default="production"),
+    sa.Column("terminate_on_idle", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("time_to_idle", sa.Integer(), nullable=False, server_default="3600"),
+    _ref("created_by", "users.id", nullable=True, ondelete="SET NULL"),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    _ts("available_since"),
+    _ts("terminated_at"),
+    sa.UniqueConstraint("org_id", "name"),
+)
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    sa.Column("name", sa.String(253), nullable=False),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("cluster", sa.String(200)),
+    sa.Column("online", sa.Boolean(), nullable=False),
+    sa.Column("busy", sa.Boolean(), nullable=False),
+    sa.Column("incarnation", sa.String(64)),
+    sa.Column("replica", sa.String(64)),
+    _ts("last_heartbeat"),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    sa.UniqueConstraint("org_id", "name"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    sa.Column("name", sa.String(200)),
+    sa.Column("description", sa.Text(), nullable=False, server_default=""),
+    sa.Column("command", sa.Text(), nullable=False),
+    sa.Column("argv", sa.JSON()),
+    sa.Column("target", sa.JSON(), nullable=False),
+    sa.Column("quorum", sa.String(16), nullable=False),
+    sa.Column("run_timeout", sa.Integer()),
+    sa.Column("env", sa.JSON(), nullable=False),
+    sa.Column("dir", sa.Text()),
+    sa.Column("capture_output", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("meta", sa.JSON(), nullable=False),
+    _ref("created_by", "users.id", nullable=True, ondelete="SET NULL"),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    _ts("submitted_at"),
+    _ts("started_at"),
+    _ts("finished_at"),
+    _ts("deadline"),
+    sa.Index("ix_jobs_org_created", "org_id", "created_at", "id"),
+    sa.Index("ix_jobs_org_status", "org_id", "status"),
+    sa.Index("ix_jobs_org_name", "org_id", "name"),
+    sa.Index("ix_jobs_active_deadline", "status", "deadline"),
+)
+
+node_runs = sa.Table(
+    "node_runs",
+    metadata,
+    _id(),
+    _ref("job_id", "jobs.id"),
+    _ref("org_id", "organizations.id"),
+    sa.Column("node_name", sa.String(253), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("exit_code", sa.Integer()),
+    sa.Column("reason", sa.Text()),
+    sa.Column("stdout", sa.Text(), nullable=False, server_default=""),
+    sa.Column("stderr", sa.Text(), nullable=False, server_default=""),
+    sa.Column("truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    _ts("started_at"),
+    _ts("finished_at"),
+    sa.UniqueConstraint("job_id", "node_name"),
+    sa.Index("ix_node_runs_org_node_status", "org_id", "node_name", "status"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subject_id", sa.BigInteger(), nullable=False),
+    sa.Column("job_id", sa.BigInteger()),
+    sa.Column("node_name", sa.String(253)),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("from_status", sa.String(32)),
+    sa.Column("to_status", sa.String(32)),
+    sa.Column("actor", sa.String(254)),
+    sa.Column("reason", sa.Text()),
+    sa.Column("data", sa.JSON()),
+    _ts("created_at", False),
+    sa.Index("ix_events_subject", "kind", "subject_id", "id"),
+    sa.Index("ix_events_org_id", "org_id", "id"),
+    sa.Index("ix_events_job", "job_id", "id"),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    _ref("job_id", "jobs.id"),
+    sa.Column("node_name", sa.String(253), nullable=False),
+    sa.Column("name", sa.String(1024), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("md5", sa.String(32), nullable=False),
+    sa.Column("storage_key", sa.String(1024), nullable=False),
+    _ts("created_at", False),
+    sa.Index("ix_files_job", "job_id", "id"),
+)

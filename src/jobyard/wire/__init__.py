@@ -1,0 +1,1 @@
+"""Request/response and agent-protocol models shared by server, agent and client."""

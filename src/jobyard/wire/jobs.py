@@ -1,0 +1,135 @@
+"""Native API bodies for jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+Strict = ConfigDict(extra="forbid")
+
+
+class TargetIn(BaseModel):
+    model_config = Strict
+    nodes: list[StrictStr] | None = None
+    cluster: StrictStr | None = None
+    tags: list[StrictStr] | None = None
+    count: StrictInt | None = None
+
+
+class JobIn(BaseModel):
+    """Create a job: a command on a target. ``draft`` saves it without starting it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "command": "uptime",
+                    "nodes": ["web1", "web2"],
+                    "quorum": "50%",
+                    "run_timeout": 300,
+                }
+            ]
+        },
+    )
+    command: Annotated[StrictStr, Field(max_length=65536)] | None = None
+    argv: list[StrictStr] | None = None
+    nodes: list[StrictStr] | None = None
+    cluster: StrictStr | None = None
+    tags: list[StrictStr] | None = None
+    count: StrictInt | None = None
+    target: TargetIn | None = None
+    quorum: StrictInt | StrictStr | None = None
+    run_timeout: StrictInt | None = None
+    env: dict[StrictStr, StrictStr] | None = None
+    dir: StrictStr | None = None
+    capture_output: StrictBool = True
+    name: Annotated[StrictStr, Field(max_length=200)] | None = None
+    description: Annotated[StrictStr, Field(max_length=10000)] = ""
+    draft: StrictBool = False
+
+
+class JobPatch(BaseModel):
+    """Change a job. Fields left out stay as they are."""
+
+    model_config = Strict
+    command: Annotated[StrictStr, Field(max_length=65536)] | None = None
+    argv: list[StrictStr] | None = None
+    nodes: list[StrictStr] | None = None
+    cluster: StrictStr | None = None
+    tags: list[StrictStr] | None = None
+    count: StrictInt | None = None
+    quorum: StrictInt | StrictStr | None = None
+    run_timeout: StrictInt | None = None
+    env: dict[StrictStr, StrictStr] | None = None
+    dir: StrictStr | None = None
+    capture_output: StrictBool | None = None
+    name: Annotated[StrictStr, Field(max_length=200)] | None = None
+    description: Annotated[StrictStr, Field(max_length=10000)] | None = None
+
+
+class StopIn(BaseModel):
+    model_config = Strict
+    reason: Annotated[StrictStr, Field(max_length=1000)] | None = None
+
+
+class NodeRunOut(BaseModel):
+    node: str
+    status: str
+    exit_code: int | None
+    reason: str | None
+    attempt: int
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str | None
+    description: str
+    command: str
+    argv: list[str] | None
+    target: dict[str, Any]
+    nodes: list[str]
+    quorum: str
+    run_timeout: int | None
+    env: dict[str, str]
+    dir: str | None
+    capture_output: bool
+    status: str
+    attempt: int
+    created_by: int | None
+    created_at: str
+    updated_at: str
+    submitted_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    node_states: dict[str, list[str]]
+    node_runs: list[NodeRunOut]
+    url: str
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    kind: str
+    subject_id: int
+    job_id: int | None
+    node: str | None
+    from_status: str | None
+    to_status: str | None
+    status: str | None
+    actor: str | None
+    reason: str | None
+    data: dict[str, Any] | None
+    created_at: str
+
+
+class PageOut(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[Any]
