@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from jobyard import __version__
 from jobyard.api import accounts, errors, health, jobs
 from jobyard.api.middleware import BodyLimit, Metrics
+from jobyard.dispatch.loops import LOOPS
 from jobyard.service.context import Services
 from jobyard.settings import Settings
 from jobyard.store import Database
 
 log = logging.getLogger("jobyard")
 
-# Each later part of jobyard adds its routers here: (module path, attribute).
-ROUTERS: list[tuple[str, str]] = []
-# Background loops started with the app: callables taking Services, returning an async context.
-LOOPS: list[Callable[[Services], Any]] = []
 
 
 def create_app(
@@ -61,10 +57,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(jobs.router)
-    import importlib
-
-    for module, attr in ROUTERS:
-        app.include_router(getattr(importlib.import_module(module), attr))
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(Metrics)
     return app

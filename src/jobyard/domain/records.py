@@ -84,6 +84,13 @@ class Job:
     status: JobStatus
     attempt: int
     meta: dict[str, Any]
+    kind: str
+    state: str | None
+    result: Any
+    arguments: Any
+    task_id: int | None
+    trigger_id: int | None
+    cluster_id: int | None
     created_by: int | None
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -1,12 +1,32 @@
-"""Recording transitions: every state change writes an event in the same transaction."""
+"""Recording transitions: every state change writes an event in the same transaction.
+
+Observers run inside that transaction, so what they write (notification outbox rows,
+retry bookkeeping, queued trigger runs) commits or rolls back with the event itself.
+After commit, the event is published on the hub for streams and wake-ups.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from jobyard.domain.records import Event
 from jobyard.store import Tx
+
+if TYPE_CHECKING:
+    from jobyard.service.context import Services
+
+Observer = Callable[["Services", Tx, Event], Awaitable[None]]
+# Registered at import time by the parts that react to events (notify, tasks, ...).
+OBSERVERS: list[Observer] = []
+
+
+def observe(observer: Observer) -> Observer:
+    """Decorator: run ``observer(svc, tx, event)`` for every recorded event."""
+    if observer not in OBSERVERS:
+        OBSERVERS.append(observer)
+    return observer
 
 
 def event_row(
@@ -40,9 +60,17 @@ def event_row(
     }
 
 
-async def record(tx: Tx, publish: Any = None, **fields: Any) -> Event:
-    """Append an event; after commit, publish it on the org's and the job's topics."""
+def publish(svc: Services, event: Event) -> None:
+    svc.hub.publish(f"org:{event.org_id}", event)
+    if event.job_id is not None:
+        svc.hub.publish(f"job:{event.job_id}", event)
+    svc.hub.publish("events", event)
+
+
+async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
+    """Append an event, let observers act in the same transaction, publish after commit."""
     event = await tx.events.append(event_row(**fields))
-    if publish is not None:
-        tx.after_commit(lambda: publish(event))
+    for observer in OBSERVERS:
+        await observer(svc, tx, event)
+    tx.after_commit(lambda: publish(svc, event))
     return event

@@ -15,7 +15,7 @@ from jobyard.domain.records import Event, Job, NodeRun, Page, Principal
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record
-from jobyard.service.transitions import move_job, move_run, publisher
+from jobyard.service.transitions import move_job, move_run
 from jobyard.store import Tx
 from jobyard.store.jobs import JobFilter
 
@@ -93,8 +93,8 @@ async def create_job(
             }
         )
         await record(
+            svc,
             tx,
-            publisher(svc),
             org_id=job.org_id,
             kind="job",
             subject_id=job.id,
@@ -183,8 +183,8 @@ async def update_job(
         now = svc.clock.now()
         updated = await tx.jobs.update(job.id, {**new_spec.row(), "updated_at": now})
         await record(
+            svc,
             tx,
-            publisher(svc),
             org_id=job.org_id,
             kind="job",
             subject_id=job.id,

@@ -12,7 +12,7 @@ from jobyard.domain.jobs import (
     can_run_transition,
     check_job_transition,
 )
-from jobyard.domain.records import Event, Job, NodeRun
+from jobyard.domain.records import Job, NodeRun
 from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.store import Tx
@@ -21,16 +21,6 @@ JOB_TIME_FIELDS = {
     JobStatus.NEW: "submitted_at",
     JobStatus.RUNNING: "started_at",
 }
-
-
-def publisher(svc: Services) -> Any:
-    def publish(event: Event) -> None:
-        svc.hub.publish(f"org:{event.org_id}", event)
-        if event.job_id is not None:
-            svc.hub.publish(f"job:{event.job_id}", event)
-        svc.hub.publish("events", event)
-
-    return publish
 
 
 async def move_job(
@@ -56,8 +46,8 @@ async def move_job(
     if not await tx.jobs.set_status(job.id, job.status, changes):
         return None
     await record(
+        svc,
         tx,
-        publisher(svc),
         org_id=job.org_id,
         kind="job",
         subject_id=job.id,
@@ -99,8 +89,8 @@ async def move_run(
     if not await tx.jobs.set_run(run.id, run.status, changes):
         return False
     await record(
+        svc,
         tx,
-        publisher(svc),
         org_id=run.org_id,
         kind="node_run",
         subject_id=run.id,

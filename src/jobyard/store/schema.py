@@ -161,6 +161,15 @@ jobs = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("meta", sa.JSON(), nullable=False),
+    # What kind of job: script (runs on nodes), approval, input, notification.
+    sa.Column("kind", sa.String(16), nullable=False, server_default="script"),
+    # The open-ended result word (TheEye's "state": success, failure, or a script's own word).
+    sa.Column("state", sa.String(64)),
+    sa.Column("result", sa.JSON()),
+    sa.Column("arguments", sa.JSON()),
+    sa.Column("task_id", sa.BigInteger()),
+    sa.Column("trigger_id", sa.BigInteger()),
+    sa.Column("cluster_id", sa.BigInteger()),
     _ref("created_by", "users.id", nullable=True, ondelete="SET NULL"),
     _ts("created_at", False),
     _ts("updated_at", False),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from jobyard.store.schema import metadata
+from jobyard.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

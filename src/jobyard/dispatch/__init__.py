@@ -1,0 +1,1 @@
+"""Long-running loops: dispatcher, timeouts, heartbeats, scheduler, outbox relay."""

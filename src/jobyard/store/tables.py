@@ -1,0 +1,7 @@
+"""Imports every schema module so that ``metadata`` knows every table (Alembic reads it)."""
+
+from jobyard.store import schema
+
+metadata = schema.metadata
+
+__all__ = ["metadata"]
