@@ -20,7 +20,6 @@ from jobyard.store import Database
 log = logging.getLogger("jobyard")
 
 
-
 def create_app(
     settings: Settings | None = None,
     *,

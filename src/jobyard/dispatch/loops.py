@@ -22,7 +22,10 @@ LOOPS: list[LoopFactory] = []
 
 @contextlib.asynccontextmanager
 async def periodic(
-    name: str, interval: float, tick: Callable[[], Awaitable[Any]], wake: asyncio.Event | None = None
+    name: str,
+    interval: float,
+    tick: Callable[[], Awaitable[Any]],
+    wake: asyncio.Event | None = None,
 ) -> AsyncIterator[None]:
     """Run ``tick`` every ``interval`` seconds (or sooner when ``wake`` is set) until exit."""
 
