@@ -1,4 +1,4 @@
-"""Where a job runs: explicit node names, a cluster, or a tag selector with a count."""
+"""Where a job runs: named nodes, a cluster, a tag selector, or any N nodes (a bare count)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ class Target:
 
     def __post_init__(self) -> None:
         kinds = sum(bool(x) for x in (self.nodes, self.cluster, self.tags))
-        if kinds == 0:
-            raise Invalid("a job needs a target: nodes, a cluster or tags", "target")
+        if kinds == 0 and self.count is None:
+            raise Invalid("a job needs a target: nodes, a cluster, tags, or a count", "target")
         if kinds > 1:
             raise Invalid("give only one of nodes, cluster or tags as the target", "target")
         if len(set(self.nodes)) != len(self.nodes):
@@ -39,8 +39,8 @@ class Target:
             check_node_name(n)
         if self.count is not None and self.count < 1:
             raise Invalid("count must be at least 1", "count")
-        if self.count is not None and not (self.tags or self.cluster):
-            raise Invalid("count applies to a tag selector or a cluster", "count")
+        if self.count is not None and self.nodes:
+            raise Invalid("count applies to tags, a cluster or any node, not named nodes", "count")
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -81,6 +81,8 @@ def select_nodes(target: Target, nodes: list[NodeInfo]) -> list[str]:
         return list(target.nodes)
     if target.cluster:
         members = [n for n in nodes if n.cluster == target.cluster]
+    elif not target.tags:
+        members = list(nodes)  # a bare count: any node of the organization
     else:
         wanted = set(target.tags)
         members = [n for n in nodes if wanted <= n.tags]
