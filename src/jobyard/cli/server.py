@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,25 @@ class Bootstrap:
     email: str
     token: str
     password: str | None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, except that a signal which shut the server down gracefully is not re-raised
+    afterwards: uvicorn re-raises it, so the process would die of SIGTERM (exit -15) even
+    though every request and loop finished. A graceful stop exits with 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def credentials_path(settings: Settings) -> Path:
@@ -82,7 +104,7 @@ def serve(
         ws_max_size=16 * 1024 * 1024,
         ws_ping_interval=None,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
 
     async def main() -> None:
         task: asyncio.Task[Any] | None = None
