@@ -72,7 +72,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("desired_nodes", sa.Integer(), nullable=False),
         sa.Column("type", sa.String(length=16), server_default="production", nullable=False),
-        sa.Column("terminate_on_idle", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("terminate_on_idle", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("time_to_idle", sa.Integer(), server_default="3600", nullable=False),
         sa.Column(
             "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
@@ -139,7 +139,7 @@ def upgrade() -> None:
         sa.Column("run_timeout", sa.Integer(), nullable=True),
         sa.Column("env", sa.JSON(), nullable=False),
         sa.Column("dir", sa.Text(), nullable=True),
-        sa.Column("capture_output", sa.Boolean(), server_default=sa.text("1"), nullable=False),
+        sa.Column("capture_output", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("attempt", sa.Integer(), server_default="0", nullable=False),
         sa.Column("meta", sa.JSON(), nullable=False),
@@ -255,7 +255,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("stdout", sa.Text(), server_default="", nullable=False),
         sa.Column("stderr", sa.Text(), server_default="", nullable=False),
-        sa.Column("truncated", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("truncated", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("created_at", jobyard.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", jobyard.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", jobyard.store.schema.UTCDateTime(timezone=True), nullable=True),
