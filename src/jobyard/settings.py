@@ -16,6 +16,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8400
     public_url: str = ""
+    # Signs dashboard session cookies; empty: a key generated once in data_dir (one replica).
+    session_secret: str = ""
     # Agents
     heartbeat_interval: float = 5.0
     node_ttl: float = 15.0
