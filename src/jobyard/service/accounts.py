@@ -177,6 +177,12 @@ async def login(svc: Services, email: str, password: str) -> User:
     return user
 
 
+async def organizations_of(svc: Services, user_id: int) -> list[tuple[Organization, Role]]:
+    """The organizations a user belongs to, with the role in each, by name."""
+    async with svc.db.read() as tx:
+        return await tx.accounts.orgs_of_user(user_id)
+
+
 # -- use cases of an authenticated caller
 
 
