@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from jobyard import __version__
-from jobyard.api import accounts, errors, health, jobs
+from jobyard.api import accounts, agent_ws, errors, health, jobs, nodes, streams
 from jobyard.api.middleware import BodyLimit, Metrics
+from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
 from jobyard.dispatch.loops import LOOPS
 from jobyard.service.context import Services
 from jobyard.settings import Settings
@@ -56,6 +57,9 @@ def create_app(
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(jobs.router)
+    app.include_router(nodes.router)
+    app.include_router(streams.router)
+    app.include_router(agent_ws.router)
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(Metrics)
     return app

@@ -11,6 +11,7 @@ import base64
 import binascii
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from jobyard.domain.errors import Unauthenticated
 from jobyard.domain.records import Principal
@@ -18,7 +19,7 @@ from jobyard.service import accounts
 from jobyard.service.context import Services
 
 
-def token_from(request: Request) -> str | None:
+def token_from(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.strip().partition(" ")

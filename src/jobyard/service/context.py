@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from jobyard.domain.clock import Clock, SystemClock
 from jobyard.service.files import FileStorage
@@ -18,6 +19,8 @@ class Services:
     clock: Clock = field(default_factory=SystemClock)
     hub: Hub = field(default_factory=Hub)
     storage: FileStorage | None = None
+    # Singletons owned by the running loops (the dispatch engine), keyed by name.
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.storage is None:

@@ -8,14 +8,14 @@ from typing import Any
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Conflict, Invalid, NotFound
-from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import FROZEN_AFTER_SUBMIT, JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Job, NodeRun, Page, Principal
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record
-from jobyard.service.transitions import move_job, move_run
+from jobyard.service.transitions import move_job
 from jobyard.store import Tx
 from jobyard.store.jobs import JobFilter
 
@@ -65,8 +65,17 @@ async def _resolve_nodes(tx: Tx, org_id: int, target: Target) -> list[str]:
 
 async def _enter_new(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
     """Resolve the target, create the node runs and move the job to ``new``."""
-    names = await _resolve_nodes(tx, job.org_id, Target.from_json(job.target))
-    moved = await move_job(svc, tx, job, JobStatus.NEW, actor=actor, reason="submitted")
+    target = Target.from_json(job.target)
+    values: dict[str, Any] = {}
+    if target.cluster:
+        cluster = await tx.clusters.by_name(job.org_id, target.cluster)
+        if cluster is None or cluster.status in ("pending_terminate", "terminating", "terminated"):
+            raise Invalid(f"no live cluster named {target.cluster!r}", "cluster")
+        values["cluster_id"] = cluster.id
+    names = await _resolve_nodes(tx, job.org_id, target)
+    moved = await move_job(
+        svc, tx, job, JobStatus.NEW, actor=actor, reason="submitted", values=values
+    )
     if moved is None:
         raise Conflict("the job changed while it was being submitted; try again")
     await tx.jobs.insert_runs(moved, names, svc.clock.now())
@@ -211,16 +220,11 @@ async def abort_job(
     svc: Services, tx: Tx, job: Job, *, actor: str | None, reason: str
 ) -> Job | None:
     """Abort a job and every unfinished node run; agents are told to kill after commit."""
-    runs = await tx.jobs.runs(job.id)
-    moved = await move_job(svc, tx, job, JobStatus.ABORTED, actor=actor, reason=reason)
-    if moved is None:
-        return None
-    now = svc.clock.now()
-    for run in runs:
-        if not run.status.terminal:
-            await move_run(svc, tx, run, NodeRunStatus.ABORTED, actor=actor, reason=reason, now=now)
-    tx.after_commit(lambda: svc.hub.publish("abort", (job.id, job.org_id, job.attempt)))
-    return moved
+    from jobyard.service.rounds import load_round, persist_round
+
+    rnd = await load_round(tx, job, svc.clock.now())
+    rnd.abort(reason)
+    return await persist_round(svc, tx, job, rnd, actor=actor)
 
 
 async def stop_job(

@@ -32,6 +32,15 @@ class EventsRepo:
         if rows:
             await self.conn.execute(events.insert(), list(rows))
 
+    async def append_many_returning(self, rows: Sequence[dict[str, Any]]) -> list[Event]:
+        """Append several events in one round trip and return them with their ids."""
+        if not rows:
+            return []
+        result = await self.conn.execute(
+            events.insert().returning(*events.c, sort_by_parameter_order=True), list(rows)
+        )
+        return records(Event, result.mappings())
+
     async def of_subject(
         self,
         kind: str,

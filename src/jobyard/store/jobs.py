@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
-from jobyard.store.schema import jobs, node_runs
+from jobyard.store.schema import UTCDateTime, jobs, node_runs
 
 
 @dataclass(frozen=True)
@@ -230,6 +230,38 @@ class JobsRepo:
             .values(**values)
         )
         return bool(res.rowcount)
+
+    async def apply_run_changes(self, changes: Sequence[dict[str, Any]]) -> None:
+        """Move many node runs in one statement; each row is a compare-and-set on its status.
+
+        Keys: b_id, b_expected, b_status, b_exit_code, b_reason, b_now, b_started, b_finished.
+        """
+        if not changes:
+            return
+        stmt = (
+            node_runs.update()
+            .where(
+                node_runs.c.id == sa.bindparam("b_id"),
+                node_runs.c.status == sa.bindparam("b_expected"),
+            )
+            .values(
+                status=sa.bindparam("b_status"),
+                exit_code=sa.func.coalesce(
+                    sa.bindparam("b_exit_code", type_=sa.Integer()), node_runs.c.exit_code
+                ),
+                reason=sa.func.coalesce(
+                    sa.bindparam("b_reason", type_=sa.Text()), node_runs.c.reason
+                ),
+                updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
+                started_at=sa.func.coalesce(
+                    node_runs.c.started_at, sa.bindparam("b_started", type_=UTCDateTime())
+                ),
+                finished_at=sa.func.coalesce(
+                    node_runs.c.finished_at, sa.bindparam("b_finished", type_=UTCDateTime())
+                ),
+            )
+        )
+        await self.conn.execute(stmt, list(changes))
 
     async def append_output(self, run_id: int, stream: str, chunk: str, cap: int) -> bool:
         """Append to a run's stdout or stderr up to ``cap`` characters; True if truncated."""

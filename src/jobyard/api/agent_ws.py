@@ -1,0 +1,148 @@
+"""The agents' WebSocket: one connection per node, dialled out by ``jobyard agent``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from jobyard.api.auth import token_from
+from jobyard.dispatch.engine import Engine
+from jobyard.domain.errors import JobyardError
+from jobyard.domain.records import Principal
+from jobyard.service import accounts, nodes, outputs
+from jobyard.service.context import Services
+from jobyard.service.rounds import Report, node_topic
+from jobyard.wire import agent as wire
+
+router = APIRouter(tags=["agents"])
+log = logging.getLogger("jobyard.agents")
+HELLO_TIMEOUT = 10.0
+
+
+@router.websocket(wire.PATH)
+async def agent_socket(ws: WebSocket) -> None:
+    svc: Services = ws.app.state.services
+    try:
+        secret = token_from(ws)
+        who = await accounts.authenticate(svc, secret or "")
+    except JobyardError as exc:
+        await ws.close(code=4401, reason=exc.detail[:120])
+        return
+    await ws.accept()
+    try:
+        first = wire.decode(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT))
+        if first["type"] != "hello":
+            raise wire.ProtocolError("the first message must be hello")
+        hello = nodes.Hello.parse(first)
+        engine = Engine.of(svc)
+        node = await nodes.node_connected(svc, who, hello, engine.replica)
+    except (TimeoutError, wire.ProtocolError, JobyardError, WebSocketDisconnect) as exc:
+        detail = getattr(exc, "detail", None) or str(exc) or "no hello"
+        with contextlib.suppress(Exception):
+            await ws.send_text(wire.encode("error", message=detail))
+            await ws.close(code=4400, reason=detail[:120])
+        return
+    await Session(svc, engine, ws, who, node.id, hello.node).serve()
+
+
+class Session:
+    def __init__(
+        self, svc: Services, engine: Engine, ws: WebSocket, who: Principal, node_id: int, name: str
+    ) -> None:
+        self.svc, self.engine, self.ws, self.who = svc, engine, ws, who
+        self.node_id, self.name = node_id, name
+        self.key = (who.org_id, name)
+        self.said_bye = False
+
+    async def serve(self) -> None:
+        previous = self.engine.sessions.get(self.key)
+        if previous is not None:
+            await previous.close("replaced by a newer connection")
+        self.engine.sessions[self.key] = self
+        s = self.svc.settings
+        async with self.svc.hub.subscribe(node_topic(*self.key), maxsize=0) as outbox:
+            await self.ws.send_text(
+                wire.encode("welcome", node=self.name, heartbeat_interval=s.heartbeat_interval)
+            )
+            writer = asyncio.create_task(self._write(outbox))
+            try:
+                await self._read()
+            except WebSocketDisconnect:
+                pass
+            finally:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await writer
+                if self.engine.sessions.get(self.key) is self:
+                    del self.engine.sessions[self.key]
+        if self.said_bye:
+            await nodes.node_gone(self.svc, self.who.org_id, self.name, "agent stopped")
+
+    async def close(self, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=4409, reason=reason)
+
+    async def _write(self, outbox: asyncio.Queue[Any]) -> None:
+        while True:
+            message = await outbox.get()
+            await self.ws.send_text(message)
+
+    async def _read(self) -> None:
+        while True:
+            frame = await self.ws.receive_text()
+            try:
+                msg = wire.decode(frame)
+                if await self._handle(msg):
+                    return
+            except (wire.ProtocolError, JobyardError) as exc:
+                detail = getattr(exc, "detail", None) or str(exc)
+                await self.ws.send_text(wire.encode("error", message=detail))
+
+    async def _handle(self, msg: dict[str, Any]) -> bool:
+        kind = msg["type"]
+        org = self.who.org_id
+        if kind == "heartbeat":
+            self.engine.heartbeat(self.node_id, bool(msg.get("busy")))
+        elif kind in ("ack_commit", "nack_commit", "ack_run"):
+            job, attempt = wire.job_ref(msg)
+            reason = msg.get("reason") if isinstance(msg.get("reason"), str) else None
+            self.engine.report(Report(kind, org, self.name, job, attempt, reason=reason))
+        elif kind == "output":
+            job, attempt = wire.job_ref(msg)
+            stream, data = msg.get("stream"), msg.get("data")
+            if stream not in wire.STREAMS or not isinstance(data, str):
+                raise wire.ProtocolError("output needs stream stdout|stderr and string data")
+            self.engine.report(
+                Report("output", org, self.name, job, attempt, stream=stream, data=data)
+            )
+        elif kind == "result":
+            job, attempt = wire.job_ref(msg)
+            status, code = msg.get("status"), msg.get("exit_code")
+            if status not in wire.RESULT_STATUSES:
+                raise wire.ProtocolError(f"result status is one of {wire.RESULT_STATUSES}")
+            if code is not None and not isinstance(code, int):
+                raise wire.ProtocolError("exit_code must be an integer")
+            self.engine.report(
+                Report("result", org, self.name, job, attempt, status=status, exit_code=code)
+            )
+        elif kind == "file":
+            job, attempt = wire.job_ref(msg)
+            try:
+                data = base64.b64decode(msg.get("data") or "", validate=True)
+            except (binascii.Error, TypeError):
+                raise wire.ProtocolError("file data must be base64") from None
+            await outputs.store_file(
+                self.svc, self.who, job, attempt, self.name, str(msg.get("name")), data
+            )
+        elif kind == "bye":
+            self.said_bye = True
+            return True
+        else:
+            raise wire.ProtocolError(f"unknown message type {kind!r}")
+        return False

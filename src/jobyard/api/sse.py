@@ -1,0 +1,81 @@
+"""Server-sent events: replay from the event log after ``Last-Event-ID``, then live events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from jobyard.api.responses import dumps
+from jobyard.domain.records import Event
+
+KEEPALIVE = 15.0
+
+
+def last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
+    return int(raw) if raw.isdigit() else 0
+
+
+def frame(event_id: int | None, name: str | None, data: Any) -> bytes:
+    out = b""
+    if event_id is not None:
+        out += f"id: {event_id}\n".encode()
+    if name:
+        out += f"event: {name}\n".encode()
+    return out + b"data: " + dumps(data) + b"\n\n"
+
+
+def event_stream(
+    request: Request,
+    topic: str,
+    replay: Callable[[int], Awaitable[list[Event]]],
+    render: Callable[[Event], list[tuple[str | None, Any]]],
+    *,
+    until: Callable[[Event], bool] | None = None,
+) -> StreamingResponse:
+    """A stream of ``render(event)`` frames for every event on ``topic``, with replay.
+
+    ``until`` ends the stream after the event it accepts (a finished job's feed ends).
+    """
+    svc = request.app.state.services
+
+    async def body() -> AsyncIterator[bytes]:
+        after = last_event_id(request)
+        async with svc.hub.subscribe(topic) as queue:
+            # Replay everything the client missed, then follow the live queue, skipping
+            # anything already replayed.
+            while True:
+                batch = await replay(after)
+                for event in batch:
+                    after = event.id
+                    for name, data in render(event):
+                        yield frame(event.id, name, data)
+                    if until is not None and until(event):
+                        return
+                if len(batch) < 500:
+                    break
+            while True:
+                if await request.is_disconnected():
+                    return
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if not isinstance(event, Event) or event.id <= after:
+                    continue
+                after = event.id
+                for name, data in render(event):
+                    yield frame(event.id, name, data)
+                if until is not None and until(event):
+                    return
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

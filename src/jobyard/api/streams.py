@@ -1,0 +1,96 @@
+"""Live events (server-sent events), per-node output and output files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from jobyard.api import render
+from jobyard.api.auth import principal, services
+from jobyard.api.jobs import _job_id
+from jobyard.api.responses import JSON, iso
+from jobyard.api.sse import event_stream
+from jobyard.domain.errors import Invalid
+from jobyard.domain.jobs import JobStatus
+from jobyard.domain.records import Event, Principal, StoredFile
+from jobyard.service import feeds, outputs
+from jobyard.service import jobs as uc
+from jobyard.service.context import Services
+
+router = APIRouter(prefix="/api/v1", tags=["streams"])
+Who = Annotated[Principal, Depends(principal)]
+Svc = Annotated[Services, Depends(services)]
+
+
+def _one(event: Event) -> list[tuple[str | None, Any]]:
+    return [(event.type, render.event(event))]
+
+
+def _job_finished(event: Event) -> bool:
+    return (
+        event.kind == "job"
+        and event.type == "job.status"
+        and event.to_status is not None
+        and JobStatus(event.to_status).terminal
+    )
+
+
+@router.get("/events", summary="The organization's events as server-sent events")
+async def org_events(request: Request, who: Who, svc: Svc) -> Response:
+    return event_stream(
+        request, f"org:{who.org_id}", lambda after: feeds.org_events(svc, who, after), _one
+    )
+
+
+@router.get("/jobs/{job_id}/events", summary="A job's events as server-sent events")
+async def job_events(request: Request, job_id: str, who: Who, svc: Svc) -> Response:
+    jid = _job_id(job_id)
+    await uc.get_job(svc, who, jid)  # 404 before the stream starts
+    return event_stream(
+        request,
+        f"job:{jid}",
+        lambda after: uc.job_events(svc, who, jid, after),
+        _one,
+        until=_job_finished,
+    )
+
+
+@router.get("/jobs/{job_id}/output/{node}/{stream}", summary="A node's stdout or stderr")
+async def node_output(job_id: str, node: str, stream: str, who: Who, svc: Svc) -> Response:
+    if stream not in ("stdout", "stderr"):
+        raise Invalid("stream is stdout or stderr", "stream")
+    run = await outputs.node_output(svc, who, _job_id(job_id), node)
+    text = run.stdout if stream == "stdout" else run.stderr
+    return Response(text, media_type="text/plain; charset=utf-8")
+
+
+def file_json(f: StoredFile, base: str) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "job_id": f.job_id,
+        "node": f.node_name,
+        "name": f.name,
+        "size": f.size,
+        "md5": f.md5,
+        "created_at": iso(f.created_at),
+        "download_url": f"{base}/api/v1/files/{f.id}/contents",
+    }
+
+
+@router.get("/jobs/{job_id}/files", summary="Output files of a job")
+async def list_files(job_id: str, who: Who, svc: Svc) -> Response:
+    files = await outputs.list_files(svc, who, _job_id(job_id))
+    return JSON([file_json(f, svc.settings.base_url) for f in files])
+
+
+@router.get("/files/{file_id}/contents", summary="Download an output file")
+async def file_contents(file_id: int, who: Who, svc: Svc) -> Response:
+    stored, data = await outputs.read_file(svc, who, file_id)
+    filename = stored.name.rsplit("/", 1)[-1].replace('"', "")
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

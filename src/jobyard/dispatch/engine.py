@@ -1,0 +1,142 @@
+"""The dispatch engine: everything that moves jobs without a person asking.
+
+- a report batcher: agent reports (votes, run acks, results, output) queue up and are
+  applied many at a time in one transaction (group commit), then results are acked;
+- a starter: opens voting on ``new`` jobs as soon as they are submitted;
+- a deadline loop: voting timeouts and run_timeouts;
+- a heartbeat flusher and a silence detector: nodes that stop heartbeating go offline;
+- the cluster lifecycle.
+
+Agent connections register here so that a second connection for the same node
+replaces the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jobyard.dispatch.loops import LOOPS, periodic
+from jobyard.service import clusters, dispatch, nodes
+from jobyard.service.context import Services
+from jobyard.service.rounds import Report, apply_reports, node_topic
+from jobyard.wire import agent as wire
+
+log = logging.getLogger("jobyard.dispatch")
+BATCH = 1000
+
+
+class Engine:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.replica = uuid.uuid4().hex[:12]
+        self.reports: asyncio.Queue[Report] = asyncio.Queue()
+        self.heartbeats: dict[int, bool] = {}
+        self.sessions: dict[tuple[int, str], Any] = {}
+        self.start_wake = asyncio.Event()
+        self.cluster_wake = asyncio.Event()
+
+    @classmethod
+    def of(cls, svc: Services) -> Engine:
+        engine = svc.runtime.get("engine")
+        if engine is None:
+            engine = svc.runtime["engine"] = cls(svc)
+        assert isinstance(engine, Engine)
+        return engine
+
+    # -- used by agent connections
+    def report(self, report: Report) -> None:
+        self.reports.put_nowait(report)
+
+    def heartbeat(self, node_id: int, busy: bool) -> None:
+        self.heartbeats[node_id] = busy
+
+    # -- loops
+    async def _apply_batches(self) -> None:
+        while True:
+            first = await self.reports.get()
+            batch = [first]
+            while len(batch) < BATCH and not self.reports.empty():
+                batch.append(self.reports.get_nowait())
+            try:
+                await apply_reports(self.svc, batch)
+            except Exception:
+                # Unacked results are re-sent by the agents; state reports are re-derived
+                # from the agents' next hello. Log and keep serving.
+                log.exception("applying %d agent reports failed", len(batch))
+                continue
+            for r in batch:
+                if r.kind == "result":
+                    self.svc.hub.publish(
+                        node_topic(r.org_id, r.node),
+                        wire.encode("ack", job=r.job_id, attempt=r.attempt),
+                    )
+
+    async def _start(self) -> None:
+        while await dispatch.start_jobs(self.svc) > 0:
+            pass
+
+    async def _flush_heartbeats(self) -> None:
+        if not self.heartbeats:
+            return
+        seen, self.heartbeats = self.heartbeats, {}
+        await nodes.record_heartbeats(self.svc, list(seen), seen)
+
+    async def _expire(self) -> None:
+        await nodes.expire_silent_nodes(self.svc)
+
+    async def _deadlines(self) -> None:
+        await dispatch.fire_deadlines(self.svc)
+
+    async def _clusters(self) -> None:
+        await clusters.advance_clusters(self.svc)
+
+    async def _wake_on_hub(self) -> None:
+        async with self.svc.hub.subscribe("dispatch", "clusters", maxsize=0) as queue:
+            while True:
+                await queue.get()
+                self.start_wake.set()
+                self.cluster_wake.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Engine]:
+        s = self.svc.settings
+        tick = max(0.05, min(1.0, s.heartbeat_interval / 2))
+        batcher = asyncio.create_task(self._apply_batches(), name="reports")
+        waker = asyncio.create_task(self._wake_on_hub(), name="waker")
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(periodic("starter", 1.0, self._start, self.start_wake))
+            await stack.enter_async_context(periodic("deadlines", tick, self._deadlines))
+            await stack.enter_async_context(periodic("heartbeats", tick, self._flush_heartbeats))
+            await stack.enter_async_context(periodic("expiry", tick, self._expire))
+            await stack.enter_async_context(
+                periodic("clusters", tick * 2, self._clusters, self.cluster_wake)
+            )
+            try:
+                yield self
+            finally:
+                for task in (waker, batcher):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await self._drain()
+
+    async def _drain(self) -> None:
+        """Apply what is still queued before shutdown, so accepted results are kept."""
+        batch: list[Report] = []
+        while not self.reports.empty():
+            batch.append(self.reports.get_nowait())
+        if batch:
+            with contextlib.suppress(Exception):
+                await apply_reports(self.svc, batch)
+
+
+def engine_loop(svc: Services) -> contextlib.AbstractAsyncContextManager[Engine]:
+    return Engine.of(svc).running()
+
+
+LOOPS.append(engine_loop)

@@ -1,0 +1,249 @@
+"""The node registry: agents connecting, heartbeating, going away; reads of nodes.
+
+A node is online while its agent heartbeats. When heartbeats stop for TTL + grace it is
+offline: its new/ready runs become unavailable and its running runs crashed. A changed
+incarnation id means the agent restarted: runs of the old incarnation crashed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobyard.domain.accounts import Role, require
+from jobyard.domain.errors import Forbidden, Invalid, NotFound
+from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.records import Event, Node, Page, Principal
+from jobyard.domain.targets import check_node_name
+from jobyard.service.context import Services
+from jobyard.service.events import record
+from jobyard.service.rounds import Report, apply_reports, commit_message, send
+from jobyard.store import Tx
+from jobyard.wire import agent as wire
+
+LIVE_RUNS = (NodeRunStatus.NEW, NodeRunStatus.READY, NodeRunStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Hello:
+    node: str
+    incarnation: str
+    tags: list[str]
+    cluster: str | None
+    running: list[tuple[int, int]]  # (job, attempt) the agent is still running
+    pending: list[tuple[int, int]]  # (job, attempt) whose result the agent will re-send
+    busy: bool
+
+    @classmethod
+    def parse(cls, msg: dict[str, Any]) -> Hello:
+        node = msg.get("node")
+        incarnation = msg.get("incarnation")
+        if not isinstance(node, str):
+            raise Invalid("hello needs the node name", "node")
+        check_node_name(node)
+        if not isinstance(incarnation, str) or not 1 <= len(incarnation) <= 64:
+            raise Invalid("hello needs an incarnation id (1-64 characters)", "incarnation")
+        tags = msg.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+            raise Invalid("tags must be a list of non-empty strings", "tags")
+        cluster = msg.get("cluster")
+        if cluster is not None and (not isinstance(cluster, str) or not cluster):
+            raise Invalid("cluster must be a non-empty string", "cluster")
+        return cls(
+            node=node,
+            incarnation=incarnation,
+            tags=sorted(set(tags)),
+            cluster=cluster,
+            running=[wire.job_ref(r) for r in msg.get("running") or []],
+            pending=[wire.job_ref(r) for r in msg.get("pending") or []],
+            busy=bool(msg.get("busy")),
+        )
+
+
+async def _node_event(
+    svc: Services,
+    tx: Tx,
+    node: Node,
+    type: str,
+    to_status: str | None,
+    reason: str | None,
+    from_status: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    return await record(
+        svc,
+        tx,
+        org_id=node.org_id,
+        kind="node",
+        subject_id=node.id,
+        node_name=node.name,
+        type=type,
+        from_status=from_status,
+        to_status=to_status,
+        actor=node.name,
+        reason=reason,
+        data=data,
+        now=svc.clock.now(),
+    )
+
+
+async def node_connected(svc: Services, who: Principal, hello: Hello, replica: str) -> Node:
+    """Register an agent's connection; crash what a previous incarnation left running."""
+    if who.role is not Role.AGENT:
+        raise Forbidden("only an agent token may connect as a node")
+    lost: list[Report] = []
+    async with svc.db.begin() as tx:
+        now = svc.clock.now()
+        before = await tx.nodes.get(who.org_id, hello.node)
+        node = await tx.nodes.upsert(
+            who.org_id,
+            hello.node,
+            {
+                "tags": hello.tags,
+                "cluster": hello.cluster,
+                "online": True,
+                "busy": hello.busy,
+                "incarnation": hello.incarnation,
+                "replica": replica,
+                "last_heartbeat": now,
+            },
+            now,
+        )
+        restarted = before is not None and before.incarnation not in (None, hello.incarnation)
+        if before is None or not before.online or restarted:
+            await _node_event(
+                svc,
+                tx,
+                node,
+                "node.status",
+                "online",
+                "agent restarted" if restarted else "agent connected",
+                from_status="offline" if before is None or not before.online else "online",
+                data={
+                    "incarnation": hello.incarnation,
+                    "tags": hello.tags,
+                    "cluster": hello.cluster,
+                },
+            )
+        known = set(hello.running) | set(hello.pending)
+        for run in await tx.jobs.runs_of_node(who.org_id, hello.node, LIVE_RUNS):
+            job = await tx.jobs.get_any(run.job_id)
+            if job is None:
+                continue
+            ref = (run.job_id, run.attempt)
+            if restarted and run.status in (NodeRunStatus.READY, NodeRunStatus.RUNNING):
+                lost.append(
+                    Report(
+                        "lost",
+                        who.org_id,
+                        hello.node,
+                        run.job_id,
+                        run.attempt,
+                        reason="the agent restarted",
+                    )
+                )
+            elif run.status is NodeRunStatus.RUNNING and ref not in known:
+                lost.append(
+                    Report(
+                        "lost",
+                        who.org_id,
+                        hello.node,
+                        run.job_id,
+                        run.attempt,
+                        reason="the agent no longer runs it",
+                    )
+                )
+            elif run.status is NodeRunStatus.NEW and job.status is JobStatus.VOTING:
+                send(svc, tx, who.org_id, hello.node, commit_message(job, hello.node))
+            elif run.status is NodeRunStatus.READY and job.status is JobStatus.RUNNING:
+                send(
+                    svc,
+                    tx,
+                    who.org_id,
+                    hello.node,
+                    wire.encode("run", job=job.id, attempt=job.attempt),
+                )
+    if lost:
+        await apply_reports(svc, lost)
+    svc.hub.publish("clusters", None)
+    return node
+
+
+async def record_heartbeats(svc: Services, node_ids: Sequence[int], busy: dict[int, bool]) -> None:
+    """Write the heartbeats seen since the last flush, in one transaction."""
+    if not node_ids:
+        return
+    async with svc.db.begin() as tx:
+        await tx.nodes.heartbeat(list(node_ids), svc.clock.now())
+        for node_id, is_busy in busy.items():
+            await tx.nodes.update(node_id, {"busy": is_busy})
+
+
+async def node_gone(svc: Services, org_id: int, name: str, reason: str) -> None:
+    """An agent said goodbye or went silent: offline now, its runs unavailable or crashed."""
+    reports: list[Report] = []
+    async with svc.db.begin() as tx:
+        node = await tx.nodes.get(org_id, name)
+        if node is None or not node.online:
+            return
+        now = svc.clock.now()
+        await tx.nodes.update(node.id, {"online": False, "busy": False, "updated_at": now})
+        await _node_event(svc, tx, node, "node.status", "offline", reason, from_status="online")
+        for run in await tx.jobs.runs_of_node(org_id, name, LIVE_RUNS):
+            reports.append(Report("lost", org_id, name, run.job_id, run.attempt, reason=reason))
+    if reports:
+        await apply_reports(svc, reports)
+    svc.hub.publish("clusters", None)
+
+
+async def expire_silent_nodes(svc: Services) -> int:
+    """Mark offline every node silent for longer than TTL + grace."""
+    cutoff = svc.clock.now() - dt.timedelta(seconds=svc.settings.node_ttl + svc.settings.node_grace)
+    async with svc.db.read() as tx:
+        silent = await tx.nodes.silent_since(cutoff)
+    for node in silent:
+        await node_gone(svc, node.org_id, node.name, "no heartbeat within TTL + grace")
+    return len(silent)
+
+
+# -- reads
+
+
+async def list_nodes(svc: Services, who: Principal, cluster: str | None = None) -> list[Node]:
+    require(who.role, Role.VIEWER, "listing nodes")
+    async with svc.db.read() as tx:
+        return await tx.nodes.all(who.org_id, cluster=cluster)
+
+
+async def get_node(svc: Services, who: Principal, name: str) -> Node:
+    require(who.role, Role.VIEWER, "reading a node")
+    async with svc.db.read() as tx:
+        node = await tx.nodes.get(who.org_id, name)
+    if node is None:
+        raise NotFound(f"no node named {name!r}")
+    return node
+
+
+async def find_node(svc: Services, who: Principal, name: str) -> Node | None:
+    """A node by name, or None (Chef answers unknown nodes as offline, not 404)."""
+    require(who.role, Role.VIEWER, "reading a node")
+    async with svc.db.read() as tx:
+        return await tx.nodes.get(who.org_id, name)
+
+
+async def node_history(
+    svc: Services,
+    who: Principal,
+    name: str,
+    *,
+    offset: int = 0,
+    limit: int = 50,
+    newest_first: bool = False,
+) -> Page[Event]:
+    node = await get_node(svc, who, name)
+    async with svc.db.read() as tx:
+        return await tx.events.of_subject(
+            "node", node.id, offset=offset, limit=limit, newest_first=newest_first
+        )

@@ -1,0 +1,81 @@
+"""What a job leaves behind: per-node stdout/stderr and output files."""
+
+from __future__ import annotations
+
+import posixpath
+
+from jobyard.domain.accounts import Role, require
+from jobyard.domain.errors import Forbidden, Invalid, NotFound, TooLarge
+from jobyard.domain.records import NodeRun, Principal, StoredFile
+from jobyard.service.context import Services
+
+
+def _clean_name(name: str) -> str:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise Invalid("a file needs a name", "name")
+    cleaned = posixpath.normpath("/" + name.replace("\\", "/")).lstrip("/")
+    if not cleaned or cleaned.startswith(".."):
+        raise Invalid(f"{name!r} is not a relative file name", "name")
+    return cleaned[:1024]
+
+
+async def store_file(
+    svc: Services, who: Principal, job_id: int, attempt: int, node: str, name: str, data: bytes
+) -> StoredFile | None:
+    """Keep a file an agent uploaded for its run; None when the run is stale or unknown."""
+    if who.role is not Role.AGENT:
+        raise Forbidden("only an agent uploads output files")
+    if len(data) > svc.settings.file_cap:
+        raise TooLarge(f"{name} is over the {svc.settings.file_cap}-byte file limit")
+    name = _clean_name(name)
+    key, md5 = svc.files.put(data)
+    async with svc.db.begin() as tx:
+        job = await tx.jobs.get(who.org_id, job_id)
+        run = await tx.jobs.run(job_id, node) if job else None
+        if job is None or run is None or run.attempt != attempt:
+            tx.after_commit(lambda: svc.files.delete(key))
+            return None
+        return await tx.files.insert(
+            {
+                "org_id": who.org_id,
+                "job_id": job_id,
+                "node_name": node,
+                "name": name,
+                "size": len(data),
+                "md5": md5,
+                "storage_key": key,
+                "created_at": svc.clock.now(),
+            }
+        )
+
+
+async def node_output(svc: Services, who: Principal, job_id: int, node: str) -> NodeRun:
+    require(who.role, Role.VIEWER, "reading output")
+    async with svc.db.read() as tx:
+        job = await tx.jobs.get(who.org_id, job_id)
+        run = await tx.jobs.run(job_id, node) if job else None
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if run is None:
+        raise NotFound(f"job {job_id} did not run on node {node!r}")
+    return run
+
+
+async def list_files(svc: Services, who: Principal, job_id: int) -> list[StoredFile]:
+    require(who.role, Role.VIEWER, "listing output files")
+    async with svc.db.read() as tx:
+        if await tx.jobs.get(who.org_id, job_id) is None:
+            raise NotFound(f"no job {job_id}")
+        return await tx.files.of_job(job_id)
+
+
+async def read_file(svc: Services, who: Principal, file_id: int) -> tuple[StoredFile, bytes]:
+    require(who.role, Role.VIEWER, "reading an output file")
+    async with svc.db.read() as tx:
+        stored = await tx.files.get(who.org_id, file_id)
+    if stored is None:
+        raise NotFound(f"no file {file_id}")
+    try:
+        return stored, svc.files.get(stored.storage_key)
+    except FileNotFoundError:
+        raise NotFound(f"the contents of file {file_id} are gone") from None

@@ -1,0 +1,236 @@
+"""Loading a job's round, applying agent reports and timeouts, and persisting the result.
+
+This is the write path of the hot loop: many reports (votes, run acks, results,
+output) are applied in one transaction, grouped by job, with each job's row locked
+(PostgreSQL) or the single writer held (SQLite). Run changes are written in bulk, each
+with its event; the commands for agents are published after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobyard.domain.jobs import JobStatus
+from jobyard.domain.quorum import Quorum
+from jobyard.domain.records import Job
+from jobyard.domain.rounds import JobRound, RunCopy
+from jobyard.service.context import Services
+from jobyard.service.events import event_row, publish
+from jobyard.service.transitions import move_job
+from jobyard.store import Tx
+from jobyard.wire import agent as wire
+
+
+@dataclass(frozen=True)
+class Report:
+    """One thing an agent told us (or the dispatcher decided) about one node's run."""
+
+    kind: str  # ack_commit | nack_commit | ack_run | result | output | lost
+    org_id: int
+    node: str
+    job_id: int
+    attempt: int
+    status: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    stream: str | None = None
+    data: str | None = None
+
+
+def node_topic(org_id: int, node: str) -> str:
+    return f"node:{org_id}:{node}"
+
+
+def send(svc: Services, tx: Tx, org_id: int, node: str, message: str) -> None:
+    """Queue a message to a node's connection, delivered once the transaction commits."""
+    tx.after_commit(lambda: svc.hub.publish(node_topic(org_id, node), message))
+
+
+async def load_round(tx: Tx, job: Job, now: dt.datetime) -> JobRound:
+    runs = await tx.jobs.runs(job.id)
+    required = Quorum.parse(job.quorum).required(len(runs))
+    return JobRound(
+        job_id=job.id,
+        status=job.status,
+        attempt=job.attempt,
+        quorum_required=required,
+        runs={
+            r.node_name: RunCopy(r.id, r.node_name, r.status, r.attempt, r.exit_code) for r in runs
+        },
+        now=now,
+    )
+
+
+def command_for(job: Job, kind: str) -> str:
+    if kind == "run":
+        return wire.encode("run", job=job.id, attempt=job.attempt)
+    return wire.encode("abort", job=job.id, attempt=job.attempt)
+
+
+def commit_message(job: Job, node: str) -> str:
+    return wire.encode(
+        "commit",
+        job=job.id,
+        attempt=job.attempt,
+        command=job.command,
+        argv=job.argv,
+        env=job.env,
+        dir=job.dir,
+        run_timeout=job.run_timeout,
+        capture_output=job.capture_output,
+        node=node,
+    )
+
+
+async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: str | None) -> Job:
+    """Write a round's run changes and job moves, with their events; queue its commands."""
+    now = rnd.now
+    if rnd.run_changes:
+        await tx.jobs.apply_run_changes(
+            [
+                {
+                    "b_id": c.run_id,
+                    "b_expected": c.from_status.value,
+                    "b_status": c.to_status.value,
+                    "b_exit_code": c.exit_code,
+                    "b_reason": c.reason,
+                    "b_now": now,
+                    "b_started": now if c.to_status.value == "running" else None,
+                    "b_finished": now if c.to_status.terminal else None,
+                }
+                for c in rnd.run_changes
+            ]
+        )
+        rows = [
+            event_row(
+                org_id=job.org_id,
+                kind="node_run",
+                subject_id=c.run_id,
+                job_id=job.id,
+                node_name=c.node,
+                type="node_run.status",
+                from_status=c.from_status.value,
+                to_status=c.to_status.value,
+                actor=actor,
+                reason=c.reason,
+                data={"exit_code": c.exit_code} if c.exit_code is not None else None,
+                now=now,
+            )
+            for c in rnd.run_changes
+        ]
+        events = await tx.events.append_many_returning(rows)
+        from jobyard.service.events import OBSERVERS
+
+        for event in events:
+            for observer in OBSERVERS:
+                await observer(svc, tx, event)
+            tx.after_commit(_publisher(svc, event))
+    current = job
+    for change in rnd.job_changes:
+        values: dict[str, Any] = {}
+        if change.to_status is JobStatus.VOTING:
+            values["deadline"] = now + dt.timedelta(seconds=svc.settings.voting_timeout)
+        elif change.to_status is JobStatus.RUNNING:
+            values["deadline"] = (
+                now + dt.timedelta(seconds=current.run_timeout) if current.run_timeout else None
+            )
+        moved = await move_job(
+            svc, tx, current, change.to_status, actor=actor, reason=change.reason, values=values
+        )
+        if moved is None:
+            raise RuntimeError(f"job {job.id} moved under a locked round")
+        current = moved
+        if change.to_status is JobStatus.RUNNING and current.cluster_id is not None:
+            await _cluster_job_started(svc, tx, current)
+    for node, kind in rnd.commands:
+        send(svc, tx, job.org_id, node, command_for(current, kind))
+    return current
+
+
+def _publisher(svc: Services, event: Any) -> Callable[[], None]:
+    return lambda: publish(svc, event)
+
+
+async def _cluster_job_started(svc: Services, tx: Tx, job: Job) -> None:
+    from jobyard.service.events import record
+
+    assert job.cluster_id is not None
+    await record(
+        svc,
+        tx,
+        org_id=job.org_id,
+        kind="cluster",
+        subject_id=job.cluster_id,
+        job_id=job.id,
+        type="cluster.job_started",
+        actor=None,
+        reason=f"job {job.id} started on the cluster",
+        data={"job_id": job.id},
+        now=svc.clock.now(),
+    )
+
+
+async def apply_reports(svc: Services, reports: Sequence[Report]) -> int:
+    """Apply a batch of agent reports in one transaction; returns how many were stale."""
+    by_job: dict[int, list[Report]] = defaultdict(list)
+    for r in reports:
+        by_job[r.job_id].append(r)
+    stale = 0
+    async with svc.db.begin() as tx:
+        now = svc.clock.now()
+        for job_id in sorted(by_job):
+            items = by_job[job_id]
+            job = await tx.jobs.get_any(job_id, for_update=True)
+            if job is None or job.org_id != items[0].org_id:
+                stale += len(items)
+                continue
+            output = [r for r in items if r.kind == "output"]
+            if output:
+                await _append_output(svc, tx, job, output)
+            state_reports = [r for r in items if r.kind != "output"]
+            if not state_reports:
+                continue
+            rnd = await load_round(tx, job, now)
+            for r in state_reports:
+                _apply(rnd, r)
+            rnd.settle()
+            stale += rnd.stale
+            if rnd.run_changes or rnd.job_changes or rnd.commands:
+                await persist_round(svc, tx, job, rnd, actor=None)
+    return stale
+
+
+def _apply(rnd: JobRound, r: Report) -> None:
+    if r.kind == "ack_commit":
+        rnd.vote(r.node, r.attempt, True)
+    elif r.kind == "nack_commit":
+        rnd.vote(r.node, r.attempt, False, r.reason)
+    elif r.kind == "ack_run":
+        rnd.run_started(r.node, r.attempt)
+    elif r.kind == "result":
+        rnd.finished(r.node, r.attempt, r.status or "failed", r.exit_code)
+    elif r.kind == "lost":
+        rnd.node_lost(r.node, r.reason or "node lost")
+
+
+async def _append_output(svc: Services, tx: Tx, job: Job, output: Iterable[Report]) -> None:
+    if not job.capture_output:
+        return
+    merged: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in output:
+        if r.stream in wire.STREAMS and r.data and r.attempt == job.attempt:
+            merged[(r.node, r.stream)].append(r.data)
+    for (node, stream), chunks in merged.items():
+        run = await tx.jobs.run(job.id, node)
+        if run is not None and run.attempt == job.attempt:
+            await tx.jobs.append_output(run.id, stream, "".join(chunks), svc.settings.output_cap)
+            data = "".join(chunks)
+            tx.after_commit(
+                lambda node=node, stream=stream, data=data: svc.hub.publish(
+                    f"output:{job.id}", (node, stream, data)
+                )
+            )

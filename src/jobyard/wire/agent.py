@@ -1,0 +1,68 @@
+"""The agent protocol: JSON text frames over one WebSocket the agent dials out.
+
+agent → server                              server → agent
+  hello {node, incarnation, tags, cluster,    welcome {node, heartbeat_interval}
+         running[], pending[], busy}          commit {job, attempt, command, argv, ...}
+  heartbeat {busy}                            run {job, attempt}
+  ack_commit {job, attempt}                   abort {job, attempt}
+  nack_commit {job, attempt, reason}          ack {job, attempt}      (result applied)
+  ack_run {job, attempt}                      error {message}
+  output {job, attempt, stream, data}
+  file {job, attempt, name, data (base64)}
+  result {job, attempt, status, exit_code}
+  bye {}
+
+Every job message carries (job, attempt): the server refuses a result for a stale
+attempt (fencing), and the agent never runs the same (job, attempt) twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+PROTOCOL_VERSION = 1
+PATH = "/api/v1/agent/ws"
+
+AgentMessage = Literal[
+    "hello",
+    "heartbeat",
+    "ack_commit",
+    "nack_commit",
+    "ack_run",
+    "output",
+    "file",
+    "result",
+    "bye",
+]
+ServerMessage = Literal["welcome", "commit", "run", "abort", "ack", "error"]
+
+RESULT_STATUSES = ("succeeded", "failed", "aborted")
+STREAMS = ("stdout", "stderr")
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid protocol message."""
+
+
+def encode(kind: str, **fields: Any) -> str:
+    return orjson.dumps({"type": kind, **fields}).decode()
+
+
+def decode(frame: str | bytes) -> dict[str, Any]:
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise ProtocolError("a message is a JSON object with a 'type'")
+    return msg
+
+
+def job_ref(msg: dict[str, Any]) -> tuple[int, int]:
+    """The (job, attempt) a message is about."""
+    job, attempt = msg.get("job"), msg.get("attempt")
+    if not isinstance(job, int) or not isinstance(attempt, int) or isinstance(job, bool):
+        raise ProtocolError("job and attempt must be integers")
+    return job, attempt
