@@ -12,3 +12,9 @@ async def org_events(svc: Services, who: Principal, after_id: int = 0) -> list[E
     require(who.role, Role.VIEWER, "reading events")
     async with svc.db.read() as tx:
         return await tx.events.of_org(who.org_id, after_id)
+
+
+async def last_event_id(svc: Services) -> int:
+    """The newest event id: where a page rendered now starts following a stream."""
+    async with svc.db.read() as tx:
+        return await tx.events.last_id()

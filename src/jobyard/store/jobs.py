@@ -20,6 +20,7 @@ class JobFilter:
     statuses: Sequence[str] = ()
     name: str | None = None
     name_contains: str | None = None
+    text: str | None = None  # found in the name or the command (dashboard search)
     owner_id: int | None = None
     node: str | None = None
     created_after: dt.datetime | None = None
@@ -124,6 +125,13 @@ class JobsRepo:
             conds.append(jobs.c.name == flt.name)
         if flt.name_contains:
             conds.append(jobs.c.name.contains(flt.name_contains, autoescape=True))
+        if flt.text:
+            conds.append(
+                sa.or_(
+                    jobs.c.name.contains(flt.text, autoescape=True),
+                    jobs.c.command.contains(flt.text, autoescape=True),
+                )
+            )
         if flt.owner_id is not None:
             conds.append(jobs.c.created_by == flt.owner_id)
         if flt.node:
