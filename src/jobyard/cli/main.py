@@ -10,6 +10,7 @@ import typer
 
 from jobyard import __version__
 from jobyard.cli import admin
+from jobyard.cli.agent import agent as agent_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
 from jobyard.service.context import Services
 from jobyard.store import Database
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(admin.app, name="admin")
+app.command("agent")(agent_command)
 
 HostOpt = Annotated[
     str | None, typer.Option("--host", envvar="JOBYARD_HOST", help="Address to listen on.")

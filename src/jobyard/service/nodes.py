@@ -133,7 +133,11 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
             if job is None:
                 continue
             ref = (run.job_id, run.attempt)
-            if restarted and run.status in (NodeRunStatus.READY, NodeRunStatus.RUNNING):
+            if (
+                restarted
+                and run.status in (NodeRunStatus.READY, NodeRunStatus.RUNNING)
+                and ref not in hello.pending
+            ):
                 lost.append(
                     Report(
                         "lost",

@@ -1,0 +1,92 @@
+"""What the agent keeps on disk so that a restart neither loses a result nor runs twice.
+
+<state>/runs/<job>-<attempt>.json     written (fsync) before a command starts
+<state>/results/<job>-<attempt>.json  a finished run's result until the server acks it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _name(job: int, attempt: int) -> str:
+    return f"{job}-{attempt}.json"
+
+
+class Journal:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runs = root / "runs"
+        self.results = root / "results"
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.results.mkdir(parents=True, exist_ok=True)
+
+    def started(self, job: int, attempt: int) -> dict[str, Any] | None:
+        path = self.runs / _name(job, attempt)
+        if not path.exists():
+            return None
+        with contextlib.suppress(ValueError, OSError):
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        return {}
+
+    def mark_started(self, job: int, attempt: int, info: dict[str, Any]) -> None:
+        _write(self.runs / _name(job, attempt), info)
+
+    def keep_result(self, job: int, attempt: int, result: dict[str, Any]) -> None:
+        _write(self.results / _name(job, attempt), result)
+
+    def result(self, job: int, attempt: int) -> dict[str, Any] | None:
+        path = self.results / _name(job, attempt)
+        if not path.exists():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def acked(self, job: int, attempt: int) -> None:
+        (self.results / _name(job, attempt)).unlink(missing_ok=True)
+
+    def pending(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.results.glob("*.json")):
+            with contextlib.suppress(ValueError, OSError):
+                out.append(json.loads(path.read_text()))
+        return out
+
+    def orphans(self) -> list[dict[str, Any]]:
+        """Runs started by an earlier incarnation that never recorded a result."""
+        out = []
+        for path in sorted(self.runs.glob("*.json")):
+            job, _, attempt = path.stem.partition("-")
+            if not (self.results / path.name).exists():
+                with contextlib.suppress(ValueError, OSError):
+                    info = json.loads(path.read_text())
+                    info.update(job=int(job), attempt=int(attempt))
+                    out.append(info)
+        return out
+
+    def forget(self, job: int, attempt: int) -> None:
+        """Keep the started marker (never run twice) but note the run is settled."""
+        path = self.runs / _name(job, attempt)
+        info = self.started(job, attempt) or {}
+        info["settled"] = True
+        _write(path, info)

@@ -1,0 +1,375 @@
+"""The agent's side of the protocol: commit votes, runs, aborts, results, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fnmatch
+import logging
+import os
+import random
+import shlex
+import shutil
+import signal
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from jobyard.agent.journal import Journal
+from jobyard.agent.process import Process, kill_group, process_has_marker
+from jobyard.wire import agent as wire
+
+log = logging.getLogger("jobyard.agent")
+
+OUTPUT_CAP = 1_000_000
+FILE_CAP = 50_000_000
+RESEND_AFTER = 10.0
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    token: str
+    name: str
+    tags: list[str] = field(default_factory=list)
+    cluster: str | None = None
+    allow: list[str] = field(default_factory=list)
+    state_dir: Path = Path(".jobyard-agent")
+    max_jobs: int = 1
+    abort_grace: float = 10.0
+    shell: str = "/bin/sh"
+
+    @property
+    def ws_url(self) -> str:
+        base = self.server.rstrip("/")
+        if base.startswith("https://"):
+            base = "wss://" + base[len("https://") :]
+        elif base.startswith("http://"):
+            base = "ws://" + base[len("http://") :]
+        return base + wire.PATH
+
+
+@dataclass
+class Run:
+    job: int
+    attempt: int
+    spec: dict[str, Any]
+    process: Process | None = None
+    task: asyncio.Task[None] | None = None
+    sent: int = 0
+    truncated: bool = False
+    aborting: bool = False
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.incarnation = uuid.uuid4().hex
+        self.journal = Journal(config.state_dir)
+        self.runs: dict[tuple[int, int], Run] = {}
+        self.ws: ClientConnection | None = None
+        self.heartbeat_interval = 5.0
+        self.stopping = asyncio.Event()
+        self.connected = asyncio.Event()
+        self._last_resend = 0.0
+
+    # -- lifecycle
+    async def run_forever(self) -> None:
+        self._kill_orphans()
+        if not self.config.allow:
+            log.warning("no --allow patterns: this agent runs any command it is sent")
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                await self._session()
+                delay = 0.5
+            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                log.warning("connection to %s lost: %s", self.config.server, exc)
+            except _Refused as exc:
+                log.error("the server refused this agent: %s", exc)
+                delay = max(delay, 5.0)
+            self.connected.clear()
+            if self.stopping.is_set():
+                break
+            # Exponential backoff with full jitter, capped at 30 s.
+            await self._sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 30.0)
+
+    async def stop(self) -> None:
+        """Stop gracefully: say goodbye; running commands are aborted."""
+        self.stopping.set()
+        for run in list(self.runs.values()):
+            if run.process is not None:
+                await run.process.kill(self.config.abort_grace)
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.send(wire.encode("bye"))
+                await self.ws.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    def _kill_orphans(self) -> None:
+        """Kill process groups an earlier incarnation of this agent left running."""
+        for info in self.journal.orphans():
+            pgid, marker = info.get("pgid"), info.get("marker")
+            if info.get("settled") or not isinstance(pgid, int) or not isinstance(marker, str):
+                continue
+            if process_has_marker(pgid, marker):
+                log.warning("killing job %s left running by a previous agent", info.get("job"))
+                kill_group(pgid, signal.SIGKILL)
+
+    # -- one connection
+    async def _session(self) -> None:
+        headers = {"Authorization": f"Bearer {self.config.token}"}
+        async with connect(
+            self.config.ws_url,
+            additional_headers=headers,
+            max_size=64 * 1024 * 1024,
+            open_timeout=10,
+            ping_interval=20,
+            ping_timeout=20,
+        ) as ws:
+            self.ws = ws
+            await ws.send(self._hello())
+            welcome = wire.decode(await asyncio.wait_for(ws.recv(), 10))
+            if welcome["type"] != "welcome":
+                raise _Refused(str(welcome.get("message", welcome)))
+            self.heartbeat_interval = float(welcome.get("heartbeat_interval") or 5.0)
+            self.connected.set()
+            log.info("connected to %s as %s", self.config.server, self.config.name)
+            await self._resend_results()
+            beat = asyncio.create_task(self._heartbeats(ws))
+            try:
+                async for frame in ws:
+                    await self._on_message(wire.decode(frame))
+            finally:
+                beat.cancel()
+                self.ws = None
+
+    def _hello(self) -> str:
+        return wire.encode(
+            "hello",
+            version=wire.PROTOCOL_VERSION,
+            node=self.config.name,
+            incarnation=self.incarnation,
+            tags=self.config.tags,
+            cluster=self.config.cluster,
+            running=[{"job": r.job, "attempt": r.attempt} for r in self.runs.values() if r.process],
+            pending=[{"job": p["job"], "attempt": p["attempt"]} for p in self.journal.pending()],
+            busy=self.busy,
+        )
+
+    @property
+    def busy(self) -> bool:
+        return len(self.runs) >= self.config.max_jobs
+
+    async def _heartbeats(self, ws: ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            await ws.send(wire.encode("heartbeat", busy=self.busy))
+            if loop.time() - self._last_resend > RESEND_AFTER:
+                await self._resend_results()
+
+    async def _resend_results(self) -> None:
+        self._last_resend = asyncio.get_running_loop().time()
+        for result in self.journal.pending():
+            await self._send(wire.encode("result", **result))
+
+    async def _send(self, message: str) -> None:
+        ws = self.ws
+        if ws is None:
+            return  # kept on disk (results) or dropped (output) until the next connection
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(message)
+
+    # -- messages from the server
+    async def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "commit":
+            await self._on_commit(msg)
+        elif kind == "run":
+            await self._on_run(*wire.job_ref(msg))
+        elif kind == "abort":
+            await self._on_abort(*wire.job_ref(msg))
+        elif kind == "ack":
+            job, attempt = wire.job_ref(msg)
+            self.journal.acked(job, attempt)
+        elif kind == "error":
+            log.warning("server says: %s", msg.get("message"))
+
+    def allowed(self, spec: dict[str, Any]) -> bool:
+        if not self.config.allow:
+            return True
+        text = shlex.join(spec["argv"]) if spec.get("argv") else str(spec.get("command", ""))
+        return any(fnmatch.fnmatchcase(text, pattern) for pattern in self.config.allow)
+
+    async def _on_commit(self, msg: dict[str, Any]) -> None:
+        job, attempt = wire.job_ref(msg)
+        key = (job, attempt)
+        if key in self.runs:
+            await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
+            return
+        reason = None
+        if self.journal.started(job, attempt) is not None:
+            reason = "already ran this job"
+        elif not self.allowed(msg):
+            reason = "command not on this node's allowlist"
+        elif self.busy:
+            reason = "busy"
+        if reason:
+            await self._send(wire.encode("nack_commit", job=job, attempt=attempt, reason=reason))
+            return
+        self.runs[key] = Run(job, attempt, msg)
+        await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
+
+    async def _on_run(self, job: int, attempt: int) -> None:
+        run = self.runs.get((job, attempt))
+        if run is None or run.task is not None:
+            result = self.journal.result(job, attempt)
+            if result is not None:
+                await self._send(wire.encode("result", **result))
+            return
+        run.task = asyncio.create_task(self._execute(run))
+
+    async def _on_abort(self, job: int, attempt: int) -> None:
+        run = self.runs.get((job, attempt))
+        if run is None:
+            return
+        if run.task is None:
+            # Committed but not started (quorum failed, or stopped before run): release.
+            self.runs.pop((job, attempt), None)
+            return
+        run.aborting = True
+        if run.process is not None:
+            await run.process.kill(self.config.abort_grace)
+
+    # -- running a command
+    def _argv(self, spec: dict[str, Any]) -> list[str]:
+        if spec.get("argv"):
+            return [str(a) for a in spec["argv"]]
+        return [self.config.shell, "-c", str(spec.get("command", ""))]
+
+    def _env(self, run: Run, outputs: Path, marker: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in (run.spec.get("env") or {}).items()})
+        job_id, node = str(run.job), self.config.name
+        env.update(
+            {
+                "JOBYARD_JOB_ID": job_id,
+                "JOBYARD_ATTEMPT": str(run.attempt),
+                "JOBYARD_NODE_NAME": node,
+                "JOBYARD_OUTPUT_DIR": str(outputs),
+                "JOBYARD_RUN_MARKER": marker,
+                "CHEF_PUSH_JOB_ID": job_id,
+                "CHEF_PUSH_NODE_NAME": node,
+            }
+        )
+        return env
+
+    async def _execute(self, run: Run) -> None:
+        job, attempt = run.job, run.attempt
+        work = self.config.state_dir / "work" / f"{job}-{attempt}"
+        outputs = work / "outputs"
+        outputs.mkdir(parents=True, exist_ok=True)
+        marker = uuid.uuid4().hex
+        status, code = "failed", None
+        try:
+            cwd = run.spec.get("dir") or None
+            if cwd and not Path(cwd).is_dir():
+                await self._output(
+                    run, "stderr", f"jobyard: working directory {cwd} does not exist\n"
+                )
+                code = 127
+            elif run.aborting:
+                code = None
+            else:
+                # The marker is on disk before the process exists: a restart never re-runs it.
+                self.journal.mark_started(job, attempt, {"marker": marker})
+                await self._send(wire.encode("ack_run", job=job, attempt=attempt))
+                try:
+                    run.process = await Process.start(
+                        self._argv(run.spec),
+                        self._env(run, outputs, marker),
+                        cwd,
+                        lambda stream, data: self._output(run, stream, data),
+                    )
+                except OSError as exc:
+                    await self._output(run, "stderr", f"jobyard: cannot start the command: {exc}\n")
+                    code = 127
+                else:
+                    if run.aborting:  # the abort arrived while the process was starting
+                        await run.process.kill(self.config.abort_grace)
+                    self.journal.mark_started(
+                        job, attempt, {"marker": marker, "pgid": run.process.pgid}
+                    )
+                    code = await run.process.wait()
+                    if run.process.killed:
+                        await run.process.kill(self.config.abort_grace)
+            status = "aborted" if run.aborting else "succeeded" if code == 0 else "failed"
+            await self._upload(run, outputs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job %s failed on this node", job)
+            await self._output(run, "stderr", f"jobyard agent error: {exc}\n")
+        finally:
+            self.runs.pop((job, attempt), None)
+        result = {"job": job, "attempt": attempt, "status": status, "exit_code": code}
+        self.journal.keep_result(job, attempt, result)
+        self.journal.forget(job, attempt)
+        await self._send(wire.encode("result", **result))
+        shutil.rmtree(work, ignore_errors=True)
+
+    async def _output(self, run: Run, stream: str, data: str) -> None:
+        if not run.spec.get("capture_output", True) or run.truncated:
+            return
+        room = OUTPUT_CAP - run.sent
+        if len(data) > room:
+            data = data[:room] + "\n[output truncated by the agent]\n"
+            run.truncated = True
+        run.sent += len(data)
+        await self._send(
+            wire.encode("output", job=run.job, attempt=run.attempt, stream=stream, data=data)
+        )
+
+    async def _upload(self, run: Run, outputs: Path) -> None:
+        for path in sorted(p for p in outputs.rglob("*") if p.is_file()):
+            rel = path.relative_to(outputs).as_posix()
+            size = path.stat().st_size
+            if size > FILE_CAP:
+                await self._output(
+                    run, "stderr", f"jobyard: {rel} is over {FILE_CAP} bytes; not uploaded\n"
+                )
+                continue
+            data = base64.b64encode(path.read_bytes()).decode()
+            await self._send(
+                wire.encode("file", job=run.job, attempt=run.attempt, name=rel, data=data)
+            )
+
+
+class _Refused(Exception):
+    pass
+
+
+async def run_agent(config: AgentConfig) -> None:
+    """Run an agent until SIGINT/SIGTERM."""
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop_requested.set)
+    main = asyncio.create_task(agent.run_forever())
+    await stop_requested.wait()
+    await agent.stop()
+    main.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await main

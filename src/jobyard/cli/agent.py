@@ -1,0 +1,50 @@
+"""``jobyard agent``: run a node agent."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobyard.agent.runner import AgentConfig, run_agent
+from jobyard.logs import setup as setup_logs
+
+
+def agent(
+    server: Annotated[
+        str, typer.Option(envvar="JOBYARD_URL", help="Server URL, e.g. http://host:8400.")
+    ],
+    token: Annotated[
+        str, typer.Option(envvar="JOBYARD_AGENT_TOKEN", help="An agent token (--role agent).")
+    ],
+    name: Annotated[str | None, typer.Option(help="Node name (default: the host name).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more.")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Join this cluster.")] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="Glob of commands this node runs; repeat. Default: any."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where the agent keeps its journal.")
+    ] = None,
+    max_jobs: Annotated[int, typer.Option(help="Jobs run at once before answering busy.")] = 1,
+    abort_grace: Annotated[float, typer.Option(help="Seconds between TERM and KILL.")] = 10.0,
+) -> None:
+    """Run a node agent: dial the server, run the commands it is sent (and allowed)."""
+    setup_logs("info")
+    node = name or socket.gethostname()
+    config = AgentConfig(
+        server=server,
+        token=token,
+        name=node,
+        tags=list(tag or []),
+        cluster=cluster,
+        allow=list(allow or []),
+        state_dir=state_dir or Path.home() / ".jobyard" / "agent" / node,
+        max_jobs=max_jobs,
+        abort_grace=abort_grace,
+    )
+    asyncio.run(run_agent(config))
