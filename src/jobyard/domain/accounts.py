@@ -42,8 +42,9 @@ def require(role: Role, needed: Role, action: str) -> None:
         raise Forbidden(f"{action} needs the {needed} role; this credential has {role}")
 
 
-_ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# \Z, not $: "$" also matches before a trailing newline.
+_ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\Z")
 
 
 def check_org_name(name: str) -> str:

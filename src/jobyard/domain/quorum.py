@@ -8,13 +8,18 @@ from dataclasses import dataclass
 
 from jobyard.domain.errors import Invalid
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+# ASCII digits only: str.isdigit() and \d also accept "²" or "٣", which int() refuses.
+_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*\Z")
 
 
 @dataclass(frozen=True)
 class Quorum:
     count: int | None = None
     percent: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.count is None and self.percent is None:
+            object.__setattr__(self, "percent", 100.0)  # no quorum given: every node
 
     @classmethod
     def parse(cls, value: int | str | None) -> Quorum:
@@ -30,7 +35,7 @@ class Quorum:
             return cls(count=value)
         if isinstance(value, str):
             text = value.strip()
-            if text.isdigit():
+            if text.isascii() and text.isdigit():
                 return cls(count=int(text))
             match = _PERCENT.match(text)
             if match:

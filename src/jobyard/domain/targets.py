@@ -8,7 +8,8 @@ from typing import Any
 
 from jobyard.domain.errors import Invalid
 
-_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,252}$")
+# \Z, not $: "$" also matches before a trailing newline.
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,252}\Z")
 
 
 def check_node_name(name: str) -> str:
