@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import admin
+from jobyard.cli import admin, client_cmds
 from jobyard.cli.agent import agent as agent_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
 from jobyard.service.context import Services
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(admin.app, name="admin")
 app.command("agent")(agent_command)
+client_cmds.register(app)
 
 HostOpt = Annotated[
     str | None, typer.Option("--host", envvar="JOBYARD_HOST", help="Address to listen on.")

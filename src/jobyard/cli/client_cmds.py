@@ -1,0 +1,256 @@
+"""Client commands: talk to a running server through the native API."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from jobyard.client import ApiError, Client, Profile, resolve
+from jobyard.client.http import FINISHED
+from jobyard.client.profile import save
+from jobyard.domain.jobs import NodeRunStatus, job_succeeded
+
+console = Console()
+err = Console(stderr=True)
+
+ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL (else JOBYARD_URL).")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (else JOBYARD_TOKEN).")]
+OrgOpt = Annotated[str | None, typer.Option("--org", help="Organization (else JOBYARD_ORG).")]
+
+STATE_STYLE = {
+    "succeeded": "green",
+    "complete": "green",
+    "running": "cyan",
+    "ready": "cyan",
+    "voting": "yellow",
+    "new": "yellow",
+    "failed": "red",
+    "crashed": "red",
+    "timed_out": "red",
+    "quorum_failed": "red",
+    "aborted": "magenta",
+    "was_ready": "magenta",
+    "nacked": "dim",
+    "unavailable": "dim",
+}
+
+
+def _client(server: str | None, token: str | None, org: str | None) -> Client:
+    profile = resolve(server, token, org)
+    if profile is None:
+        err.print(
+            "[red]error:[/] no server/token: pass --server and --token, set JOBYARD_URL and "
+            "JOBYARD_TOKEN, or run `jobyard login`"
+        )
+        raise typer.Exit(2)
+    client = Client(profile.server, profile.token)
+    if profile.org:
+        me = _call(client.me)
+        if me["organization"]["name"] != profile.org:
+            err.print(
+                f"[red]error:[/] this token belongs to {me['organization']['name']!r}, "
+                f"not {profile.org!r}"
+            )
+            raise typer.Exit(2)
+    return client
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        err.print(f"[red]error:[/] {exc.detail}")
+        codes = {400: 2, 401: 3, 403: 4, 404: 5, 409: 6, 422: 2}
+        raise typer.Exit(codes.get(exc.status, 1)) from None
+
+
+def _styled(word: str) -> str:
+    style = STATE_STYLE.get(word)
+    return f"[{style}]{word}[/]" if style else word
+
+
+def _job_table(job: dict[str, Any]) -> Table:
+    table = Table(title=f"job {job['id']}: {_styled(job['status'])}", title_justify="left")
+    table.add_column("node")
+    table.add_column("state")
+    table.add_column("exit")
+    for run in job["node_runs"]:
+        code = "" if run["exit_code"] is None else str(run["exit_code"])
+        table.add_row(run["node"], _styled(run["status"]), code)
+    return table
+
+
+def login(
+    server: Annotated[str, typer.Option(help="Server URL.")],
+    token: Annotated[str, typer.Option(help="API token.")],
+    org: OrgOpt = None,
+) -> None:
+    """Check a token against a server and save them as the default profile."""
+    client = Client(server, token)
+    me = _call(client.me)
+    path = save(Profile(server, token, org or me["organization"]["name"]))
+    console.print(
+        f"logged in as {me['user']['email']} ({me['role']}) in {me['organization']['name']}; "
+        f"profile saved to {path}"
+    )
+
+
+def run(
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    nodes: Annotated[str | None, typer.Option(help="Comma-separated node names.")] = None,
+    tags: Annotated[str | None, typer.Option(help="Comma-separated tags (with --count).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="A cluster name.")] = None,
+    count: Annotated[int | None, typer.Option(help="How many nodes of the tags/cluster.")] = None,
+    quorum: Annotated[str | None, typer.Option(help="A count or a percentage such as 50%.")] = None,
+    timeout: Annotated[int | None, typer.Option(help="run_timeout in seconds.")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help="NAME=value; repeat.")] = None,
+    dir: Annotated[str | None, typer.Option(help="Working directory on the nodes.")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for the job.")] = None,
+    shell: Annotated[bool, typer.Option(help="Run through /bin/sh -c (one string).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no outputs.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
+    """Run a command on nodes and follow it live. Exits 0 only when the job is complete and
+    every node succeeded, nacked or was unavailable."""
+    client = _client(server, token, org)
+    body: dict[str, Any] = {}
+    if shell or len(command) == 1:
+        body["command"] = " ".join(command)
+    else:
+        body["argv"] = command
+    if nodes:
+        body["nodes"] = [n.strip() for n in nodes.split(",") if n.strip()]
+    if tags:
+        body["tags"] = [t.strip() for t in tags.split(",") if t.strip()]
+    if cluster:
+        body["cluster"] = cluster
+    if count is not None:
+        body["count"] = count
+    if quorum is not None:
+        body["quorum"] = int(quorum) if quorum.isdigit() else quorum
+    if timeout is not None:
+        body["run_timeout"] = timeout
+    if env:
+        pairs = [e.split("=", 1) for e in env]
+        if any(len(p) != 2 for p in pairs):
+            err.print("[red]error:[/] --env takes NAME=value")
+            raise typer.Exit(2)
+        body["env"] = dict(pairs)
+    if dir:
+        body["dir"] = dir
+    if name:
+        body["name"] = name
+    job = _call(client.create_job, **body)
+    with Live(_job_table(job), console=console, refresh_per_second=8, transient=False) as live:
+        while job["status"] not in FINISHED:
+            time.sleep(0.2)
+            job = _call(client.get_job, job["id"])
+            live.update(_job_table(job))
+    console.line()
+    if not quiet:
+        for r in job["node_runs"]:
+            for stream in ("stdout", "stderr"):
+                text = _call(client.output, job["id"], r["node"], stream)
+                if text:
+                    console.rule(f"{r['node']} {stream}", style="dim")
+                    console.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
+    runs = [NodeRunStatus(r["status"]) for r in job["node_runs"]]
+    ok = job["status"] == "complete" and job_succeeded(runs)
+    raise typer.Exit(0 if ok else 1)
+
+
+def jobs(
+    status: Annotated[str | None, typer.Option(help="Comma-separated statuses.")] = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
+    """List recent jobs."""
+    client = _client(server, token, org)
+    page = _call(client.list_jobs, status=status, page_size=limit)
+    table = Table()
+    for col in ("id", "status", "command", "nodes", "created"):
+        table.add_column(col)
+    for j in page["results"]:
+        states = ", ".join(f"{k} {len(v)}" for k, v in j["node_states"].items())
+        table.add_row(
+            str(j["id"]), _styled(j["status"]), j["command"][:60], states, j["created_at"]
+        )
+    console.print(table)
+    if not page["results"]:
+        console.print("no jobs yet: try `jobyard run --nodes NODE -- uptime`")
+
+
+def job(
+    job_id: int,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
+    """Show one job: node states, history and outputs."""
+    client = _client(server, token, org)
+    data = _call(client.get_job, job_id)
+    console.print(f"command: {data['command']}")
+    console.print(_job_table(data))
+    for event in _call(client.history, job_id):
+        console.print(
+            f"  {event['created_at']}  {event['from_status'] or '':>13} → "
+            f"{_styled(event['to_status'] or '')}  {event['reason'] or ''}"
+        )
+    for r in data["node_runs"]:
+        text = _call(client.output, job_id, r["node"], "stdout")
+        if text:
+            console.rule(f"{r['node']} stdout", style="dim")
+            console.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
+
+
+def nodes(server: ServerOpt = None, token: TokenOpt = None, org: OrgOpt = None) -> None:
+    """List nodes."""
+    client = _client(server, token, org)
+    table = Table()
+    for col in ("name", "status", "availability", "tags", "cluster", "last heartbeat"):
+        table.add_column(col)
+    items = _call(client.nodes)
+    for n in items:
+        status = "[green]online[/]" if n["online"] else "[dim]offline[/]"
+        table.add_row(
+            n["name"],
+            status,
+            n["availability"],
+            ",".join(n["tags"]),
+            n["cluster"] or "",
+            n["last_heartbeat"] or "",
+        )
+    console.print(table)
+    if not items:
+        console.print("no nodes yet: start one with `jobyard agent --server URL --token T`")
+
+
+def stop(
+    job_id: int,
+    reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
+    """Stop a job: its node runs are aborted and their processes killed."""
+    client = _client(server, token, org)
+    data = _call(client.stop_job, job_id, reason)
+    console.print(f"job {job_id}: {_styled(data['status'])}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(login)
+    app.command(context_settings={"allow_interspersed_args": False})(run)
+    app.command()(jobs)
+    app.command()(job)
+    app.command()(nodes)
+    app.command()(stop)

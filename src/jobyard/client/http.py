@@ -1,0 +1,113 @@
+"""The HTTP client."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+FINISHED = {"complete", "quorum_failed", "timed_out", "aborted"}
+
+
+class ApiError(Exception):
+    """The server answered with an error (problem+json is read for its detail)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class Client:
+    def __init__(self, server: str, token: str, *, timeout: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.server,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self.server}: {exc}") from exc
+        if response.status_code >= 400:
+            detail = response.text
+            try:
+                body = response.json()
+                detail = body.get("detail") or body.get("message") or detail
+            except ValueError:
+                pass
+            raise ApiError(response.status_code, str(detail))
+        if response.status_code == 204 or not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/"):
+            return response.json()
+        return response.text
+
+    # -- accounts
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/api/v1/me")
+        return result
+
+    # -- jobs
+    def create_job(self, **body: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/api/v1/jobs", json=body)
+        return result
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/jobs/{job_id}")
+        return result
+
+    def list_jobs(self, **params: Any) -> dict[str, Any]:
+        clean = {k: v for k, v in params.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/api/v1/jobs", params=clean)
+        return result
+
+    def stop_job(self, job_id: int, reason: str | None = None) -> dict[str, Any]:
+        body = {"reason": reason} if reason else None
+        result: dict[str, Any] = self._call("POST", f"/api/v1/jobs/{job_id}/stop", json=body)
+        return result
+
+    def history(self, job_id: int) -> list[dict[str, Any]]:
+        page: dict[str, Any] = self._call(
+            "GET", f"/api/v1/jobs/{job_id}/history", params={"page_size": 100}
+        )
+        results: list[dict[str, Any]] = page["results"]
+        return results
+
+    def output(self, job_id: int, node: str, stream: str = "stdout") -> str:
+        text = self._call("GET", f"/api/v1/jobs/{job_id}/output/{node}/{stream}")
+        return "" if text is None else str(text)
+
+    def wait(
+        self, job_id: int, timeout: float | None = None, interval: float = 0.25
+    ) -> dict[str, Any]:
+        """Poll until the job finishes (or ``timeout`` seconds pass) and return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if job["status"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            time.sleep(interval)
+
+    # -- nodes
+    def nodes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/nodes")
+        return result
