@@ -104,6 +104,7 @@ class Engine:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Engine]:
+        await nodes.grant_reconnect_grace(self.svc)
         s = self.svc.settings
         tick = max(0.05, min(1.0, s.heartbeat_interval / 2))
         batcher = asyncio.create_task(self._apply_batches(), name="reports")

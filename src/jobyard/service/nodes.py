@@ -202,6 +202,16 @@ async def node_gone(svc: Services, org_id: int, name: str, reason: str) -> None:
     svc.hub.publish("clusters", None)
 
 
+async def grant_reconnect_grace(svc: Services) -> None:
+    """On server start, give every online node a fresh TTL + grace to reconnect.
+
+    Without it, a server that was down longer than TTL + grace would declare every
+    node offline (and crash their runs) before the agents had a chance to reconnect.
+    """
+    async with svc.db.begin() as tx:
+        await tx.nodes.refresh_online(svc.clock.now())
+
+
 async def expire_silent_nodes(svc: Services) -> int:
     """Mark offline every node silent for longer than TTL + grace."""
     cutoff = svc.clock.now() - dt.timedelta(seconds=svc.settings.node_ttl + svc.settings.node_grace)

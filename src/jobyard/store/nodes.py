@@ -74,6 +74,12 @@ class NodesRepo:
                 nodes.update().where(nodes.c.id.in_(node_ids)).values(last_heartbeat=now)
             )
 
+    async def refresh_online(self, now: dt.datetime) -> None:
+        """Treat every online node as just heard from (server start)."""
+        await self.conn.execute(
+            nodes.update().where(nodes.c.online.is_(True)).values(last_heartbeat=now)
+        )
+
     async def silent_since(self, cutoff: dt.datetime) -> list[Node]:
         """Online nodes whose last heartbeat is older than ``cutoff``."""
         q = nodes.select().where(
