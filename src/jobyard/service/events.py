@@ -11,8 +11,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from jobyard.domain.accounts import Role, require
-from jobyard.domain.records import Event, Principal
+from jobyard.domain.records import Event
 from jobyard.store import Tx
 
 if TYPE_CHECKING:
@@ -76,15 +75,3 @@ async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
     tx.after_commit(lambda: publish(svc, event))
     return event
 
-
-async def org_events(svc: Services, who: Principal, after_id: int = 0) -> list[Event]:
-    """The caller's organization's events after an id, oldest first (stream replay)."""
-    require(who.role, Role.VIEWER, "reading events")
-    async with svc.db.read() as tx:
-        return await tx.events.of_org(who.org_id, after_id)
-
-
-async def last_event_id(svc: Services) -> int:
-    """The newest event id: a live stream without history starts after it."""
-    async with svc.db.read() as tx:
-        return await tx.events.last_id()

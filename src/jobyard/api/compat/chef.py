@@ -25,7 +25,7 @@ from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Principal
 from jobyard.domain.targets import Target
-from jobyard.service import events as event_log
+from jobyard.service import feeds as event_log
 from jobyard.service import jobs as uc
 from jobyard.service import nodes as node_uc
 from jobyard.service import outputs
