@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
+from jobyard.store.notify import shared_job_ids
 from jobyard.store.schema import UTCDateTime, jobs, node_runs
 
 
@@ -28,6 +29,7 @@ class JobFilter:
     updated_after: dt.datetime | None = None
     updated_before: dt.datetime | None = None
     visible_ids: Sequence[int] | None = None
+    shared_with: int | None = None  # also the jobs shared with this user, of any organization
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,7 +120,10 @@ class JobsRepo:
         limit: int = 20,
     ) -> Page[Job]:
         """A page of jobs, stable-ordered by the sort key then id."""
-        conds: list[sa.ColumnElement[bool]] = [jobs.c.org_id == org_id]
+        scope: sa.ColumnElement[bool] = jobs.c.org_id == org_id
+        if flt.shared_with is not None:
+            scope = sa.or_(scope, jobs.c.id.in_(shared_job_ids(flt.shared_with)))
+        conds: list[sa.ColumnElement[bool]] = [scope]
         if flt.statuses:
             conds.append(jobs.c.status.in_(list(flt.statuses)))
         if flt.name is not None:
@@ -154,7 +159,12 @@ class JobsRepo:
             await self.conn.execute(sa.select(sa.func.count()).select_from(jobs).where(where))
         ).scalar_one()
         key = jobs.c[sort] if sort in SORTABLE else jobs.c.created_at
-        order = [key.desc(), jobs.c.id.desc()] if descending else [key.asc(), jobs.c.id.asc()]
+        # Explicit NULL placement: SQLite and PostgreSQL disagree by default (unnamed jobs).
+        order = (
+            [key.desc().nulls_last(), jobs.c.id.desc()]
+            if descending
+            else [key.asc().nulls_first(), jobs.c.id.asc()]
+        )
         q = jobs.select().where(where).order_by(*order).offset(offset).limit(limit)
         items = [_job(r) for r in (await self.conn.execute(q)).mappings()]
         return Page(items=items, total=total)
