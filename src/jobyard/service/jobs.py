@@ -15,6 +15,7 @@ from jobyard.domain.records import Event, Job, NodeRun, Page, Principal
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record
+from jobyard.service.sharing import readable_job
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
 from jobyard.store.jobs import JobFilter
@@ -120,8 +121,13 @@ async def create_job(
     return JobView(job, runs)
 
 
-async def _visible_job(tx: Tx, who: Principal, job_id: int, *, lock: bool = False) -> Job:
+async def _visible_job(
+    tx: Tx, who: Principal, job_id: int, *, lock: bool = False, shared: bool = False
+) -> Job:
+    """A job of the caller's organization; with ``shared``, also one shared with the caller."""
     job = await tx.jobs.get(who.org_id, job_id, for_update=lock)
+    if job is None and shared:
+        job = await readable_job(tx, who, job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
@@ -136,7 +142,7 @@ def _may_change(who: Principal, job: Job, action: str) -> None:
 async def get_job(svc: Services, who: Principal, job_id: int) -> JobView:
     require(who.role, Role.VIEWER, "reading a job")
     async with svc.db.read() as tx:
-        job = await _visible_job(tx, who, job_id)
+        job = await _visible_job(tx, who, job_id, shared=True)
         return JobView(job, await tx.jobs.runs(job.id))
 
 
@@ -163,6 +169,8 @@ async def list_jobs(
     if limit > svc.settings.max_page_size or limit < 1:
         raise Invalid(f"page size must be 1 to {svc.settings.max_page_size}", "page_size")
     async with svc.db.read() as tx:
+        if flt.shared_with is None and await tx.notify.has_shares(who.user_id):
+            flt = dataclasses.replace(flt, shared_with=who.user_id)
         page = await tx.jobs.page(
             who.org_id, flt, sort=sort, descending=descending, offset=offset, limit=limit
         )
@@ -277,7 +285,7 @@ async def job_history(
     """The job's status transitions, with time, actor and reason."""
     require(who.role, Role.VIEWER, "reading a job's history")
     async with svc.db.read() as tx:
-        await _visible_job(tx, who, job_id)
+        await _visible_job(tx, who, job_id, shared=True)
         return await tx.events.of_subject(
             "job",
             job_id,
@@ -292,5 +300,5 @@ async def job_events(svc: Services, who: Principal, job_id: int, after_id: int =
     """Every event of the job and its node runs, after an event id (stream replay)."""
     require(who.role, Role.VIEWER, "reading a job's events")
     async with svc.db.read() as tx:
-        await _visible_job(tx, who, job_id)
+        await _visible_job(tx, who, job_id, shared=True)
         return await tx.events.of_job(job_id, after_id)

@@ -26,6 +26,7 @@ from jobyard.store.events import EventsRepo
 from jobyard.store.files import FilesRepo
 from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
+from jobyard.store.notify import NotifyStore
 
 
 def async_url(url: str) -> str:
@@ -55,6 +56,7 @@ class Tx:
         self.nodes = NodesRepo(conn)
         self.clusters = ClustersRepo(conn)
         self.files = FilesRepo(conn)
+        self.notify = NotifyStore(conn, dialect)
         self._after_commit: list[Any] = []
 
     def after_commit(self, callback: Any) -> None:

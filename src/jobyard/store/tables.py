@@ -1,7 +1,7 @@
 """Imports every schema module so that ``metadata`` knows every table (Alembic reads it)."""
 
-from jobyard.store import schema
+from jobyard.store import notify_schema, schema
 
 metadata = schema.metadata
 
-__all__ = ["metadata"]
+__all__ = ["metadata", "notify_schema"]

@@ -1,0 +1,68 @@
+"""The outbox relay: delivers queued notifications (in-app, email, webhooks).
+
+Woken on the hub's ``outbox`` topic right after a transaction queues deliveries, and
+every second anyway, for retries that come due and for rows other replicas queued.
+Several replicas may relay at once on PostgreSQL (rows are claimed with SKIP LOCKED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from jobyard.dispatch.loops import LOOPS, periodic
+from jobyard.service import outbox
+from jobyard.service.context import Services
+
+log = logging.getLogger("jobyard.notify")
+
+INTERVAL = 1.0
+# One tick sends at most this many batches, so a backlog never starves a shutdown.
+MAX_BATCHES = 50
+PRUNE_EVERY = 3600.0
+
+
+class Relay:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.channels = outbox.Channels.from_settings(svc.settings)
+        self.wake = asyncio.Event()
+        self._pruned = 0.0
+
+    async def tick(self) -> None:
+        for _ in range(MAX_BATCHES):
+            if not await outbox.relay_once(self.svc, self.channels):
+                break
+        if time.monotonic() - self._pruned > PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            pruned = await outbox.prune_sent(self.svc)
+            if pruned:
+                log.info("forgot %d sent deliveries older than a week", pruned)
+
+    async def _listen(self) -> None:
+        async with self.svc.hub.subscribe(outbox.OUTBOX) as queue:
+            while True:
+                await queue.get()
+                self.wake.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Relay]:
+        listener = asyncio.create_task(self._listen(), name="outbox-listener")
+        try:
+            async with periodic("outbox", INTERVAL, self.tick, self.wake):
+                yield self
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self.channels.close()
+
+
+def relay_loop(svc: Services) -> contextlib.AbstractAsyncContextManager[Relay]:
+    return Relay(svc).running()
+
+
+LOOPS.append(relay_loop)

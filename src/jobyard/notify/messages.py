@@ -1,0 +1,85 @@
+"""The words of a notification: a title, a message and a link, for each kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobyard.domain.notifications import Kind
+
+
+@dataclass(frozen=True)
+class About:
+    """What a notification is about, gathered by the service from the event and its subject."""
+
+    subject_kind: str  # job | cluster
+    subject_id: int
+    name: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    note: str | None = None  # a share's message, an approval's question
+    runs: dict[str, int] | None = None  # node-run states and how many of each
+    job_id: int | None = None  # for cluster.job_started: the job that started
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    text: str
+    url: str
+
+
+def page_url(base_url: str, subject_kind: str, subject_id: int) -> str:
+    """The dashboard page of a job or cluster: what a person clicks in an email."""
+    return f"{base_url.rstrip('/')}/{subject_kind}s/{subject_id}"
+
+
+def _label(about: About) -> str:
+    noun = "Job" if about.subject_kind == "job" else "Cluster"
+    if about.name:
+        return f"{noun} {about.name!r} (#{about.subject_id})"
+    return f"{noun} #{about.subject_id}"
+
+
+def _runs(about: About) -> str:
+    if not about.runs:
+        return ""
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(about.runs.items()))
+    return f" Nodes: {parts}."
+
+
+def _why(about: About) -> str:
+    return f" Reason: {about.reason}." if about.reason else ""
+
+
+def compose(kind: str, about: About, base_url: str) -> Message:
+    label = _label(about)
+    url = page_url(base_url, about.subject_kind, about.subject_id)
+    if kind == Kind.JOB_COMPLETED:
+        return Message(f"{label} completed", f"{label} completed.{_runs(about)}", url)
+    if kind == Kind.JOB_FAILED:
+        status = (about.status or "failed").replace("_", " ")
+        text = f"{label} failed ({status}).{_why(about)}{_runs(about)}"
+        return Message(f"{label} failed", text, url)
+    if kind == Kind.JOB_STOPPED:
+        by = f" by {about.actor}" if about.actor else ""
+        return Message(f"{label} stopped", f"{label} was stopped{by}.{_why(about)}", url)
+    if kind == Kind.JOB_SHARED:
+        who = about.actor or "someone"
+        note = f"\n\n{about.note}" if about.note else ""
+        return Message(
+            f"{who} shared {label} with you", f"{who} shared {label} with you.{note}", url
+        )
+    if kind == Kind.CLUSTER_JOB_STARTED:
+        job = f"Job #{about.job_id}" if about.job_id else "A job"
+        return Message(f"{job} started on {label}", f"{job} started on {label}.", url)
+    if kind == Kind.APPROVAL_REQUESTED:
+        note = f"\n\n{about.note}" if about.note else ""
+        return Message(
+            f"{label} waits for your approval", f"{label} waits for your decision.{note}", url
+        )
+    if kind.startswith("cluster."):
+        word = kind.split(".", 1)[1]
+        return Message(f"{label} is {word}", f"{label} is {word}.{_why(about)}", url)
+    word = kind.split(".", 1)[1] if "." in kind else kind
+    return Message(f"{label} {word}", f"{label} {word}.{_why(about)}", url)

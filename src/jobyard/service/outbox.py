@@ -1,0 +1,471 @@
+"""From events to deliveries: the observer that fills the outbox, the relay that empties it.
+
+The observer runs inside the transaction that records an event, so the outbox rows
+(one per recipient per channel, plus one per matching webhook subscription) commit
+or roll back with the transition itself. The relay (``dispatch/outbox.py``) then:
+
+- delivers in-app rows in one transaction that writes the inbox rows and marks the
+  outbox rows sent, so each notification lands exactly once;
+- claims email and webhook rows with a lease, sends them outside any transaction,
+  and marks them sent, or reschedules them with exponential backoff. A relay that
+  dies mid-send leaves ``sending`` rows whose lease expires: they are sent again with
+  the same Message-ID / webhook-id, which receivers use to drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from jobyard.domain.notifications import (
+    Channel,
+    Delivery,
+    Kind,
+    Recipient,
+    RetryPolicy,
+    Subscription,
+    kind_of,
+    needs_runs,
+    subscribed,
+)
+from jobyard.domain.records import Event
+from jobyard.notify import email as mail
+from jobyard.notify.messages import About, Message, compose
+from jobyard.notify.outcome import Outcome
+from jobyard.notify.webhooks import WebhookSender
+from jobyard.service.context import Services
+from jobyard.service.events import observe
+from jobyard.settings import Settings
+from jobyard.store import Tx
+
+log = logging.getLogger("jobyard.notify")
+
+# Hub topics: the relay wakes on OUTBOX; an inbox's live stream wakes on inbox:{user_id}.
+OUTBOX = "outbox"
+
+
+def inbox_topic(user_id: int) -> str:
+    return f"inbox:{user_id}"
+
+
+_WATCHED = {
+    Kind.JOB_COMPLETED: "job",
+    Kind.JOB_FAILED: "job",
+    Kind.JOB_STOPPED: "job",
+    Kind.CLUSTER_AVAILABLE: "cluster",
+    Kind.CLUSTER_TERMINATED: "cluster",
+    Kind.CLUSTER_ERROR: "cluster",
+    Kind.CLUSTER_JOB_STARTED: "cluster",
+}
+
+
+def policy(settings: Settings) -> RetryPolicy:
+    """The retry policy, with ``outbox_<field>`` overrides from ``settings.extra``."""
+    overrides = {
+        f.name: type(getattr(RetryPolicy(), f.name))(settings.extra[f"outbox_{f.name}"])
+        for f in dataclasses.fields(RetryPolicy)
+        if f"outbox_{f.name}" in settings.extra
+    }
+    return RetryPolicy(**overrides)
+
+
+def email_enabled(settings: Settings) -> bool:
+    return bool(settings.smtp_host)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _ids(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+
+
+# -- the observer
+
+
+@observe
+async def notify_on_event(svc: Services, tx: Tx, event: Event) -> None:
+    """Make the creator a watcher; queue the deliveries an event calls for."""
+    if event.type == "job.created" and event.kind == "job":
+        await tx.notify.watchers.add_creator("job", event.subject_id, event.created_at)
+        return
+    if event.type == "cluster.created" and event.kind == "cluster":
+        await tx.notify.watchers.add_creator("cluster", event.subject_id, event.created_at)
+    if kind_of(event, []) is None:
+        return
+    job_id = event.job_id if event.job_id is not None else event.subject_id
+    runs = await tx.notify.run_states(job_id) if needs_runs(event) else None
+    kind = kind_of(event, runs)
+    if kind is None:
+        return
+    people = await _recipients(tx, event, kind)
+    hooks = [
+        s
+        for s in await tx.notify.webhooks.of_org(event.org_id, enabled_only=True)
+        if subscribed(s.event_types, kind)
+    ]
+    if not people and not hooks:
+        return
+    about = await _about(tx, event, kind, runs)
+    message = compose(kind, about, svc.settings.base_url)
+    rows = _person_rows(svc, event, kind, about, message, people)
+    rows += _webhook_rows(svc, event, kind, about, message, hooks)
+    await tx.notify.outbox.add_many(rows)
+    tx.after_commit(lambda: svc.hub.publish(OUTBOX, len(rows)))
+
+
+async def _recipients(tx: Tx, event: Event, kind: Kind) -> list[Recipient]:
+    watched = _WATCHED.get(kind)
+    if watched is not None:
+        return await tx.notify.watchers.recipients(watched, event.subject_id, kind)
+    data = event.data or {}
+    if kind is Kind.JOB_SHARED:
+        return await tx.notify.watchers.users_as_recipients(_ids([data.get("user_id")]), kind)
+    if kind is Kind.APPROVAL_REQUESTED:
+        return await tx.notify.watchers.users_as_recipients(_ids(data.get("approvers")), kind)
+    return []
+
+
+async def _about(tx: Tx, event: Event, kind: Kind, runs: list[str] | None) -> About:
+    data = event.data or {}
+    if event.kind == "cluster":
+        cluster = await tx.clusters.get(event.org_id, event.subject_id)
+        started = event.job_id if event.job_id is not None else data.get("job_id")
+        return About(
+            subject_kind="cluster",
+            subject_id=event.subject_id,
+            name=cluster.name if cluster else None,
+            status=event.to_status,
+            reason=event.reason,
+            actor=event.actor,
+            job_id=started if isinstance(started, int) else None,
+        )
+    job_id = event.job_id if event.job_id is not None else event.subject_id
+    job = await tx.jobs.get_any(job_id)
+    note = data.get("message") if kind in (Kind.JOB_SHARED, Kind.APPROVAL_REQUESTED) else None
+    return About(
+        subject_kind="job",
+        subject_id=job_id,
+        name=job.name if job else None,
+        status=event.to_status,
+        reason=event.reason,
+        actor=event.actor,
+        note=str(note) if note else None,
+        runs=dict(Counter(runs)) if runs else None,
+        job_id=job_id,
+    )
+
+
+def _base(event: Event, kind: Kind, channel: Channel, key: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "org_id": event.org_id,
+        "event_id": event.id,
+        "kind": kind.value,
+        "channel": channel.value,
+        "key": key,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _person_rows(
+    svc: Services,
+    event: Event,
+    kind: Kind,
+    about: About,
+    message: Message,
+    people: list[Recipient],
+) -> list[dict[str, Any]]:
+    now = event.created_at
+    payload = {
+        "title": message.title,
+        "message": message.text,
+        "url": message.url,
+        "subject_kind": about.subject_kind,
+        "subject_id": about.subject_id,
+        "job_id": about.job_id,
+    }
+    with_email = email_enabled(svc.settings)
+    rows = []
+    for r in people:
+        if r.in_app:
+            key = f"{event.id}.in_app.u{r.user_id}"
+            rows.append(
+                {
+                    **_base(event, kind, Channel.IN_APP, key, now),
+                    "user_id": r.user_id,
+                    "subscription_id": None,
+                    "payload": payload,
+                }
+            )
+        if r.email_on and with_email:
+            key = f"{event.id}.email.u{r.user_id}"
+            rows.append(
+                {
+                    **_base(event, kind, Channel.EMAIL, key, now),
+                    "user_id": r.user_id,
+                    "subscription_id": None,
+                    "payload": {**payload, "to": r.email, "name": r.display_name},
+                }
+            )
+    return rows
+
+
+def _webhook_rows(
+    svc: Services,
+    event: Event,
+    kind: Kind,
+    about: About,
+    message: Message,
+    hooks: list[Subscription],
+) -> list[dict[str, Any]]:
+    if not hooks:
+        return []
+    body = orjson.dumps(
+        {
+            "type": kind.value,
+            "timestamp": _iso(event.created_at),
+            "data": {
+                "event_id": event.id,
+                "org_id": event.org_id,
+                "subject": {
+                    "kind": about.subject_kind,
+                    "id": about.subject_id,
+                    "name": about.name,
+                    "url": message.url,
+                },
+                "job_id": about.job_id,
+                "from_status": event.from_status,
+                "to_status": event.to_status,
+                "actor": event.actor,
+                "reason": event.reason,
+                "title": message.title,
+                "message": message.text,
+                "api_url": svc.url(f"/api/v1/{about.subject_kind}s/{about.subject_id}"),
+            },
+        }
+    ).decode()
+    return [
+        {
+            **_base(
+                event, kind, Channel.WEBHOOK, f"{event.id}.webhook.s{sub.id}", event.created_at
+            ),
+            "user_id": None,
+            "subscription_id": sub.id,
+            "payload": {"body": body},
+        }
+        for sub in hooks
+    ]
+
+
+# -- the relay
+
+
+@dataclass
+class Channels:
+    """The senders a relay owns for its lifetime."""
+
+    email: mail.EmailSender | None
+    webhooks: WebhookSender
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Channels:
+        sender = None
+        if email_enabled(settings):
+            sender = mail.EmailSender(
+                mail.SmtpConfig(
+                    host=settings.smtp_host,
+                    port=settings.smtp_port,
+                    tls=settings.smtp_tls,
+                    user=settings.smtp_user,
+                    password=settings.smtp_password,
+                    sender=settings.smtp_from,
+                )
+            )
+        return cls(sender, WebhookSender(settings.webhook_allow_private))
+
+    async def close(self) -> None:
+        await self.webhooks.close()
+
+
+async def deliver_in_app(svc: Services, limit: int = 1000) -> int:
+    """Move due in-app rows into inboxes, exactly once (one transaction); returns how many."""
+    async with svc.db.begin() as tx:
+        now = svc.clock.now()
+        due = await tx.notify.outbox.take([Channel.IN_APP.value], now, limit)
+        if not due:
+            return 0
+        await tx.notify.inbox.add_many([_inbox_row(d, now) for d in due])
+        await tx.notify.outbox.mark_sent([d.id for d in due], now)
+        users = {d.user_id for d in due if d.user_id is not None}
+
+        def wake_streams() -> None:
+            for user_id in users:
+                svc.hub.publish(inbox_topic(user_id), "new")
+
+        tx.after_commit(wake_streams)
+    return len(due)
+
+
+def _inbox_row(d: Delivery, now: dt.datetime) -> dict[str, Any]:
+    p = d.payload
+    return {
+        "org_id": d.org_id,
+        "user_id": d.user_id,
+        "key": d.key,
+        "kind": d.kind,
+        "title": str(p.get("title", ""))[:300],
+        "message": str(p.get("message", "")),
+        "url": p.get("url"),
+        "subject_kind": p.get("subject_kind", "job"),
+        "subject_id": p.get("subject_id", 0),
+        "job_id": p.get("job_id"),
+        "event_id": d.event_id,
+        "read_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def deliver_remote(svc: Services, channels: Channels, limit: int = 50) -> int:
+    """Claim due email and webhook rows, send them, record the outcomes; returns how many."""
+    pol = policy(svc.settings)
+    wanted = [Channel.WEBHOOK.value] + ([Channel.EMAIL.value] if channels.email else [])
+    async with svc.db.begin() as tx:
+        now = svc.clock.now()
+        batch = await tx.notify.outbox.claim(
+            wanted, now, now + dt.timedelta(seconds=pol.lease), limit
+        )
+        subs: dict[int, Subscription] = {}
+        for sid in {d.subscription_id for d in batch if d.subscription_id is not None}:
+            sub = await tx.notify.webhooks.get_any(sid)
+            if sub is not None:
+                subs[sid] = sub
+    if not batch:
+        return 0
+    outcomes = await _send(svc, channels, batch, subs)
+    await _record(svc, pol, batch, outcomes, subs)
+    return len(batch)
+
+
+async def _send(
+    svc: Services, channels: Channels, batch: list[Delivery], subs: dict[int, Subscription]
+) -> dict[int, Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    emails = [d for d in batch if d.channel == Channel.EMAIL]
+    if emails and channels.email is not None:
+        sender = svc.settings.smtp_from
+        domain = sender.rpartition("@")[2] or "jobyard"
+        messages = [
+            mail.build(
+                sender=sender,
+                to=str(d.payload["to"]),
+                title=str(d.payload["title"]),
+                text=str(d.payload["message"]),
+                url=str(d.payload["url"]),
+                msg_id=mail.message_id(d.key, domain),
+                name=str(d.payload.get("name") or ""),
+            )
+            for d in emails
+        ]
+        for d, outcome in zip(emails, await channels.email.send_many(messages), strict=True):
+            outcomes[d.id] = outcome
+
+    gate = asyncio.Semaphore(16)
+
+    async def post(d: Delivery) -> None:
+        sub = subs.get(d.subscription_id or 0)
+        if sub is None or not sub.enabled:
+            outcomes[d.id] = Outcome("the webhook subscription is disabled", permanent=True)
+            return
+        async with gate:
+            body = str(d.payload["body"]).encode()
+            outcomes[d.id] = await channels.webhooks.send(sub.url, sub.secret, d.key, body)
+
+    await asyncio.gather(*(post(d) for d in batch if d.channel == Channel.WEBHOOK))
+    return outcomes
+
+
+async def _record(
+    svc: Services,
+    pol: RetryPolicy,
+    batch: list[Delivery],
+    outcomes: dict[int, Outcome],
+    subs: dict[int, Subscription],
+) -> None:
+    async with svc.db.begin() as tx:
+        now = svc.clock.now()
+        await tx.notify.outbox.mark_sent(
+            [d.id for d in batch if outcomes[d.id].ok], now, attempted=True
+        )
+        for d in batch:
+            outcome = outcomes[d.id]
+            if outcome.ok:
+                continue
+            error = outcome.error or "failed"
+            if outcome.permanent or pol.gives_up(d.attempts):
+                await tx.notify.outbox.fail(d.id, error, now)
+                log.warning("giving up on %s delivery %s: %s", d.channel, d.key, error)
+            else:
+                # A little jitter spreads the retries of one outage over time.
+                delay = pol.delay(d.attempts) * (0.8 + 0.4 * random.random())
+                await tx.notify.outbox.retry_later(
+                    d.id, now + dt.timedelta(seconds=delay), error, now
+                )
+        await _webhook_health(tx, pol, batch, outcomes, subs, now)
+
+
+async def _webhook_health(
+    tx: Tx,
+    pol: RetryPolicy,
+    batch: list[Delivery],
+    outcomes: dict[int, Outcome],
+    subs: dict[int, Subscription],
+    now: dt.datetime,
+) -> None:
+    """Count failures in a row per subscription; disable one that keeps failing."""
+    for d in batch:
+        sub = subs.get(d.subscription_id or 0)
+        if d.channel != Channel.WEBHOOK or sub is None or not sub.enabled:
+            continue
+        outcome = outcomes[d.id]
+        if outcome.ok:
+            await tx.notify.webhooks.succeeded(sub.id, now)
+            continue
+        failures = await tx.notify.webhooks.failed(sub.id, now)
+        if failures >= pol.disable_after:
+            reason = (
+                f"disabled after {failures} failed deliveries in a row; last error: {outcome.error}"
+            )
+            await tx.notify.webhooks.update(
+                sub.id, {"enabled": False, "disabled_reason": reason, "disabled_at": now}
+            )
+            await tx.notify.outbox.fail_pending_of(sub.id, reason, now)
+            subs[sub.id] = dataclasses.replace(sub, enabled=False)
+            log.warning("webhook subscription %s %s", sub.id, reason)
+
+
+async def relay_once(svc: Services, channels: Channels) -> int:
+    """One pass of the relay: in-app first (cheap, local), then email and webhooks."""
+    return await deliver_in_app(svc) + await deliver_remote(svc, channels)
+
+
+async def prune_sent(svc: Services, keep_days: float = 7.0) -> int:
+    """Forget sent deliveries older than ``keep_days``."""
+    async with svc.db.begin() as tx:
+        before = svc.clock.now() - dt.timedelta(days=keep_days)
+        return await tx.notify.outbox.prune(before)
