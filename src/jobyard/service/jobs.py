@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobyard.domain.accounts import Role, require
-from jobyard.domain.errors import Conflict, Invalid, NotFound
+from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import FROZEN_AFTER_SUBMIT, JobSpec
 from jobyard.domain.quorum import Quorum
@@ -84,39 +84,75 @@ async def _enter_new(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
     return moved
 
 
+async def add_job(
+    svc: Services,
+    tx: Tx,
+    values: dict[str, Any],
+    *,
+    org_id: int,
+    created_by: int | None,
+    actor: str,
+    then: JobStatus | None = JobStatus.NEW,
+    reason: str | None = None,
+) -> Job:
+    """Write a job (``values``: its spec columns, kind, task_id ...) in this transaction and
+    move it on: to ``new`` (submitted), to ``onhold`` (waiting; ``reason`` says for what),
+    or nowhere (``then=None``: a draft)."""
+    now = svc.clock.now()
+    job = await tx.jobs.insert(
+        {
+            **values,
+            "org_id": org_id,
+            "status": JobStatus.DRAFT.value,
+            "attempt": 0,
+            "created_by": created_by,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    await record(
+        svc,
+        tx,
+        org_id=job.org_id,
+        kind="job",
+        subject_id=job.id,
+        job_id=job.id,
+        type="job.created",
+        to_status=JobStatus.DRAFT.value,
+        actor=actor,
+        reason=reason if then is None else None,
+        now=now,
+    )
+    if then is JobStatus.NEW:
+        return await _enter_new(svc, tx, job, actor)
+    if then is JobStatus.ONHOLD:
+        held = await move_job(svc, tx, job, JobStatus.ONHOLD, actor=actor, reason=reason)
+        assert held is not None  # nobody else knows the job yet
+        return held
+    return job
+
+
+async def release_job(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
+    """Submit a draft or ``onhold`` job: resolve its target, create its node runs, ``new``."""
+    return await _enter_new(svc, tx, job, actor)
+
+
 async def create_job(
     svc: Services, who: Principal, spec: JobSpec, *, draft: bool = False
 ) -> JobView:
     """Save a job; unless it is a draft, submit it in the same transaction."""
     require(who.role, Role.USER, "creating a job")
-    now = svc.clock.now()
     async with svc.db.begin() as tx:
-        job = await tx.jobs.insert(
-            {
-                **spec.row(),
-                "org_id": who.org_id,
-                "status": JobStatus.DRAFT.value,
-                "attempt": 0,
-                "created_by": who.user_id,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        await record(
+        job = await add_job(
             svc,
             tx,
-            org_id=job.org_id,
-            kind="job",
-            subject_id=job.id,
-            job_id=job.id,
-            type="job.created",
-            to_status=JobStatus.DRAFT.value,
+            spec.row(),
+            org_id=who.org_id,
+            created_by=who.user_id,
             actor=who.actor,
+            then=None if draft else JobStatus.NEW,
             reason="saved as a draft" if draft else None,
-            now=now,
         )
-        if not draft:
-            job = await _enter_new(svc, tx, job, who.actor)
         runs = await tx.jobs.runs(job.id)
     return JobView(job, runs)
 
@@ -241,6 +277,10 @@ async def stop_job(
     async with svc.db.begin() as tx:
         job = await _visible_job(tx, who, job_id, lock=True)
         _may_change(who, job, "stopping a job")
+        if job.task_id is not None and who.role is not Role.ADMIN:
+            task = await tx.tasks.get(job.org_id, job.task_id)
+            if task is not None and not task.spec.cancellable:
+                raise Forbidden("Job is not cancellable")
         if job.status.terminal:
             raise Conflict(f"job {job.id} has finished already (status {job.status})")
         if job.status is JobStatus.DRAFT:

@@ -27,6 +27,8 @@ from jobyard.store.files import FilesRepo
 from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
+from jobyard.store.tasks import TaskRunsRepo, TasksRepo
+from jobyard.store.triggers import SchedulesRepo, StacksRepo, TriggersRepo
 
 
 def async_url(url: str) -> str:
@@ -56,6 +58,11 @@ class Tx:
         self.nodes = NodesRepo(conn)
         self.clusters = ClustersRepo(conn)
         self.files = FilesRepo(conn)
+        self.tasks = TasksRepo(conn, dialect)
+        self.task_runs = TaskRunsRepo(conn, dialect)
+        self.schedules = SchedulesRepo(conn)
+        self.stacks = StacksRepo(conn)
+        self.triggers = TriggersRepo(conn, dialect)
         self.notify = NotifyStore(conn, dialect)
         self._after_commit: list[Any] = []
 
