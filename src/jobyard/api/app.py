@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from jobyard import __version__
 from jobyard.api import accounts, agent_ws, errors, health, jobs, nodes, streams
-from jobyard.api.compat import chef
+from jobyard.api.compat import chef, rescale
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
 from jobyard.dispatch.loops import LOOPS
@@ -62,6 +62,7 @@ def create_app(
     app.include_router(streams.router)
     app.include_router(agent_ws.router)
     app.include_router(chef.router)
+    app.include_router(rescale.router)
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(Metrics)
     return app
