@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from jobyard.api.auth import principal, services
+from jobyard.api.ids import IdPath
 from jobyard.api.responses import JSON, iso
 from jobyard.domain.accounts import parse_role
 from jobyard.domain.errors import Invalid
@@ -71,7 +72,7 @@ async def create_token(body: TokenIn, who: Who, svc: Svc) -> Response:
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")
-async def revoke_token(token_id: int, who: Who, svc: Svc) -> Response:
+async def revoke_token(token_id: IdPath, who: Who, svc: Svc) -> Response:
     await uc.revoke_token(svc, who, token_id)
     return Response(status_code=204)
 
@@ -90,6 +91,6 @@ async def set_member(body: MemberIn, who: Who, svc: Svc) -> Response:
 
 
 @router.delete("/members/{user_id}", status_code=204, summary="Remove a member (admin)")
-async def remove_member(user_id: int, who: Who, svc: Svc) -> Response:
+async def remove_member(user_id: IdPath, who: Who, svc: Svc) -> Response:
     await uc.remove_member(svc, who, user_id)
     return Response(status_code=204)

@@ -37,14 +37,28 @@ def render_error(request: Request, status: int, title: str, detail: str, **extra
     return problem(status, title, detail, **extra)
 
 
+# Where FastAPI found the value; the field name alone reads better.
+_PLACES = {("body",), ("query",), ("path",), ("header",), ("cookie",)}
+
+
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     errors = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        raw_loc = tuple(err.get("loc", ()))
+        loc = [str(p) for p in raw_loc[1:]] if raw_loc[:1] in _PLACES else list(map(str, raw_loc))
         where = ".".join(loc) or "body"
         kind = err.get("type", "")
         if kind == "json_invalid":
-            msg = "the body is not valid JSON: " + str(err.get("ctx", {}).get("error", ""))
+            # loc is ("body", <character position>)
+            where = "body"
+            msg = (
+                f"the body is not valid JSON: {err.get('ctx', {}).get('error', '')} "
+                f"(at character {loc[0] if loc else 0})"
+            )
+        elif raw_loc == ("body",) and kind in ("model_attributes_type", "dict_type"):
+            msg = "the body must be a JSON object ({...})"
+        elif raw_loc == ("body",) and kind == "missing":
+            msg = "this needs a JSON body"
         elif kind == "extra_forbidden":
             msg = f"unknown field {where!r}: remove it"
         elif kind == "missing":
@@ -54,6 +68,21 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
         errors.append({"field": where, "message": msg})
     detail = "; ".join(e["message"] for e in errors) or "the request is invalid"
     return detail, errors
+
+
+def _non_json_body(request: Request, exc: RequestValidationError) -> str | None:
+    """The declared content type, when a JSON body was expected but another type was sent
+    (FastAPI then hands the raw bytes to validation, whose message would be cryptic)."""
+    declared = request.headers.get("content-type")
+    if not declared:
+        return None
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    for err in exc.errors():
+        if tuple(err.get("loc", ())) == ("body",) and isinstance(err.get("input"), bytes):
+            return declared
+    return None
 
 
 def install(app: FastAPI) -> None:
@@ -67,6 +96,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        declared = _non_json_body(request, exc)
+        if declared is not None:
+            return render_error(
+                request,
+                415,
+                "Unsupported media type",
+                f"the body must be JSON sent with 'Content-Type: application/json' "
+                f"(this request declares {declared!r})",
+            )
         detail, errors = _validation_detail(exc)
         status = (
             400

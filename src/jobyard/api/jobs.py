@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from jobyard.api import render
 from jobyard.api.auth import principal, services
+from jobyard.api.ids import parse_id
 from jobyard.api.responses import JSON
 from jobyard.domain.errors import Invalid
 from jobyard.domain.jobs import JobStatus
@@ -146,9 +147,7 @@ async def list_jobs(
     if owner == "me":
         owner_id = who.user_id
     elif owner is not None:
-        if not owner.isdigit():
-            raise Invalid("owner is a user id or 'me'", "owner")
-        owner_id = int(owner)
+        owner_id = parse_id(owner, "owner", "a user")
     key = sort.lstrip("-")
     if key not in SORTABLE:
         raise Invalid(f"sort by one of {', '.join(sorted(SORTABLE))}", "sort")
@@ -170,9 +169,7 @@ async def list_jobs(
 
 
 def _job_id(job_id: str) -> int:
-    if not job_id.isdigit() or len(job_id) > 18:
-        raise Invalid(f"{job_id!r} is not a job id", "job_id")
-    return int(job_id)
+    return parse_id(job_id, "job_id", "a job")
 
 
 @router.get("/by-name/{name}", response_model=JobOut, summary="The newest job with this name")

@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from jobyard.api import render
 from jobyard.api.auth import principal, services
+from jobyard.api.ids import parse_id
 from jobyard.api.responses import JSON, iso
-from jobyard.domain.errors import Invalid
 from jobyard.domain.records import Cluster, Node, Principal
 from jobyard.service import clusters as cl
 from jobyard.service import nodes as uc
@@ -120,9 +120,7 @@ async def list_clusters(
 
 
 def _cid(cluster_id: str) -> int:
-    if not cluster_id.isdigit() or len(cluster_id) > 18:
-        raise Invalid(f"{cluster_id!r} is not a cluster id", "cluster_id")
-    return int(cluster_id)
+    return parse_id(cluster_id, "cluster_id", "a cluster")
 
 
 @router.get("/clusters/{cluster_id}", summary="One cluster")

@@ -13,6 +13,8 @@ from jobyard.domain.records import Event, NodeRun, Page
 from jobyard.service.jobs import JobView
 
 T = TypeVar("T")
+# Keeps offsets within what the databases accept (64-bit), whatever the page size.
+MAX_PAGE = 10**9
 
 
 def node_run(run: NodeRun) -> dict[str, Any]:
@@ -87,6 +89,8 @@ def event(e: Event) -> dict[str, Any]:
 def page_params(page: int, page_size: int, max_size: int) -> tuple[int, int]:
     if page < 1:
         raise Invalid("page starts at 1", "page")
+    if page > MAX_PAGE:
+        raise Invalid(f"page must be at most {MAX_PAGE}", "page")
     if not 1 <= page_size <= max_size:
         raise Invalid(f"page_size must be 1 to {max_size}", "page_size")
     return (page - 1) * page_size, page_size

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from jobyard.api.ids import is_id
 from jobyard.api.responses import dumps
 from jobyard.domain.records import Event
 
@@ -17,7 +18,7 @@ KEEPALIVE = 15.0
 
 def last_event_id(request: Request) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
-    return int(raw) if raw.isdigit() else 0
+    return int(raw) if is_id(raw) else 0
 
 
 def frame(event_id: int | None, name: str | None, data: Any) -> bytes:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from jobyard.api import render
 from jobyard.api.auth import principal, services
+from jobyard.api.ids import IdPath
 from jobyard.api.jobs import _job_id
 from jobyard.api.responses import JSON, iso
 from jobyard.api.sse import event_stream
@@ -86,7 +87,7 @@ async def list_files(job_id: str, who: Who, svc: Svc) -> Response:
 
 
 @router.get("/files/{file_id}/contents", summary="Download an output file")
-async def file_contents(file_id: int, who: Who, svc: Svc) -> Response:
+async def file_contents(file_id: IdPath, who: Who, svc: Svc) -> Response:
     stored, data = await outputs.read_file(svc, who, file_id)
     filename = stored.name.rsplit("/", 1)[-1].replace('"', "")
     return Response(
