@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.responses import dumps
@@ -43,7 +44,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge()
+                    raise _TooLarge(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -80,8 +81,15 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised from ``receive`` when a body without Content-Length (chunked) grows too big.
+
+    An HTTPException, so that whoever reads the body (FastAPI turns any other error while
+    reading into a 400) lets it through to the error handlers, which answer 413 in the
+    shape of the route (problem+json or a dialect's)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is over the {limit}-byte limit")
 
 
 class Metrics:
