@@ -1,0 +1,360 @@
+"""Job pages: the live list, the start form, a job with its nodes, timeline, output and
+history, and the actions on it (stop, submit, delete)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import PlainTextResponse, Response
+
+from jobyard.domain.accounts import Role
+from jobyard.domain.errors import Invalid, JobyardError, NotFound
+from jobyard.domain.jobs import JOB_TERMINAL, JobStatus
+from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
+from jobyard.domain.quorum import Quorum
+from jobyard.domain.records import Event, Job, Principal
+from jobyard.domain.targets import Target
+from jobyard.service import accounts, feeds, outputs
+from jobyard.service import clusters as cluster_uc
+from jobyard.service import jobs as uc
+from jobyard.service import nodes as node_uc
+from jobyard.service.context import Services
+from jobyard.store.jobs import JobFilter
+from jobyard.web import timeline
+from jobyard.web.page import Page, PageRoute, Poster, Viewer
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+PAGE_SIZE = 20
+ACTIVE = [s.value for s in (JobStatus.ONHOLD, JobStatus.NEW, JobStatus.VOTING, JobStatus.RUNNING)]
+FINISHED = [s.value for s in JOB_TERMINAL]
+STATUS_CHOICES = [("", "any status"), ("active", "active"), ("finished", "finished")] + [
+    (s.value, s.value.replace("_", " ")) for s in JobStatus
+]
+_SPLIT = re.compile(r"[\s,]+")
+
+
+# -- the list
+
+
+def _statuses(choice: str) -> list[str]:
+    if choice == "active":
+        return ACTIVE
+    if choice == "finished":
+        return FINISHED
+    if choice in JobStatus.__members__.values():
+        return [choice]
+    if choice:
+        raise Invalid(f"unknown status {choice!r}", "status")
+    return []
+
+
+async def _member_names(svc: Services, who: Principal) -> dict[int, str]:
+    return {m.user_id: m.display_name or m.email for m in await accounts.list_members(svc, who)}
+
+
+def node_summary(view: uc.JobView) -> str:
+    """'3 of 4 succeeded' style: how far the nodes got, in a few words."""
+    total = len(view.runs)
+    if total == 0:
+        target = view.job.target
+        if target.get("nodes"):
+            return f"{len(target['nodes'])} nodes"
+        return "no nodes yet"
+    counts = Counter(r.status.value for r in view.runs)
+    top, n = counts.most_common(1)[0]
+    if n == total:
+        return f"{'all ' if total > 1 else ''}{total} {top}"
+    return ", ".join(f"{c} {s}" for s, c in counts.most_common(3))
+
+
+@router.get("/jobs")
+async def job_list(
+    page: Viewer,
+    status: str = "",
+    q: str = "",
+    mine: str = "",
+    node: str = "",
+    n: int = 1,
+) -> Response:
+    who = page.user
+    n = max(1, n)
+    flt = JobFilter(
+        statuses=_statuses(status),
+        text=q.strip() or None,
+        owner_id=who.user_id if mine else None,
+        node=node.strip() or None,
+    )
+    result = await uc.list_jobs(page.svc, who, flt, offset=(n - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    pages = max(1, -(-result.total // PAGE_SIZE))
+    filtered = bool(status or q or mine or node)
+    context: dict[str, Any] = {
+        "jobs": result.items,
+        "total": result.total,
+        "n": n,
+        "pages": pages,
+        "filters": {"status": status, "q": q, "mine": mine, "node": node},
+        "filtered": filtered,
+        "status_choices": STATUS_CHOICES,
+        "names": await _member_names(page.svc, who),
+        "summary": node_summary,
+        "may_start": who.role.at_least(Role.USER),
+    }
+    if page.fragment:
+        return await page.render("_jobs_table.html", **context)
+    context["last_event_id"] = await feeds.last_event_id(page.svc)
+    return await page.render("jobs.html", **context)
+
+
+# -- starting a job
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(p for p in _SPLIT.split(text.strip()) if p)
+
+
+def _int(page: Page, name: str, label: str) -> int | None:
+    raw = page.field(name)
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid(f"{label} must be a whole number, not {raw!r}", name) from None
+
+
+def _env(text: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise Invalid(f"environment line {number} needs the form NAME=value", "env")
+        env[key.strip()] = value
+    return env
+
+
+def spec_from_form(page: Page) -> JobSpec:
+    """The job the start form describes; Invalid (with the field) when a value is wrong."""
+    kind = page.field("target_kind", "nodes")
+    count = _int(page, "count", "the node count")
+    if kind == "nodes":
+        nodes = _split(page.field("nodes"))
+        if not nodes:
+            raise Invalid("name at least one node (separate names by spaces or commas)", "nodes")
+        target = Target(nodes=nodes)
+    elif kind == "cluster":
+        if not page.field("cluster"):
+            raise Invalid("choose the cluster to run on", "cluster")
+        target = Target(cluster=page.field("cluster"), count=count)
+    elif kind == "tags":
+        tags = _split(page.field("tags"))
+        if not tags:
+            raise Invalid("give at least one tag", "tags")
+        target = Target(tags=tags, count=count)
+    elif kind == "any":
+        if count is None:
+            raise Invalid("say how many nodes to run on", "count")
+        target = Target(count=count)
+    else:
+        raise Invalid(f"unknown target kind {kind!r}", "target_kind")
+    timeout = _int(page, "run_timeout", "the timeout")
+    return JobSpec(
+        target=target,
+        command=page.field("command"),
+        name=page.field("name") or None,
+        description=page.field("description"),
+        quorum=Quorum.parse(page.field("quorum") or None),
+        run_timeout=DEFAULT_RUN_TIMEOUT if timeout is None else timeout,
+        env=_env(page.form.get("env", "") if page.form else ""),  # type: ignore[arg-type]
+        dir=page.field("dir") or None,
+        capture_output=page.field("capture_output") == "1",
+    )
+
+
+def form_values(job: Job | None = None) -> dict[str, str]:
+    """The start form's fields, empty or copied from a job ("run again")."""
+    if job is None:
+        return {
+            "command": "",
+            "target_kind": "nodes",
+            "nodes": "",
+            "cluster": "",
+            "tags": "",
+            "count": "",
+            "quorum": "100%",
+            "run_timeout": str(DEFAULT_RUN_TIMEOUT),
+            "name": "",
+            "description": "",
+            "env": "",
+            "dir": "",
+            "capture_output": "1",
+        }
+    target = job.target
+    kind = (
+        "nodes"
+        if target.get("nodes")
+        else "cluster"
+        if target.get("cluster")
+        else "tags"
+        if target.get("tags")
+        else "any"
+    )
+    return {
+        "command": job.command,
+        "target_kind": kind,
+        "nodes": " ".join(target.get("nodes") or []),
+        "cluster": target.get("cluster") or "",
+        "tags": " ".join(target.get("tags") or []),
+        "count": "" if target.get("count") is None else str(target["count"]),
+        "quorum": job.quorum,
+        "run_timeout": "" if job.run_timeout is None else str(job.run_timeout),
+        "name": job.name or "",
+        "description": job.description,
+        "env": "\n".join(f"{k}={v}" for k, v in job.env.items()),
+        "dir": job.dir or "",
+        "capture_output": "1" if job.capture_output else "",
+    }
+
+
+async def _form_page(
+    page: Page, values: dict[str, str], error: str = "", field: str = "", status_code: int = 200
+) -> Response:
+    who = page.user
+    nodes = await node_uc.list_nodes(page.svc, who)
+    clusters = [
+        c for c in await cluster_uc.list_clusters(page.svc, who) if c.status != "terminated"
+    ]
+    tags = sorted({t for n in nodes for t in n.tags})
+    return await page.render(
+        "job_new.html",
+        status_code=status_code,
+        values=values,
+        error=error,
+        error_field=field,
+        nodes=nodes,
+        clusters=clusters,
+        tags=tags,
+    )
+
+
+@router.get("/jobs/new")
+async def new_job(page: Viewer, again: int | None = None) -> Response:
+    job = (await uc.get_job(page.svc, page.user, again)).job if again else None
+    return await _form_page(page, form_values(job))
+
+
+@router.post("/jobs")
+async def start_job(page: Poster) -> Response:
+    values = {k: page.field(k) for k in form_values()}
+    values["env"] = str(page.form.get("env", "")) if page.form else ""
+    try:
+        spec = spec_from_form(page)
+        view = await uc.create_job(page.svc, page.user, spec, draft=page.field("draft") == "1")
+    except JobyardError as exc:
+        return await _form_page(
+            page,
+            values,
+            exc.detail,
+            getattr(exc, "field", None) or "",
+            status_code=exc.status_code,
+        )
+    return page.redirect(f"/jobs/{view.job.id}")
+
+
+# -- one job
+
+
+async def _all_events(svc: Services, who: Principal, job_id: int) -> list[Event]:
+    """Every event of a job (the log is read in pages of 500)."""
+    out: list[Event] = []
+    while True:
+        batch = await uc.job_events(svc, who, job_id, out[-1].id if out else 0)
+        out.extend(batch)
+        if len(batch) < 500 or len(out) >= 20_000:
+            return out
+
+
+def _may_change(who: Principal, job: Job) -> bool:
+    return who.role is Role.ADMIN or (
+        who.role.at_least(Role.USER) and job.created_by == who.user_id
+    )
+
+
+async def _job_context(page: Page, job_id: int) -> dict[str, Any]:
+    who = page.user
+    view = await uc.get_job(page.svc, who, job_id)
+    events = await _all_events(page.svc, who, job_id)
+    history = [e for e in events if e.kind == "job" and e.type in ("job.created", "job.status")]
+    files = await outputs.list_files(page.svc, who, job_id)
+    counts = Counter(r.status.value for r in view.runs)
+    return {
+        "job": view.job,
+        "runs": view.runs,
+        "counts": sorted(counts.items()),
+        "timeline": timeline.build(view.job, view.runs, events, page.svc.clock.now()),
+        "history": history,
+        "files": files,
+        "names": await _member_names(page.svc, who),
+        "may_change": _may_change(who, view.job),
+        "may_start": who.role.at_least(Role.USER),
+        "summary": node_summary(view),
+    }
+
+
+def _job_id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"no job {raw!r}")
+    return int(raw)
+
+
+@router.get("/jobs/{job_id}")
+async def job_page(page: Viewer, job_id: str) -> Response:
+    context = await _job_context(page, _job_id(job_id))
+    if page.fragment:
+        return await page.render("_job_live.html", **context)
+    return await page.render("job.html", **context)
+
+
+@router.get("/jobs/{job_id}/output/{node}/{stream}")
+async def job_output(
+    page: Viewer, job_id: str, node: str, stream: str, offset: int = 0
+) -> Response:
+    """The output of one node from ``offset`` (characters) on; the new length in a header."""
+    if stream not in ("stdout", "stderr"):
+        raise NotFound(f"no output stream {stream!r}: use stdout or stderr")
+    run = await outputs.node_output(page.svc, page.user, _job_id(job_id), node)
+    text = run.stdout if stream == "stdout" else run.stderr
+    offset = offset if 0 <= offset <= len(text) else 0
+    return PlainTextResponse(
+        text[offset:],
+        headers={
+            "X-Output-Length": str(len(text)),
+            "X-Output-Reset": "0" if offset else "1",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.post("/jobs/{job_id}/stop")
+async def stop(page: Poster, job_id: str) -> Response:
+    jid = _job_id(job_id)
+    await uc.stop_job(page.svc, page.user, jid, page.field("reason") or None)
+    return page.redirect(f"/jobs/{jid}", "stopped")
+
+
+@router.post("/jobs/{job_id}/submit")
+async def submit(page: Poster, job_id: str) -> Response:
+    jid = _job_id(job_id)
+    await uc.submit_job(page.svc, page.user, jid)
+    return page.redirect(f"/jobs/{jid}", "submitted")
+
+
+@router.post("/jobs/{job_id}/delete")
+async def delete(page: Poster, job_id: str) -> Response:
+    await uc.delete_job(page.svc, page.user, _job_id(job_id))
+    return page.redirect("/jobs", "deleted")

@@ -1,0 +1,62 @@
+"""Who the browser is: the session cookie, turned into a principal for pages and the API.
+
+For every HTTP request carrying a valid session cookie this sets, in the request
+state:
+
+- ``web_session``: the decoded session (also for visitors who have not signed in);
+- ``web_principal``: the signed-in user in the session's organization (dashboard pages;
+  their forms check the CSRF field themselves);
+- ``session_principal``: the same principal for the API (``api/auth.py``), but for a
+  state-changing method only when the request carries the session's CSRF token in
+  ``X-CSRF-Token``. A cross-site form can send the cookie, never that header.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jobyard.domain.errors import Unauthenticated
+from jobyard.service import accounts
+from jobyard.service.context import Services
+from jobyard.web.session import COOKIE, CSRF_HEADER, SessionCodec
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Paths that never need to know who asks.
+_ANONYMOUS_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics")
+
+
+class SessionMiddleware:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self._codec: SessionCodec | None = None
+
+    @property
+    def codec(self) -> SessionCodec:
+        # Built on first use so that creating the app never touches the data directory.
+        if self._codec is None:
+            self._codec = SessionCodec.from_settings(self.services.settings)
+        return self._codec
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(_ANONYMOUS_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        state = scope.setdefault("state", {})
+        state["web_codec"] = self.codec
+        session = self.codec.loads(request.cookies.get(COOKIE))
+        state["web_session"] = session
+        if session is not None and session.user_id is not None and session.org is not None:
+            try:
+                who = await accounts.principal_for_user(self.services, session.user_id, session.org)
+            except Unauthenticated:
+                who = None  # removed from the organization, or the user is gone
+            state["web_principal"] = who
+            if who is not None and (
+                scope["method"] in SAFE_METHODS
+                or self.codec.csrf_ok(session, request.headers.get(CSRF_HEADER))
+            ):
+                state["session_principal"] = who
+        await self.app(scope, receive, send)

@@ -1,0 +1,73 @@
+"""Signing in and out, and switching organization."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from jobyard.domain.errors import Invalid, NotFound, Unauthenticated
+from jobyard.service import accounts
+from jobyard.web.page import PageRoute, Poster, Visitor, VisitorPoster
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+HOME = "/jobs"
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this site only (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return HOME
+    if target.startswith(("/login", "/logout")):
+        return HOME
+    return target
+
+
+@router.get("/")
+async def home(page: Visitor) -> Response:
+    return page.redirect(HOME if page.who else "/login")
+
+
+@router.get("/login")
+async def login_form(page: Visitor, next: str | None = None) -> Response:
+    if page.who is not None:
+        return page.redirect(safe_next(next))
+    return await page.render("login.html", next=safe_next(next), email="", error="")
+
+
+@router.post("/login")
+async def login(page: VisitorPoster) -> Response:
+    email = page.field("email")
+    target = safe_next(page.field("next"))
+    try:
+        if not email or not page.field("password"):
+            raise Invalid("enter your email and your password")
+        user = await accounts.login(page.svc, email, page.field("password"))
+        orgs = await accounts.organizations_of(page.svc, user.id)
+        if not orgs:
+            raise Unauthenticated(
+                "your account belongs to no organization: ask an admin to add you"
+            )
+    except (Unauthenticated, Invalid) as exc:
+        return await page.render(
+            "login.html", status_code=exc.status_code, next=target, email=email, error=exc.detail
+        )
+    page.set_session(page.codec.signed_in(user.id, orgs[0][0].name))
+    return page.redirect(target)
+
+
+@router.post("/logout")
+async def logout(page: VisitorPoster) -> Response:
+    page.set_session(None)
+    return page.redirect("/login", "signed_out")
+
+
+@router.post("/org")
+async def switch_org(page: Poster) -> Response:
+    name = page.field("org")
+    who = page.user
+    mine = {org.name for org, _ in await accounts.organizations_of(page.svc, who.user_id)}
+    if name not in mine:
+        raise NotFound(f"you are not a member of an organization named {name!r}")
+    page.set_session(page.session.for_org(name))
+    return page.redirect(HOME, "switched")
