@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from jobyard import __version__
+from jobyard import __version__, web
 from jobyard.api import accounts, agent_ws, errors, health, jobs, nodes, streams
-from jobyard.api.compat import chef, rescale
+from jobyard.api.compat import chef, rescale, theeye, xplenty
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
 from jobyard.dispatch.loops import LOOPS
@@ -52,6 +52,9 @@ def create_app(
         version=__version__,
         summary="Run a command on many machines: now, on a schedule, after approval, by webhook.",
         lifespan=lifespan,
+        # A body without Content-Type is read as JSON (curl users forget the header);
+        # a body declared as something else gets a 415 that says what to send.
+        strict_content_type=False,
     )
     app.state.services = svc
     errors.install(app)
@@ -63,6 +66,9 @@ def create_app(
     app.include_router(agent_ws.router)
     app.include_router(chef.router)
     app.include_router(rescale.router)
+    app.include_router(xplenty.router)
+    app.include_router(theeye.router)
+    web.install(app, svc)  # the dashboard: pages at /, its session middleware, /static
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(Metrics)
     return app
