@@ -6,16 +6,16 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, fail, settings_from
 from jobyard.domain.accounts import parse_role
 from jobyard.domain.errors import JobyardError
-from jobyard.service import accounts
-from jobyard.service.context import Services
-from jobyard.store import Database
+
+if TYPE_CHECKING:
+    from jobyard.service.context import Services
 
 app = typer.Typer(help="Administer organizations, users and tokens.", no_args_is_help=True)
 T = TypeVar("T")
@@ -25,6 +25,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines."
 def run_with_services(
     data_dir: str | None, database_url: str | None, work: Callable[[Services], Awaitable[T]]
 ) -> T:
+    # Server layers load only for admin commands, keeping client commands quick to start.
+    from jobyard.service.context import Services
+    from jobyard.store import Database
+
     settings = settings_from(data_dir, database_url)
 
     async def main() -> T:
@@ -41,6 +45,12 @@ def run_with_services(
         fail(exc.detail, exc)
 
 
+def _accounts() -> Any:
+    from jobyard.service import accounts
+
+    return accounts
+
+
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
     typer.echo(json.dumps(data) if as_json else text)
 
@@ -55,7 +65,7 @@ def create_org(
 ) -> None:
     """Create an organization."""
     org = run_with_services(
-        data_dir, database_url, lambda svc: accounts.create_org(svc, name, display_name)
+        data_dir, database_url, lambda svc: _accounts().create_org(svc, name, display_name)
     )
     _emit(
         as_json, {"id": org.id, "name": org.name}, f"created organization {org.name} (id {org.id})"
@@ -78,7 +88,7 @@ def create_user(
     user = run_with_services(
         data_dir,
         database_url,
-        lambda svc: accounts.create_user(
+        lambda svc: _accounts().create_user(
             svc, org, email, parsed, display_name=display_name, password=password
         ),
     )
@@ -115,7 +125,7 @@ def create_token(
     issued = run_with_services(
         data_dir,
         database_url,
-        lambda svc: accounts.create_token(
+        lambda svc: _accounts().create_token(
             svc, org, email, name=name, role=parsed, expires_at=expires
         ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,8 +12,9 @@ from jobyard import __version__
 from jobyard.cli import admin, client_cmds
 from jobyard.cli.agent import agent as agent_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
-from jobyard.service.context import Services
-from jobyard.store import Database
+
+if TYPE_CHECKING:
+    from jobyard.service.context import Services
 
 app = typer.Typer(
     help="jobyard: run a command on many machines: now, on a schedule, after approval, by webhook.",
@@ -54,6 +55,8 @@ def serve(
 @app.command()
 def migrate(database_url: DatabaseOpt = None, data_dir: DataDirOpt = None) -> None:
     """Bring the database schema up to date."""
+    from jobyard.store import Database
+
     settings = settings_from(data_dir, database_url)
 
     async def main() -> None:

@@ -117,6 +117,13 @@ class Engine:
             await stack.enter_async_context(
                 periodic("clusters", tick * 2, self._clusters, self.cluster_wake)
             )
+            if not self.svc.db.is_sqlite:
+                from jobyard.dispatch.bridge import Bridge
+
+                bridge = Bridge(
+                    self.svc, self.replica, lambda org, name: (org, name) in self.sessions
+                )
+                await stack.enter_async_context(bridge.running())
             try:
                 yield self
             finally:

@@ -236,6 +236,8 @@ async def advance_clusters(svc: Services) -> int:
     """Move every live cluster as far as its members' state allows; returns moves made."""
     moves = 0
     async with svc.db.begin() as tx:
+        if not await tx.leader("clusters"):
+            return 0
         now = svc.clock.now()
         for cluster in await tx.clusters.all_live():
             members = await tx.nodes.all(cluster.org_id, cluster=cluster.name)

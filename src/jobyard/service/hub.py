@@ -10,18 +10,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 
 class Hub:
     def __init__(self) -> None:
         self._subs: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
+        # Set by the replica bridge (PostgreSQL): carries publications to other replicas.
+        self.forward: Callable[[str, Any, bool], None] | None = None
 
     def publish(self, topic: str, message: Any) -> None:
-        for queue in list(self._subs.get(topic, ())):
+        """Deliver to local subscribers and, through the bridge, to other replicas."""
+        delivered = self.publish_local(topic, message)
+        if self.forward is not None:
+            self.forward(topic, message, delivered)
+
+    def publish_local(self, topic: str, message: Any) -> bool:
+        """Deliver to this process's subscribers only; True if anyone listened."""
+        queues = list(self._subs.get(topic, ()))
+        for queue in queues:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(message)
+        return bool(queues)
 
     @contextlib.asynccontextmanager
     async def subscribe(

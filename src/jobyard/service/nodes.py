@@ -159,20 +159,29 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
                         reason="the agent no longer runs it",
                     )
                 )
-            elif run.status is NodeRunStatus.NEW and job.status is JobStatus.VOTING:
-                send(svc, tx, who.org_id, hello.node, commit_message(job, hello.node))
-            elif run.status is NodeRunStatus.READY and job.status is JobStatus.RUNNING:
-                send(
-                    svc,
-                    tx,
-                    who.org_id,
-                    hello.node,
-                    wire.encode("run", job=job.id, attempt=job.attempt),
-                )
+            else:
+                _resend(svc, tx, who.org_id, hello.node, run.status, job)
     if lost:
         await apply_reports(svc, lost)
     svc.hub.publish("clusters", None)
     return node
+
+
+def _resend(svc: Services, tx: Tx, org_id: int, node: str, status: NodeRunStatus, job: Any) -> None:
+    """Send again what a node should have received for a run (after a reconnect)."""
+    if status is NodeRunStatus.NEW and job.status is JobStatus.VOTING:
+        send(svc, tx, org_id, node, commit_message(job, node))
+    elif status is NodeRunStatus.READY and job.status is JobStatus.RUNNING:
+        send(svc, tx, org_id, node, wire.encode("run", job=job.id, attempt=job.attempt))
+
+
+async def resend_pending(svc: Services, org_id: int, node: str) -> None:
+    """Re-derive from the database every command a node is owed (replica hand-over)."""
+    async with svc.db.begin() as tx:
+        for run in await tx.jobs.runs_of_node(org_id, node, LIVE_RUNS):
+            job = await tx.jobs.get_any(run.job_id)
+            if job is not None:
+                _resend(svc, tx, org_id, node, run.status, job)
 
 
 async def record_heartbeats(svc: Services, node_ids: Sequence[int], busy: dict[int, bool]) -> None:
@@ -189,7 +198,7 @@ async def node_gone(svc: Services, org_id: int, name: str, reason: str) -> None:
     """An agent said goodbye or went silent: offline now, its runs unavailable or crashed."""
     reports: list[Report] = []
     async with svc.db.begin() as tx:
-        node = await tx.nodes.get(org_id, name)
+        node = await tx.nodes.get(org_id, name, for_update=True)
         if node is None or not node.online:
             return
         now = svc.clock.now()

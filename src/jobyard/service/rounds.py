@@ -17,7 +17,7 @@ from typing import Any
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Job
-from jobyard.domain.rounds import JobRound, RunCopy
+from jobyard.domain.rounds import JobChange, JobRound, RunCopy
 from jobyard.service.context import Services
 from jobyard.service.events import event_row, publish
 from jobyard.service.transitions import move_job
@@ -89,6 +89,11 @@ def commit_message(job: Job, node: str) -> str:
 async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: str | None) -> Job:
     """Write a round's run changes and job moves, with their events; queue its commands."""
     now = rnd.now
+    current = job
+    job_changes = list(rnd.job_changes)
+    if job_changes and job_changes[0].to_status is JobStatus.VOTING:
+        # Record "voting" before the votes it caused, so history reads in causal order.
+        current = await _move(svc, tx, current, job_changes.pop(0), actor, now)
     if rnd.run_changes:
         await tx.jobs.apply_run_changes(
             [
@@ -129,26 +134,31 @@ async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: s
             for observer in OBSERVERS:
                 await observer(svc, tx, event)
             tx.after_commit(_publisher(svc, event))
-    current = job
-    for change in rnd.job_changes:
-        values: dict[str, Any] = {}
-        if change.to_status is JobStatus.VOTING:
-            values["deadline"] = now + dt.timedelta(seconds=svc.settings.voting_timeout)
-        elif change.to_status is JobStatus.RUNNING:
-            values["deadline"] = (
-                now + dt.timedelta(seconds=current.run_timeout) if current.run_timeout else None
-            )
-        moved = await move_job(
-            svc, tx, current, change.to_status, actor=actor, reason=change.reason, values=values
-        )
-        if moved is None:
-            raise RuntimeError(f"job {job.id} moved under a locked round")
-        current = moved
-        if change.to_status is JobStatus.RUNNING and current.cluster_id is not None:
-            await _cluster_job_started(svc, tx, current)
+    for change in job_changes:
+        current = await _move(svc, tx, current, change, actor, now)
     for node, kind in rnd.commands:
         send(svc, tx, job.org_id, node, command_for(current, kind))
     return current
+
+
+async def _move(
+    svc: Services, tx: Tx, job: Job, change: JobChange, actor: str | None, now: dt.datetime
+) -> Job:
+    values: dict[str, Any] = {}
+    if change.to_status is JobStatus.VOTING:
+        values["deadline"] = now + dt.timedelta(seconds=svc.settings.voting_timeout)
+    elif change.to_status is JobStatus.RUNNING:
+        values["deadline"] = (
+            now + dt.timedelta(seconds=job.run_timeout) if job.run_timeout else None
+        )
+    moved = await move_job(
+        svc, tx, job, change.to_status, actor=actor, reason=change.reason, values=values
+    )
+    if moved is None:
+        raise RuntimeError(f"job {job.id} moved under a locked round")
+    if change.to_status is JobStatus.RUNNING and moved.cluster_id is not None:
+        await _cluster_job_started(svc, tx, moved)
+    return moved
 
 
 def _publisher(svc: Services, event: Any) -> Callable[[], None]:

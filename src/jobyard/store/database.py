@@ -66,6 +66,18 @@ class Tx:
         self.notify = NotifyStore(conn, dialect)
         self._after_commit: list[Any] = []
 
+    async def leader(self, name: str) -> bool:
+        """Take a transaction-scoped lock so that one replica at a time runs ``name``.
+
+        On SQLite there is one process, so the answer is always yes.
+        """
+        if self.dialect != "postgresql":
+            return True
+        got = await self.conn.execute(
+            sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"), {"name": name}
+        )
+        return bool(got.scalar())
+
     def after_commit(self, callback: Any) -> None:
         """Run ``callback()`` once the transaction has committed (wake-ups, streams)."""
         self._after_commit.append(callback)

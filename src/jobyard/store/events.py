@@ -63,6 +63,10 @@ class EventsRepo:
         q = events.select().where(where).order_by(order).offset(offset).limit(limit)
         return Page(items=records(Event, (await self.conn.execute(q)).mappings()), total=total)
 
+    async def by_ids(self, ids: Sequence[int]) -> list[Event]:
+        q = events.select().where(events.c.id.in_(list(ids))).order_by(events.c.id)
+        return records(Event, (await self.conn.execute(q)).mappings())
+
     async def of_job(self, job_id: int, after_id: int = 0, limit: int = 500) -> list[Event]:
         """A job's events and its node runs' events after an id (stream replay)."""
         q = (

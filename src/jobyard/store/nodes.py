@@ -17,8 +17,10 @@ class NodesRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def get(self, org_id: int, name: str) -> Node | None:
+    async def get(self, org_id: int, name: str, *, for_update: bool = False) -> Node | None:
         q = nodes.select().where(nodes.c.org_id == org_id, nodes.c.name == name)
+        if for_update and self.conn.dialect.name == "postgresql":
+            q = q.with_for_update()
         return record(Node, (await self.conn.execute(q)).mappings().first())
 
     async def all(self, org_id: int, cluster: str | None = None) -> list[Node]:

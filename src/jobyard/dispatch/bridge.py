@@ -1,0 +1,133 @@
+"""Several ``jobyard serve`` replicas on one PostgreSQL: carrying hub messages between them.
+
+Agents connect to any replica. A command for a node connected elsewhere, and every event
+(for live streams), travel through PostgreSQL ``LISTEN/NOTIFY`` on one channel:
+
+    {"r": replica, "t": "node:ORG:NAME", "m": "<frame>"}   a command for a node
+    {"r": replica, "t": "node:ORG:NAME", "resync": true}   too big to carry: re-derive it
+    {"r": replica, "t": "events", "ids": [..]}             events to load and publish
+
+NOTIFY is delivered only after commit and never to a listener that was not there, so a
+replica that restarts relies on the usual reconnect path (agents re-hello, streams replay
+by id): the bridge only makes things faster, never the only path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from jobyard.domain.records import Event
+from jobyard.service import nodes
+from jobyard.service.context import Services
+from jobyard.service.events import publish as publish_event
+
+log = logging.getLogger("jobyard.bridge")
+CHANNEL = "jobyard"
+MAX_PAYLOAD = 7000
+MAX_IDS = 500
+
+
+def _dsn(url: str) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Bridge:
+    def __init__(self, svc: Services, replica: str, has_node: Any) -> None:
+        self.svc = svc
+        self.replica = replica
+        self.has_node = has_node  # (org_id, name) -> bool: is that node connected here?
+        self.outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def forward(self, topic: str, message: Any, delivered: bool) -> None:
+        if topic.startswith("node:"):
+            if delivered:
+                return  # the node is connected to this replica
+            if isinstance(message, str) and len(message) < MAX_PAYLOAD:
+                self.outgoing.put_nowait({"t": topic, "m": message})
+            else:
+                self.outgoing.put_nowait({"t": topic, "resync": True})
+        elif topic == "events" and isinstance(message, Event):
+            self.outgoing.put_nowait({"t": "events", "ids": [message.id]})
+
+    async def _send(self, conn: asyncpg.Connection) -> None:
+        while True:
+            first = await self.outgoing.get()
+            batch = [first]
+            while not self.outgoing.empty() and len(batch) < 2000:
+                batch.append(self.outgoing.get_nowait())
+            ids = [i for p in batch if p["t"] == "events" for i in p["ids"]]
+            payloads = [p for p in batch if p["t"] != "events"]
+            for start in range(0, len(ids), MAX_IDS):
+                payloads.append({"t": "events", "ids": ids[start : start + MAX_IDS]})
+            for p in payloads:
+                p["r"] = self.replica
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(p))
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        if data.get("r") == self.replica:
+            return
+        task = asyncio.create_task(self._handle(data))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, data: dict[str, Any]) -> None:
+        topic = data.get("t", "")
+        try:
+            if topic == "events":
+                async with self.svc.db.read() as tx:
+                    events = await tx.events.by_ids([int(i) for i in data.get("ids", [])])
+                for event in events:
+                    _publish_local(self.svc, event)
+            elif topic.startswith("node:"):
+                _, org, name = topic.split(":", 2)
+                if not self.has_node(int(org), name):
+                    return
+                if data.get("resync"):
+                    await nodes.resend_pending(self.svc, int(org), name)
+                elif isinstance(data.get("m"), str):
+                    self.svc.hub.publish_local(topic, data["m"])
+        except Exception:
+            log.exception("bridge message %s failed", topic)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        dsn = _dsn(self.svc.db.url)
+        listener = await asyncpg.connect(dsn)
+        sender = await asyncpg.connect(dsn)
+        await listener.add_listener(CHANNEL, self._on_notify)
+        self.svc.hub.forward = self.forward
+        task = asyncio.create_task(self._send(sender), name="bridge-send")
+        try:
+            yield
+        finally:
+            self.svc.hub.forward = None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for t in list(self.tasks):
+                t.cancel()
+            await listener.close()
+            await sender.close()
+
+
+def _publish_local(svc: Services, event: Event) -> None:
+    hub = svc.hub
+    forward, hub.forward = hub.forward, None
+    try:
+        publish_event(svc, event)
+    finally:
+        hub.forward = forward
