@@ -1,0 +1,271 @@
+"""TheEye dialect: /compat/theeye/ — V1 routes ``/{customer}/job...`` and V2 routes
+``/job...?customer=``.
+
+People list, read, create (from a task), cancel, approve, reject and answer jobs; an
+agent credential polls ``GET /{customer}/job?hostname=H`` for its next job (its script at
+``/{customer}/script/{id}/download``) and finishes it with ``PUT /{customer}/job/{id}``.
+Ids are 24 hex digits; words come from ``domain/dialects/theeye.py``; errors are
+``{message, code, statusCode}``.
+"""
+
+from __future__ import annotations
+
+import http
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from jobyard.api import errors
+from jobyard.api.auth import principal, services
+from jobyard.api.compat import json_object, same_org
+from jobyard.api.compat import theeye_views as views
+from jobyard.api.responses import JSON
+from jobyard.domain.accounts import Role
+from jobyard.domain.dialects import theeye
+from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from jobyard.domain.records import Principal
+from jobyard.service import jobs as uc
+from jobyard.service import polling, provenance
+from jobyard.service.context import Services
+from jobyard.service.jobs import JobView
+from jobyard.store.jobs import JobFilter
+
+PREFIX = "/compat/theeye"
+router = APIRouter(prefix=PREFIX, tags=["dialect: TheEye"])
+Svc = Annotated[Services, Depends(services)]
+
+
+def render_error(request: Request, status: int, detail: str, extra: dict[str, Any]) -> Response:
+    # TheEye answers bad input with 400.
+    shown = 400 if status == 422 else status
+    code = theeye.ERROR_CODE.get(shown)
+    if code is None:
+        try:
+            code = http.HTTPStatus(shown).phrase.replace(" ", "")
+        except ValueError:
+            code = ""
+    return JSON({"message": detail, "code": code, "statusCode": shown}, status_code=shown)
+
+
+errors.register_renderer(PREFIX + "/", render_error)
+
+
+async def customer_member(
+    customer: str, who: Annotated[Principal, Depends(principal)]
+) -> Principal:
+    """V1: the organization in the path must be the credential's."""
+    same_org(customer, who)
+    return who
+
+
+async def query_member(
+    request: Request, who: Annotated[Principal, Depends(principal)]
+) -> Principal:
+    """V2: ``?customer=`` names the organization; without it, the credential's own."""
+    customer = request.query_params.get("customer")
+    if customer is not None:
+        same_org(customer, who)
+    return who
+
+
+Who = Annotated[Principal, Depends(customer_member)]
+WhoV2 = Annotated[Principal, Depends(query_member)]
+
+
+def need(who: Principal, credential: str) -> None:
+    """TheEye's ``requireCredential``: at least this credential (agents stand apart)."""
+    if not who.role.at_least(theeye.CREDENTIAL[credential]):
+        raise Forbidden(f"forbidden: this needs the {credential} credential")
+
+
+def job_id(text: str) -> int:
+    native = theeye.parse_id(text)
+    if native is None:
+        raise NotFound(f"job {text} not found: a job id is 24 hex digits")
+    return native
+
+
+async def publish(svc: Services, who: Principal, view: JobView) -> dict[str, Any]:
+    found = await provenance.origins(svc, [view])
+    return views.for_item(who, view, found)
+
+
+# -- people: list, read, lifecycle, cancel
+
+
+async def list_jobs(svc: Services, who: Principal, q: views.ListQuery) -> list[dict[str, Any]]:
+    need(who, "viewer")
+    if q.impossible:
+        return []
+    flt = JobFilter(statuses=q.statuses, name=q.where.get("name"), node=q.where.get("hostname"))
+    out: list[dict[str, Any]] = []
+    size = svc.settings.max_page_size
+    offset = 0
+    while len(out) < q.limit:
+        page = await uc.list_jobs(
+            svc, who, flt, sort=q.sort, descending=q.descending, offset=offset, limit=size
+        )
+        own = [v for v in page.items if v.job.org_id == who.org_id]
+        found = await provenance.origins(svc, own)
+        for view in own:
+            item = views.for_item(who, view, found)
+            if q.matches(item):
+                out.append(q.project(item))
+                if len(out) >= q.limit:
+                    break
+        offset += len(page.items)
+        if len(page.items) < size or offset >= page.total:
+            break
+    return out
+
+
+async def agent_queue(svc: Services, who: Principal, request: Request) -> Response:
+    hostname = request.query_params.get("hostname")
+    if not hostname:
+        raise Invalid("host is required: send ?hostname=<this node's name>", "hostname")
+    view = await polling.poll_next_job(svc, who, hostname)
+    jobs = []
+    if view is not None:
+        found = await provenance.origins(svc, [view])
+        jobs.append(
+            views.agent_job(view, found.get(view.job.id, provenance.NO_ORIGIN), who.org_name)
+        )
+    return JSON({"jobs": jobs})
+
+
+@router.get("/{customer}/job", summary="List jobs (an agent credential: its next job)")
+async def get_jobs(request: Request, who: Who, svc: Svc) -> Response:
+    if who.role is Role.AGENT:
+        return await agent_queue(svc, who, request)
+    return JSON(await list_jobs(svc, who, views.list_query(request.query_params)))
+
+
+@router.get("/job", summary="List jobs (V2)")
+async def get_jobs_v2(request: Request, who: WhoV2, svc: Svc) -> Response:
+    if who.role is Role.AGENT:
+        return await agent_queue(svc, who, request)
+    return JSON(await list_jobs(svc, who, views.list_query(request.query_params)))
+
+
+async def read_job(svc: Services, who: Principal, text_id: str) -> dict[str, Any]:
+    need(who, "viewer")
+    return await publish(svc, who, await uc.get_job(svc, who, job_id(text_id)))
+
+
+@router.get("/{customer}/job/{job}", summary="A job")
+async def get_job(job: str, who: Who, svc: Svc) -> Response:
+    return JSON(await read_job(svc, who, job))
+
+
+@router.get("/job/{job}", summary="A job (V2)")
+async def get_job_v2(job: str, who: WhoV2, svc: Svc) -> Response:
+    return JSON(await read_job(svc, who, job))
+
+
+async def read_lifecycle(svc: Services, who: Principal, text_id: str) -> str:
+    need(who, "user")
+    view = await uc.get_job(svc, who, job_id(text_id))
+    found = await provenance.origins(svc, [view])
+    return views.lifecycle_of(view, found.get(view.job.id, provenance.NO_ORIGIN))
+
+
+@router.get("/{customer}/job/{job}/lifecycle", summary="A job's lifecycle word")
+async def get_lifecycle(job: str, who: Who, svc: Svc) -> Response:
+    return JSON(await read_lifecycle(svc, who, job))
+
+
+@router.get("/job/{job}/lifecycle", summary="A job's lifecycle word (V2)")
+async def get_lifecycle_v2(job: str, who: WhoV2, svc: Svc) -> Response:
+    return JSON(await read_lifecycle(svc, who, job))
+
+
+async def cancel(svc: Services, who: Principal, text_id: str) -> Response:
+    need(who, "viewer")
+    native = job_id(text_id)
+    view = await uc.get_job(svc, who, native)
+    found = await provenance.origins(svc, [view])
+    word = views.lifecycle_of(view, found.get(native, provenance.NO_ORIGIN))
+    if word not in theeye.IN_PROGRESS_LIFECYCLES:
+        raise Invalid(
+            f'cannot cancel job. current state lifecycle "{word}" does not allow the transition'
+        )
+    try:
+        await uc.stop_job(svc, who, native, reason=f"canceled by {who.actor}")
+    except Conflict as exc:
+        raise Invalid(
+            f"cannot cancel job. current state does not allow the transition: {exc.detail}"
+        ) from None
+    return Response(status_code=204)
+
+
+@router.put("/{customer}/job/{job}/cancel", status_code=204, summary="Cancel a job")
+async def cancel_job(job: str, who: Who, svc: Svc) -> Response:
+    return await cancel(svc, who, job)
+
+
+@router.put("/job/{job}/cancel", status_code=204, summary="Cancel a job (V2)")
+async def cancel_job_v2(job: str, who: WhoV2, svc: Svc) -> Response:
+    return await cancel(svc, who, job)
+
+
+# -- agents: finish a job, download its script, keep alive
+
+
+def _result(body: dict[str, Any]) -> polling.PolledResult:
+    payload = body.get("result")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise Invalid("result must be an object {state, data}", "result")
+    state = payload.get("state")
+    if state is not None and not isinstance(state, str):
+        raise Invalid("result.state must be a string such as success or failure", "state")
+    data = payload.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise Invalid("result.data must be an object", "data")
+    code = data.get("code")
+    exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    killed = data.get("killed") is True
+    stdout = data.get("stdout")
+    stderr = data.get("stderr")
+    if stdout is None and stderr is None:
+        stdout = data.get("log")
+    kept = {k: v for k, v in data.items() if k not in ("stdout", "stderr", "log")}
+    if killed and state is None:
+        state = theeye.TIMEOUT
+    return polling.PolledResult(
+        succeeded=not killed and theeye.result_succeeded(state, exit_code),
+        exit_code=exit_code,
+        state=state,
+        data=kept,
+        stdout=stdout if isinstance(stdout, str) else "",
+        stderr=stderr if isinstance(stderr, str) else "",
+    )
+
+
+@router.put("/{customer}/job/{job}", summary="Finish a job (agent)")
+async def finish_job(job: str, request: Request, who: Who, svc: Svc) -> Response:
+    if who.role is not Role.AGENT:
+        raise Forbidden("forbidden: only an agent credential finishes a job")
+    body = await json_object(request)
+    hostname = request.query_params.get("hostname") or body.get("hostname")
+    if hostname is not None and not isinstance(hostname, str):
+        raise Invalid("hostname must be a string", "hostname")
+    view = await polling.finish_polled_job(svc, who, hostname, job_id(job), _result(body))
+    found = await provenance.origins(svc, [view])
+    return JSON(views.job(view, found.get(view.job.id, provenance.NO_ORIGIN), who.org_name))
+
+
+@router.get("/{customer}/script/{script}/download", summary="The script of a job (agent)")
+async def download_script(script: str, who: Who, svc: Svc) -> Response:
+    view = await polling.handed_job(svc, who, job_id(script))
+    return Response(views.script_of(view).encode(), media_type="application/octet-stream")
+
+
+@router.put("/{customer}/agent/{hostname}", summary="Agent keep-alive")
+async def keep_alive(hostname: str, who: Who, svc: Svc) -> Response:
+    await polling.agent_alive(svc, who, hostname)
+    return JSON({})
