@@ -326,3 +326,26 @@ def test_ids_round_trip() -> None:
         assert rescale.parse_id(text) == n
     assert rescale.parse_id("AAAAA") is None
     assert rescale.parse_id("AAAAAB") is None  # not the canonical form of 1
+
+
+async def test_share_a_job(client: httpx.AsyncClient, admin: Account, factory: Factory) -> None:
+    friend = await factory.account(admin.org, email="recipient@example.com")
+    job = await create(client, admin)
+    r = await client.post(
+        f"{API}/jobs/{job['id']}/share/",
+        json={"email": "recipient@example.com", "message": "have a look"},
+        headers=token(admin),
+    )
+    assert r.status_code == 200, r.text
+    r = await client.get(f"{API}/jobs/", headers=token(admin))
+    assert r.json()["results"][0]["sharedWith"] == ["recipient@example.com"]
+    r = await client.get(f"{API}/jobs/{job['id']}/", headers=token(friend))
+    assert r.status_code == 200
+    r = await client.post(
+        f"{API}/jobs/{job['id']}/share/", json={"message": "no email"}, headers=token(admin)
+    )
+    assert r.status_code == 400 and r.json() == {"email": ["email is required"]}
+    r = await client.post(
+        f"{API}/jobs/{job['id']}/share/", json={"email": "nobody@example.com"}, headers=token(admin)
+    )
+    assert r.status_code == 404 and list(r.json()) == ["detail"]

@@ -27,7 +27,7 @@ from jobyard.domain.records import Page, Principal, StoredFile
 from jobyard.domain.targets import Target
 from jobyard.service import accounts as accounts_uc
 from jobyard.service import jobs as uc
-from jobyard.service import outputs
+from jobyard.service import outputs, sharing
 from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
 from jobyard.store.jobs import JobFilter
@@ -133,9 +133,12 @@ def _analysis_names(view: JobView) -> list[str]:
 class Renderer:
     """Renders jobs for one request: owners' emails and storage looked up once."""
 
-    def __init__(self, owners: dict[int, str], storage: dict[int, int]) -> None:
+    def __init__(
+        self, owners: dict[int, str], storage: dict[int, int], shares: dict[int, list[str]]
+    ) -> None:
         self.owners = owners
         self.storage = storage
+        self.shares = shares
 
     @classmethod
     async def load(cls, svc: Services, who: Principal, views: Sequence[JobView]) -> Renderer:
@@ -144,7 +147,8 @@ class Renderer:
         for view in views:
             files = await outputs.list_files(svc, who, view.job.id)
             storage[view.job.id] = sum(f.size for f in files)
-        return cls({m.user_id: m.email for m in members}, storage)
+        shares = await sharing.shared_with(svc, who, [v.job.id for v in views])
+        return cls({m.user_id: m.email for m in members}, storage, shares)
 
     def summary(self, view: JobView) -> dict[str, Any]:
         job = view.job
@@ -155,7 +159,7 @@ class Renderer:
             "analysisNames": _analysis_names(view),
             "storage": self.storage.get(job.id, 0),
             "jobStatus": _display(rescale.current(job.status, _run_failed(view))),
-            "sharedWith": [],
+            "sharedWith": self.shares.get(job.id, []),
             "isVisible": True,
             "owner": self.owners.get(job.created_by or 0),
             "id": rescale.render_id(job.id),
@@ -323,6 +327,14 @@ async def submit_job(job_id: str, who: Who, svc: Svc) -> Response:
 @route(["POST"], "/jobs/{job_id}/stop/", summary="Stop a job")
 async def stop_job(job_id: str, who: Who, svc: Svc) -> Response:
     await uc.stop_job(svc, who, _id(job_id), "User Terminated")
+    return Response(status_code=200)
+
+
+@route(["POST"], "/jobs/{job_id}/share/", summary="Share a job with a user, by email")
+async def share_job(job_id: str, request: Request, who: Who, svc: Svc) -> Response:
+    body = await json_object(request)
+    email = text(body, "email", required=True) or ""
+    await sharing.share_job(svc, who, _id(job_id), email, text(body, "message") or "")
     return Response(status_code=200)
 
 
