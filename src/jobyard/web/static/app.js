@@ -21,11 +21,30 @@
     });
   }
 
-  function debounce(fn, ms) {
-    let timer = null;
+  // Calls fn at most once per `ms`, never twice at the same time, and once more after a
+  // run if asked during it: the last answer shown is always the newest one.
+  function coalesce(fn, ms) {
+    let state = "idle"; // idle | waiting | running | again
+    async function run() {
+      state = "running";
+      try {
+        await fn();
+      } finally {
+        if (state === "again") {
+          state = "waiting";
+          setTimeout(run, ms);
+        } else {
+          state = "idle";
+        }
+      }
+    }
     return function () {
-      if (timer) return;
-      timer = setTimeout(() => { timer = null; fn(); }, ms);
+      if (state === "idle") {
+        state = "waiting";
+        setTimeout(run, ms);
+      } else if (state === "running") {
+        state = "again";
+      }
     };
   }
 
@@ -133,7 +152,7 @@
 
   function liveList(region) {
     const kinds = (region.dataset.kinds || "").split(",");
-    const refresh = debounce(async () => {
+    const refresh = coalesce(async () => {
       const before = new Set([...region.querySelectorAll("[data-job-id]")].map((r) => r.dataset.jobId));
       try {
         region.innerHTML = await fetchFragment(region.dataset.src);
@@ -194,7 +213,7 @@
 
     outputs().forEach((details) => details.addEventListener("toggle", () => readNode(details)));
 
-    const refresh = debounce(async () => {
+    const refresh = coalesce(async () => {
       try {
         region.innerHTML = await fetchFragment(window.location.pathname);
         enhance(region);

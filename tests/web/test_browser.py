@@ -1,0 +1,163 @@
+"""The dashboard in real headless Chromium against real ``jobyard serve`` and
+``jobyard agent`` processes.
+
+Jobs wait on a gate file that the test creates, so the page is known to be open while
+the job is still running and the states it then shows arrived live (a marker set on
+``window`` proves that the page never reloaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web.yard import Yard, chromium_missing, launch_chromium, running_yard, sign_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(chromium_missing()), reason="no chromium")]
+
+NODES = ("web-1", "web-2")
+WAIT = 20_000  # ms: how long a live change may take to show
+
+
+@pytest.fixture(scope="module")
+def yard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Yard]:
+    with running_yard(tmp_path_factory.mktemp("yard"), agents=NODES) as y:
+        yield y
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any, yard: Yard) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = context.new_page()
+    p.set_default_timeout(WAIT)
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.on("dialog", lambda dialog: dialog.accept())
+    try:
+        yield p
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def gate_command(gate: Path, text: str) -> str:
+    return f"while [ ! -e {gate} ]; do sleep 0.05; done; echo {text}"
+
+
+def mark(page: Any) -> None:
+    page.evaluate("window.__stayed = true")
+
+
+def still_same_page(page: Any) -> bool:
+    return bool(page.evaluate("window.__stayed === true"))
+
+
+def test_sign_in_start_a_job_and_watch_it_complete_live(
+    page: Any, yard: Yard, tmp_path: Path
+) -> None:
+    sign_in(page, yard.url)
+    assert page.locator("h1").inner_text() == "Jobs"
+    page.click("text=Start a job")
+    gate = tmp_path / "go"
+    page.fill("#command", gate_command(gate, "hello-from-the-browser"))
+    page.check("input[name=target_kind][value=nodes]")
+    page.fill("#nodes", " ".join(NODES))
+    page.fill("#quorum", "100%")
+    page.fill("#run_timeout", "60")
+    page.click("button:has-text('Start')")
+    page.wait_for_url(f"{yard.url}/jobs/*")
+    for node in NODES:
+        page.wait_for_selector(f'tr[data-node="{node}"][data-node-status="running"]')
+    mark(page)
+    gate.touch()
+    for node in NODES:
+        page.wait_for_selector(f'tr[data-node="{node}"][data-node-status="succeeded"]')
+    page.wait_for_selector('.head-status[data-job-status="complete"]')
+    stdout = 'details[data-output="web-1"] pre[data-stream-name="stdout"]'
+    page.wait_for_selector(f'{stdout}:has-text("hello-from-the-browser")')
+    assert page.locator(".timeline .seg-run").count() == len(NODES)
+    assert page.locator(".history li").count() >= 4  # created, new, voting, running, complete
+    assert still_same_page(page)
+
+
+def test_new_jobs_and_their_states_appear_in_the_list(
+    page: Any, yard: Yard, tmp_path: Path
+) -> None:
+    sign_in(page, yard.url)
+    mark(page)
+    gate = tmp_path / "go"
+    with yard.api() as api:
+        made = api.post(
+            "/api/v1/jobs", json={"command": gate_command(gate, "listed"), "nodes": ["web-1"]}
+        )
+        assert made.status_code == 201, made.text
+    job_id = made.json()["id"]
+    row = f'tr[data-job-id="{job_id}"]'
+    page.wait_for_selector(f'{row}[data-job-status="running"]')
+    gate.touch()
+    page.wait_for_selector(f'{row}[data-job-status="complete"]')
+    assert still_same_page(page)
+
+
+def test_stop_a_running_job(page: Any, yard: Yard, tmp_path: Path) -> None:
+    sign_in(page, yard.url)
+    with yard.api() as api:
+        made = api.post(
+            "/api/v1/jobs",
+            json={"command": gate_command(tmp_path / "never", "x"), "nodes": ["web-2"]},
+        )
+    job_id = made.json()["id"]
+    page.goto(f"{yard.url}/jobs/{job_id}")
+    page.wait_for_selector('tr[data-node="web-2"][data-node-status="running"]')
+    page.click("button:has-text('Stop')")  # the confirm dialog is accepted
+    page.wait_for_selector("text=The job was stopped.")
+    page.wait_for_selector('.head-status[data-job-status="aborted"]')
+    page.wait_for_selector('tr[data-node="web-2"][data-node-status="aborted"]')
+
+
+def test_errors_are_shown_in_words(page: Any, yard: Yard) -> None:
+    sign_in(page, yard.url)
+    page.goto(f"{yard.url}/jobs/new")
+    page.fill("#command", "true")
+    page.check("input[name=target_kind][value=tags]")
+    page.fill("#tags", "gpu")
+    page.click("button:has-text('Start')")
+    assert "no node matches" in page.locator(".alert-error").inner_text()
+    assert page.locator("#tags").input_value() == "gpu"
+    page.goto(f"{yard.url}/jobs/999999")
+    assert "no job 999999" in page.locator(".lead").inner_text()
+
+
+PAGES = ["/jobs", "/jobs/new", "/nodes", "/nodes/web-1", "/clusters", "/tokens", "/members"]
+
+
+def test_every_page_fits_a_phone(browser: Any, yard: Yard) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
+    page = context.new_page()
+    try:
+        sign_in(page, yard.url)
+        with yard.api() as api:
+            job_id = api.post(
+                "/api/v1/jobs", json={"command": "echo phone", "nodes": ["web-1"]}
+            ).json()["id"]
+        for path in [*PAGES, f"/jobs/{job_id}", "/login"]:
+            page.goto(f"{yard.url}{path}")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 360, f"{path} is {width}px wide on a 360px phone"
+    finally:
+        context.close()
