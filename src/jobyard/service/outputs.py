@@ -8,6 +8,7 @@ from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Forbidden, Invalid, NotFound, TooLarge
 from jobyard.domain.records import NodeRun, Principal, StoredFile
 from jobyard.service.context import Services
+from jobyard.service.sharing import readable_job
 
 
 def _clean_name(name: str) -> str:
@@ -52,7 +53,7 @@ async def store_file(
 async def node_output(svc: Services, who: Principal, job_id: int, node: str) -> NodeRun:
     require(who.role, Role.VIEWER, "reading output")
     async with svc.db.read() as tx:
-        job = await tx.jobs.get(who.org_id, job_id)
+        job = await readable_job(tx, who, job_id)  # a share grants reading the output too
         run = await tx.jobs.run(job_id, node) if job else None
     if job is None:
         raise NotFound(f"no job {job_id}")
@@ -64,7 +65,7 @@ async def node_output(svc: Services, who: Principal, job_id: int, node: str) -> 
 async def list_files(svc: Services, who: Principal, job_id: int) -> list[StoredFile]:
     require(who.role, Role.VIEWER, "listing output files")
     async with svc.db.read() as tx:
-        if await tx.jobs.get(who.org_id, job_id) is None:
+        if await readable_job(tx, who, job_id) is None:
             raise NotFound(f"no job {job_id}")
         return await tx.files.of_job(job_id)
 
