@@ -242,14 +242,15 @@ class TaskRunsRepo:
             q = q.limit(limit)
         return [_run(r) for r in (await self.conn.execute(q)).mappings()]
 
-    async def queued_scopes(self) -> list[tuple[int, int | None, int | None]]:
-        """(org, task, trigger) of every run waiting in a concurrency queue."""
+    async def queued(self, limit: int) -> list[TaskRun]:
+        """Runs waiting in a concurrency queue, first come first served."""
         q = (
-            sa.select(task_runs.c.org_id, task_runs.c.task_id, task_runs.c.trigger_id)
+            task_runs.select()
             .where(task_runs.c.hold == Hold.QUEUE.value)
-            .distinct()
+            .order_by(task_runs.c.job_id)
+            .limit(limit)
         )
-        return [(o, t, g) for o, t, g in (await self.conn.execute(q)).all()]
+        return [_run(r) for r in (await self.conn.execute(q)).mappings()]
 
     async def due(self, now: dt.datetime, holds: Sequence[Hold], limit: int) -> list[TaskRun]:
         """Held runs whose release time has come (a retry's backoff, a hold's timeout)."""
@@ -265,12 +266,18 @@ class TaskRunsRepo:
         )
         return [_run(r) for r in (await self.conn.execute(q)).mappings()]
 
-    async def next_release(self, holds: Sequence[Hold]) -> dt.datetime | None:
-        q = sa.select(sa.func.min(task_runs.c.release_at)).where(
-            task_runs.c.hold.in_([h.value for h in holds])
+    async def next_release_any(self) -> dt.datetime | None:
+        """The soonest release time of a held run or deadline of an open input request."""
+        held = sa.select(sa.func.min(task_runs.c.release_at)).where(task_runs.c.hold.is_not(None))
+        asked = sa.select(sa.func.min(input_requests.c.deadline)).where(
+            input_requests.c.status == InputStatus.OPEN.value
         )
-        value: dt.datetime | None = (await self.conn.execute(q)).scalar()
-        return value
+        found = [
+            t
+            for t in [(await self.conn.execute(q)).scalar() for q in (held, asked)]
+            if t is not None
+        ]
+        return min(found) if found else None
 
     async def finished_jobs(
         self,

@@ -270,6 +270,17 @@ class TriggersRepo:
         )
         await self.conn.execute(stmt, [{"f_id": f, "f_job": j} for f, j in pairs])
 
+    async def skip_fires(self, pairs: Sequence[tuple[int, str]]) -> None:
+        """Mark fired slots as skipped, with why: (fire id, reason)."""
+        if not pairs:
+            return
+        stmt = (
+            trigger_fires.update()
+            .where(trigger_fires.c.id == sa.bindparam("f_id"))
+            .values(outcome=FireOutcome.SKIPPED.value, reason=sa.bindparam("f_reason"))
+        )
+        await self.conn.execute(stmt, [{"f_id": f, "f_reason": r} for f, r in pairs])
+
     async def fires(self, trigger_id: int, offset: int, limit: int) -> Page[Fire]:
         """A trigger's handled slots, newest first."""
         where = trigger_fires.c.trigger_id == trigger_id

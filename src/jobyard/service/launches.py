@@ -1,0 +1,333 @@
+"""Launching runs of tasks and stacks: one job per run, inside the caller's transaction.
+
+Every way of starting something reusable comes through ``launch``: running a task or a
+stack by hand, a trigger's slot, an anonymous hook, a retry. It checks the arguments,
+applies the concurrency policy of the task and the overlap policy of the trigger, writes
+the job (``service.jobs.add_job``) and its task run (origin, attempt, hold), and records
+what people must act on (``approval.requested``, ``input.requested``,
+``notification.requested``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from jobyard.domain.errors import Conflict, Invalid
+from jobyard.domain.jobs import JobStatus
+from jobyard.domain.jobspec import JobSpec
+from jobyard.domain.policies import Admission, ConcurrencyPolicy
+from jobyard.domain.records import Job
+from jobyard.domain.targets import Target
+from jobyard.domain.tasks import Hold, Task, TaskType, bind_arguments, job_spec
+from jobyard.domain.triggers import Stack, Trigger
+from jobyard.service.context import Services
+from jobyard.service.events import record
+from jobyard.service.jobs import abort_job, add_job
+from jobyard.service.transitions import move_job
+from jobyard.store import Tx
+
+# Hub topic that wakes the scheduler loop (held runs to release, triggers changed).
+SCHEDULER_TOPIC = "scheduler"
+
+
+@dataclass(frozen=True)
+class Launched:
+    """The job a launch made, or why it made none (a trigger's slot that was skipped)."""
+
+    job: Job | None
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who or what starts the run."""
+
+    actor: str
+    created_by: int | None = None
+    trigger: Trigger | None = None
+    try_no: int = 1
+    first_job_id: int | None = None
+
+
+def wake_scheduler(svc: Services, tx: Tx) -> None:
+    tx.after_commit(lambda: svc.hub.publish(SCHEDULER_TOPIC, None))
+
+
+def _name(task: Task | None, stack: Stack | None, trigger: Trigger | None) -> str:
+    if trigger is not None and trigger.name:
+        return trigger.name
+    if task is not None:
+        return task.name
+    assert stack is not None
+    return stack.name
+
+
+def _script_spec(
+    task: Task | None,
+    stack: Stack | None,
+    values: dict[str, Any],
+    target: Target | None,
+    name: str,
+) -> JobSpec:
+    where = target or (stack.target if stack is not None else None)
+    if task is not None:
+        env = stack.env if stack is not None else None
+        return job_spec(task.spec, values, target=where, env=env, name=name)
+    assert stack is not None
+    if not stack.command:
+        raise Invalid(f"stack {stack.name!r} has neither a task nor a command to run", "stack")
+    return JobSpec(target=stack.target, command=stack.command, env=dict(stack.env), name=name)
+
+
+def _no_command_values(task: Task, name: str) -> dict[str, Any]:
+    """Job columns of an approval or notification: nothing runs on nodes."""
+    return {
+        "name": name,
+        "description": task.spec.description,
+        "command": "",
+        "argv": None,
+        "target": {},
+        "quorum": "0",
+        "run_timeout": None,
+        "env": {},
+        "dir": None,
+        "capture_output": False,
+        "meta": {},
+    }
+
+
+async def admission(
+    svc: Services, tx: Tx, org_id: int, task: Task | None, trigger: Trigger | None
+) -> tuple[Admission, list[int], str]:
+    """Apply the task's concurrency and the trigger's overlap policy to one new run.
+
+    Returns the decision, the jobs to stop first (replace), and a reason when refused.
+    """
+    scopes: list[tuple[ConcurrencyPolicy, dict[str, int], str]] = []
+    if task is not None and task.spec.concurrency.mode.value != "allow":
+        # Serialize admissions of one task across transactions (PostgreSQL row lock).
+        await tx.tasks.get(org_id, task.id, for_update=True)
+        scopes.append((task.spec.concurrency, {"task_id": task.id}, f"task {task.name!r}"))
+    if trigger is not None and trigger.overlap.mode.value != "allow":
+        what = f"trigger {trigger.name or trigger.id}"
+        scopes.append((trigger.overlap, {"trigger_id": trigger.id}, what))
+    decision, replace, why = Admission.START, [], ""
+    for policy, scope, what in scopes:
+        running = await tx.task_runs.running(org_id, **scope)
+        waiting = await tx.task_runs.waiting(Hold.QUEUE, **scope, limit=policy.queue + 1)
+        verdict = policy.admit(len(running), len(waiting))
+        if verdict is Admission.REFUSE:
+            detail = (
+                f"{what} allows {policy.limit} run(s) at a time and {len(running)} is running"
+                if policy.mode.value == "forbid"
+                else f"the queue of {what} is full ({policy.queue} waiting)"
+            )
+            return Admission.REFUSE, [], f"{detail} (running: {running[:5]})"
+        if verdict is Admission.REPLACE:
+            surplus = len(running) - policy.limit + 1
+            replace += running[:surplus]
+            decision = Admission.REPLACE if decision is Admission.START else decision
+        elif verdict is Admission.QUEUE:
+            decision, why = Admission.QUEUE, f"waiting for a free slot of {what}"
+    return decision, replace, why
+
+
+async def replace_runs(svc: Services, tx: Tx, job_ids: list[int], actor: str) -> None:
+    for job_id in job_ids:
+        job = await tx.jobs.get_any(job_id, for_update=True)
+        if job is not None and job.status.active:
+            await abort_job(svc, tx, job, actor=actor, reason="replaced by a newer run")
+
+
+async def launch(
+    svc: Services,
+    tx: Tx,
+    *,
+    org_id: int,
+    task: Task | None,
+    stack: Stack | None,
+    arguments: Any,
+    origin: Origin,
+    target: Target | None = None,
+    refuse: str = "raise",
+) -> Launched:
+    """Start one run of a task (optionally on a stack) or of a stack's own command.
+
+    ``refuse="skip"`` turns a refusal by a concurrency policy into a skipped launch (what a
+    trigger wants) instead of a Conflict (what a person starting a run wants).
+    """
+    if task is None and stack is None:
+        raise Invalid("nothing to run: give a task or a stack", "task")
+    kind = task.type if task is not None else TaskType.SCRIPT
+    schema = task.spec.arguments if task is not None else ()
+    if kind is TaskType.INPUT:
+        if arguments:
+            raise Invalid(
+                "an input task takes its arguments once its job waits for them: "
+                "POST /api/v1/jobs/{id}/input",
+                "arguments",
+            )
+        values: dict[str, Any] = {}
+    else:
+        values = bind_arguments(schema, arguments)
+    name = _name(task, stack, origin.trigger)
+    if kind.runs_command:
+        spec = _script_spec(task, stack, {} if kind is TaskType.INPUT else values, target, name)
+        row = spec.row()
+    else:
+        assert task is not None
+        row = _no_command_values(task, name)
+    row.update(
+        kind="script" if kind.runs_command else kind.value,
+        arguments=values if kind is not TaskType.INPUT else None,
+        task_id=task.id if task is not None else None,
+        trigger_id=origin.trigger.id if origin.trigger is not None else None,
+    )
+    meta = dict(row.get("meta") or {})
+    if task is not None:
+        meta["task"] = task.name
+    if stack is not None:
+        meta["stack"] = stack.name
+    if origin.trigger is not None:
+        meta["trigger"] = origin.trigger.name or origin.trigger.id
+    if origin.try_no > 1:
+        meta["try"] = origin.try_no
+    row["meta"] = meta
+
+    hold: Hold | None = None
+    then: JobStatus = JobStatus.NEW
+    reason: str | None = None
+    if kind is TaskType.APPROVAL:
+        hold, then, reason = Hold.APPROVAL, JobStatus.ONHOLD, "waiting for approval"
+    elif kind is TaskType.INPUT:
+        hold, then, reason = Hold.INPUT, JobStatus.ONHOLD, "waiting for input"
+    elif kind is TaskType.NOTIFICATION:
+        then, reason = JobStatus.ONHOLD, "recording a notification"
+    elif kind is TaskType.SCRIPT:
+        decision, replace, why = await admission(svc, tx, org_id, task, origin.trigger)
+        if decision is Admission.REFUSE:
+            if refuse == "skip":
+                return Launched(None, skipped=why)
+            raise Conflict(why)
+        if decision is Admission.REPLACE:
+            await replace_runs(svc, tx, replace, origin.actor)
+        elif decision is Admission.QUEUE:
+            hold, then, reason = Hold.QUEUE, JobStatus.ONHOLD, why
+    job = await add_job(
+        svc,
+        tx,
+        row,
+        org_id=org_id,
+        created_by=origin.created_by,
+        actor=origin.actor,
+        then=then,
+        reason=reason,
+    )
+    now = svc.clock.now()
+    release_at = None
+    if task is not None and hold in (Hold.APPROVAL, Hold.INPUT) and task.spec.hold_timeout:
+        release_at = now + dt.timedelta(seconds=task.spec.hold_timeout)
+    await tx.task_runs.insert(
+        {
+            "job_id": job.id,
+            "org_id": org_id,
+            "task_id": task.id if task is not None else None,
+            "trigger_id": origin.trigger.id if origin.trigger is not None else None,
+            "stack_id": stack.id if stack is not None else None,
+            "try_no": origin.try_no,
+            "first_job_id": origin.first_job_id or job.id,
+            "hold": hold.value if hold else None,
+            "release_at": release_at,
+            "requested_by": origin.created_by,
+            "approvers": list(task.spec.approvers) if kind is TaskType.APPROVAL and task else None,
+            "created_at": now,
+        }
+    )
+    if task is not None:
+        job = await _announce(svc, tx, job, task, kind, origin, values)
+    return Launched(job)
+
+
+async def _announce(
+    svc: Services,
+    tx: Tx,
+    job: Job,
+    task: Task,
+    kind: TaskType,
+    origin: Origin,
+    values: dict[str, Any],
+) -> Job:
+    """Record what people must act on; finish a notification at once."""
+    base = {"task_id": task.id, "task": task.name, "url": svc.url(f"/api/v1/jobs/{job.id}")}
+    if kind is TaskType.APPROVAL:
+        await record(
+            svc,
+            tx,
+            org_id=job.org_id,
+            kind="job",
+            subject_id=job.id,
+            job_id=job.id,
+            type="approval.requested",
+            actor=origin.actor,
+            data={
+                **base,
+                "approvers": list(task.spec.approvers),
+                "requested_by": origin.created_by,
+                "approve_label": task.spec.approve_label,
+                "reject_label": task.spec.reject_label,
+                "arguments": values,
+                "approve_url": svc.url(f"/api/v1/jobs/{job.id}/approve"),
+                "reject_url": svc.url(f"/api/v1/jobs/{job.id}/reject"),
+            },
+            now=svc.clock.now(),
+        )
+    elif kind is TaskType.INPUT:
+        await record(
+            svc,
+            tx,
+            org_id=job.org_id,
+            kind="job",
+            subject_id=job.id,
+            job_id=job.id,
+            type="input.requested",
+            actor=origin.actor,
+            data={
+                **base,
+                "fields": [a.as_json() for a in task.spec.arguments],
+                "requested_by": origin.created_by,
+                "input_url": svc.url(f"/api/v1/jobs/{job.id}/input"),
+            },
+            now=svc.clock.now(),
+        )
+    elif kind is TaskType.NOTIFICATION:
+        await record(
+            svc,
+            tx,
+            org_id=job.org_id,
+            kind="job",
+            subject_id=job.id,
+            job_id=job.id,
+            type="notification.requested",
+            actor=origin.actor,
+            data={
+                **base,
+                "message": task.spec.message or f"Task {task.name} ran",
+                "recipients": list(task.spec.recipients),
+                "arguments": values,
+            },
+            now=svc.clock.now(),
+        )
+        done = await move_job(
+            svc,
+            tx,
+            job,
+            JobStatus.COMPLETE,
+            actor=origin.actor,
+            reason="notification recorded",
+            values={"state": "success"},
+        )
+        assert done is not None
+        return done
+    return job
