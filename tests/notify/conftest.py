@@ -142,3 +142,9 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what or check}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def qsvc(any_svc: Services) -> Services:
+    """Services (SQLite and PostgreSQL) without SMTP: in-app and webhooks only."""
+    return configure(any_svc)

@@ -49,7 +49,7 @@ def build(
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
-    msg["Subject"] = title
+    msg["Subject"] = " ".join(title.split())  # a header never spans lines
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = msg_id or make_msgid()
     msg["Auto-Submitted"] = "auto-generated"
@@ -122,6 +122,8 @@ class EmailSender:
             return Outcome(f"SMTP {exc.code}: {exc.message}", exc.code >= PERMANENT_FROM)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return Outcome(f"SMTP error: {exc}")
+        except ValueError as exc:  # an address that cannot go on an SMTP command line
+            return Outcome(str(exc), permanent=True)
         if errors:
             return Outcome(f"recipient refused: {errors}", True)
         return OK

@@ -21,6 +21,7 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 import orjson
@@ -370,19 +371,14 @@ async def _send(
     if emails and channels.email is not None:
         sender = svc.settings.smtp_from
         domain = sender.rpartition("@")[2] or "jobyard"
-        messages = [
-            mail.build(
-                sender=sender,
-                to=str(d.payload["to"]),
-                title=str(d.payload["title"]),
-                text=str(d.payload["message"]),
-                url=str(d.payload["url"]),
-                msg_id=mail.message_id(d.key, domain),
-                name=str(d.payload.get("name") or ""),
-            )
-            for d in emails
-        ]
-        for d, outcome in zip(emails, await channels.email.send_many(messages), strict=True):
+        ready: list[tuple[Delivery, EmailMessage]] = []
+        for d in emails:
+            try:
+                ready.append((d, _email(d, sender, domain)))
+            except (KeyError, ValueError) as exc:
+                outcomes[d.id] = Outcome(f"cannot build the email: {exc}", permanent=True)
+        sent = await channels.email.send_many([m for _, m in ready])
+        for (d, _), outcome in zip(ready, sent, strict=True):
             outcomes[d.id] = outcome
 
     gate = asyncio.Semaphore(16)
@@ -398,6 +394,18 @@ async def _send(
 
     await asyncio.gather(*(post(d) for d in batch if d.channel == Channel.WEBHOOK))
     return outcomes
+
+
+def _email(d: Delivery, sender: str, domain: str) -> EmailMessage:
+    return mail.build(
+        sender=sender,
+        to=str(d.payload["to"]),
+        title=str(d.payload["title"]),
+        text=str(d.payload["message"]),
+        url=str(d.payload["url"]),
+        msg_id=mail.message_id(d.key, domain),
+        name=str(d.payload.get("name") or ""),
+    )
 
 
 async def _record(

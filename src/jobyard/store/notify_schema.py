@@ -98,7 +98,8 @@ outbox = sa.Table(
 )
 
 # The in-app inbox. ``key`` is the outbox row's key: a relay that delivers twice
-# (after a crash) inserts once.
+# (after a crash) inserts once. An inbox is read per person, then narrowed to an
+# organization (and the jobs shared with the person), hence the indexes by user.
 notifications = sa.Table(
     "notifications",
     metadata,
@@ -117,6 +118,6 @@ notifications = sa.Table(
     _ts("read_at"),
     _ts("created_at", False),
     _ts("updated_at", False),
-    sa.Index("ix_notifications_inbox", "org_id", "user_id", "id"),
-    sa.Index("ix_notifications_unread", "org_id", "user_id", "read_at"),
+    sa.Index("ix_notifications_inbox", "user_id", "id"),
+    sa.Index("ix_notifications_unread", "user_id", "read_at"),
 )

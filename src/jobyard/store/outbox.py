@@ -23,7 +23,12 @@ from jobyard.domain.notifications import (
     Subscription,
 )
 from jobyard.domain.records import Page
-from jobyard.store.notify_schema import notifications, outbox, webhook_subscriptions
+from jobyard.store.notify_schema import (
+    job_shares,
+    notifications,
+    outbox,
+    webhook_subscriptions,
+)
 from jobyard.store.rows import record, records
 
 _DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
@@ -211,7 +216,13 @@ class InboxRepo:
             await self.conn.execute(insert_ignore(self.dialect, notifications, "key"), list(rows))
 
     def _mine(self, org_id: int, user_id: int) -> sa.ColumnElement[bool]:
-        return sa.and_(notifications.c.org_id == org_id, notifications.c.user_id == user_id)
+        """One person's inbox as seen from one organization: its notifications, and those
+        about jobs shared with the person from elsewhere."""
+        shared = sa.select(job_shares.c.job_id).where(job_shares.c.user_id == user_id)
+        return sa.and_(
+            notifications.c.user_id == user_id,
+            sa.or_(notifications.c.org_id == org_id, notifications.c.job_id.in_(shared)),
+        )
 
     async def page(
         self,

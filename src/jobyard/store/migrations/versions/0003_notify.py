@@ -156,8 +156,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
         sa.UniqueConstraint("key", name=op.f("uq_notifications_key")),
     )
-    op.create_index("ix_notifications_inbox", "notifications", ["org_id", "user_id", "id"])
-    op.create_index("ix_notifications_unread", "notifications", ["org_id", "user_id", "read_at"])
+    op.create_index("ix_notifications_inbox", "notifications", ["user_id", "id"])
+    op.create_index("ix_notifications_unread", "notifications", ["user_id", "read_at"])
 
 
 def downgrade() -> None:
