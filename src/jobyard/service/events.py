@@ -74,4 +74,3 @@ async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
         await observer(svc, tx, event)
     tx.after_commit(lambda: publish(svc, event))
     return event
-
