@@ -83,6 +83,9 @@ def commit_message(job: Job, node: str) -> str:
         run_timeout=job.run_timeout,
         capture_output=job.capture_output,
         node=node,
+        # Chef Push Jobs: a file the command receives (CHEF_PUSH_JOB_FILE) and the user to run as.
+        file=job.meta.get("file"),
+        user=job.meta.get("user"),
     )
 
 
