@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from jobyard import __version__, web
 from jobyard.api import accounts, agent_ws, errors, health, jobs, nodes, streams
-from jobyard.api.compat import chef, rescale, theeye, xplenty
+from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
 from jobyard.dispatch.loops import LOOPS
@@ -68,6 +68,7 @@ def create_app(
     app.include_router(rescale.router)
     app.include_router(xplenty.router)
     app.include_router(theeye.router)
+    app.include_router(kragle.router)
     web.install(app, svc)  # the dashboard: pages at /, its session middleware, /static
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(Metrics)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -25,8 +26,9 @@ from jobyard.domain.accounts import Role
 from jobyard.domain.dialects import theeye
 from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.records import Principal
+from jobyard.service import approvals, history, hooks, polling, provenance
 from jobyard.service import jobs as uc
-from jobyard.service import polling, provenance
+from jobyard.service import tasks as tasks_uc
 from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
 from jobyard.store.jobs import JobFilter
@@ -268,4 +270,167 @@ async def download_script(script: str, who: Who, svc: Svc) -> Response:
 @router.put("/{customer}/agent/{hostname}", summary="Agent keep-alive")
 async def keep_alive(hostname: str, who: Who, svc: Svc) -> Response:
     await polling.agent_alive(svc, who, hostname)
+    return JSON({})
+
+
+# -- people: create from a task, approve, reject, input
+
+
+def task_id(text: Any) -> int:
+    native = theeye.parse_id(text) if isinstance(text, str) else None
+    if native is None:
+        raise NotFound(f"task {text} not found: a task id is 24 hex digits")
+    return native
+
+
+def task_arguments(body: Any, query: Any) -> Any:
+    """TheEye's ``task_arguments``: values, or ``{order, label, value}`` objects, in order;
+    the body itself may be the list."""
+    if isinstance(body, list):
+        given: Any = body
+    else:
+        given = body.get("task_arguments")
+        if given is None:
+            given = query
+    if given is None:
+        return []
+    if not isinstance(given, list):
+        raise Invalid("task_arguments must be a list of values", "task_arguments")
+    if all(isinstance(a, dict) and "value" in a for a in given) and given:
+        ordered = sorted(given, key=lambda a: a.get("order", 0) if isinstance(a, dict) else 0)
+        return [a["value"] for a in ordered]
+    return list(given)
+
+
+async def _body(request: Request) -> Any:
+    """A JSON object, or a bare list (TheEye takes the arguments list as the body)."""
+    raw = await request.body()
+    if raw.strip().startswith(b"["):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise Invalid("the body is not valid JSON", "body", malformed=True) from None
+    return await json_object(request)
+
+
+async def create(svc: Services, who: Principal, request: Request) -> Response:
+    need(who, "user")
+    body = await _body(request)
+    query = request.query_params
+    task = body.get("task") if isinstance(body, dict) else None
+    task = task if task is not None else query.get("task")
+    if task is None:
+        raise Invalid("task is required: the id of the task to run", "task")
+    if isinstance(task, dict):
+        task = task.get("id")
+    query_args = query.getlist("task_arguments") or None
+    view = await tasks_uc.run_task(svc, who, task_id(task), task_arguments(body, query_args))
+    data = await publish(svc, who, view)
+    data["user"] = {"id": theeye.render_id(who.user_id), "username": who.email, "email": who.email}
+    return JSON(data)
+
+
+@router.post("/{customer}/job", summary="Run a task: a new job")
+async def create_job(request: Request, who: Who, svc: Svc) -> Response:
+    return await create(svc, who, request)
+
+
+@router.post("/job", summary="Run a task: a new job (V2)")
+async def create_job_v2(request: Request, who: WhoV2, svc: Svc) -> Response:
+    return await create(svc, who, request)
+
+
+async def decide(svc: Services, who: Principal, text_id: str, approve: bool) -> Response:
+    need(who, "viewer")
+    await approvals.decide(svc, who, job_id(text_id), approve)
+    return Response(status_code=204)
+
+
+@router.put("/job/{job}/approve", status_code=204, summary="Approve an approval job")
+async def approve_v2(job: str, who: WhoV2, svc: Svc) -> Response:
+    return await decide(svc, who, job, True)
+
+
+@router.put("/job/{job}/reject", status_code=204, summary="Reject an approval job")
+async def reject_v2(job: str, who: WhoV2, svc: Svc) -> Response:
+    return await decide(svc, who, job, False)
+
+
+@router.put("/{customer}/job/{job}/approve", status_code=204, summary="Approve (V1)")
+async def approve(job: str, who: Who, svc: Svc) -> Response:
+    return await decide(svc, who, job, True)
+
+
+@router.put("/{customer}/job/{job}/reject", status_code=204, summary="Reject (V1)")
+async def reject(job: str, who: Who, svc: Svc) -> Response:
+    return await decide(svc, who, job, False)
+
+
+async def give_input(svc: Services, who: Principal, text_id: str, request: Request) -> Response:
+    need(who, "user")
+    native = job_id(text_id)
+    body = await json_object(request)
+    args = body.get("args")
+    if args is None:
+        args = []
+    if not isinstance(args, list):
+        raise Invalid("args must be a list of values", "args")
+    try:
+        view = await approvals.give_input(svc, who, native, args)
+    except Conflict as exc:
+        # TheEye answers input to a job that is not waiting with 400.
+        raise Invalid(f"only on hold jobs allowed: {exc.detail}", "job") from None
+    return JSON(await publish(svc, who, await uc.get_job(svc, who, view.job.id)))
+
+
+@router.put("/job/{job}/input", summary="Give a waiting job its input")
+async def input_v2(job: str, request: Request, who: WhoV2, svc: Svc) -> Response:
+    return await give_input(svc, who, job, request)
+
+
+@router.put("/{customer}/job/{job}/input", summary="Give a waiting job its input (V1)")
+async def input_v1(job: str, request: Request, who: Who, svc: Svc) -> Response:
+    return await give_input(svc, who, job, request)
+
+
+# -- anonymous runs, history
+
+
+@router.post("/job/secret/{secret}", summary="Run a task by its secret (anonymous)")
+async def run_by_secret(secret: str, request: Request, svc: Svc) -> Response:
+    query = request.query_params
+    customer = query.get("customer")
+    if not customer:
+        raise Forbidden("organization is required: send ?customer=<organization name>")
+    task = query.get("task")
+    if not task:
+        raise Invalid("task is required: send ?task=<task id>", "task")
+    body = await _body(request)
+    client = request.client.host if request.client else "unknown"
+    try:
+        view = await hooks.run_by_secret(
+            svc,
+            secret,
+            task_arguments(body, query.getlist("task_arguments") or None),
+            client=client,
+            org_name=customer,
+            task_id=task_id(task),
+        )
+    except NotFound:
+        raise Forbidden("invalid secret") from None
+    found = await provenance.origins(svc, [view])
+    data = views.job(view, found.get(view.job.id, provenance.NO_ORIGIN), customer)
+    data["user"] = {"id": None, "username": None, "email": None}
+    return JSON(data)
+
+
+@router.delete("/job/finished", summary="Delete finished jobs (admin)")
+async def delete_finished(request: Request, who: WhoV2, svc: Svc) -> Response:
+    need(who, "admin")
+    query = request.query_params
+    kind = query.get("type")
+    if kind is not None and "Task" not in kind:
+        raise Invalid("Entity type not found: use type=Task&id=<task id>", "type")
+    task = task_id(query.get("id")) if kind is not None else None
+    await history.delete_finished_jobs(svc, who, task_id=task)
     return JSON({})

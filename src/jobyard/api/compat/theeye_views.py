@@ -73,8 +73,9 @@ def _arguments(values: Any) -> list[Any]:
 def _origin_word(view: JobView, origin: Origin) -> str:
     if view.job.trigger_id is not None or (origin.run and origin.run.trigger_id is not None):
         return "scheduler"
-    word = view.job.meta.get("origin")
-    return word if isinstance(word, str) and word else "user"
+    if view.job.created_by is None:
+        return "secret"  # nobody signed in started it: a task's secret URL did
+    return "user"
 
 
 def lifecycle_of(view: JobView, origin: Origin) -> str:
