@@ -10,10 +10,22 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from jobyard import __version__, web
-from jobyard.api import accounts, agent_ws, errors, health, jobs, nodes, streams
+from jobyard.api import (
+    accounts,
+    agent_ws,
+    errors,
+    health,
+    jobs,
+    nodes,
+    notifications,
+    streams,
+    watchers,
+    webhooks,
+)
 from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
+from jobyard.dispatch import outbox as _outbox  # noqa: F401  (registers the outbox relay)
 from jobyard.dispatch.loops import LOOPS
 from jobyard.service.context import Services
 from jobyard.settings import Settings
@@ -63,6 +75,9 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(nodes.router)
     app.include_router(streams.router)
+    app.include_router(watchers.router)
+    app.include_router(notifications.router)
+    app.include_router(webhooks.router)
     app.include_router(agent_ws.router)
     app.include_router(chef.router)
     app.include_router(rescale.router)

@@ -158,6 +158,15 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+def check_statuses(values: list[str] | None) -> list[str]:
+    """Validate a filter of delivery statuses."""
+    known = [s.value for s in DeliveryStatus]
+    for v in values or []:
+        if v not in known:
+            raise Invalid(f"unknown delivery status {v!r}: use {', '.join(known)}", "status")
+    return list(values or [])
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff: ``base * 2**(attempt-1)`` seconds, capped; give up after a number."""

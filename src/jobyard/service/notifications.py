@@ -18,6 +18,7 @@ from jobyard.domain.notifications import (
     DeliveryStatus,
     Notification,
     Prefs,
+    check_statuses,
 )
 from jobyard.domain.records import Page, Principal
 from jobyard.service import outbox
@@ -174,10 +175,7 @@ async def list_deliveries(
     _reader(who)
     if everyone:
         require(who.role, Role.ADMIN, "reading everyone's deliveries")
-    known = [s.value for s in DeliveryStatus]
-    for s in statuses or []:
-        if s not in known:
-            raise Invalid(f"unknown delivery status {s!r}: use {', '.join(known)}", "status")
+    statuses = check_statuses(statuses)
     if channel is not None and channel not in ("in_app", "email", "webhook"):
         raise Invalid("channel is one of in_app, email, webhook", "channel")
     async with svc.db.read() as tx:

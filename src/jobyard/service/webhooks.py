@@ -10,7 +10,7 @@ from typing import Any
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Invalid, NotFound
-from jobyard.domain.notifications import Delivery, Subscription, check_kinds
+from jobyard.domain.notifications import Delivery, Subscription, check_kinds, check_statuses
 from jobyard.domain.records import Page, Principal
 from jobyard.notify import webhooks as hooks
 from jobyard.service.context import Services
@@ -146,8 +146,9 @@ async def subscription_deliveries(
 ) -> Page[Delivery]:
     """A subscription's deliveries, newest first, with attempts and the last error."""
     require(who.role, Role.ADMIN, "managing webhooks")
+    statuses = check_statuses(statuses)
     async with svc.db.read() as tx:
         sub = await _mine(tx, who, subscription_id)
         return await tx.notify.outbox.page(
-            who.org_id, subscription_id=sub.id, statuses=statuses or (), offset=offset, limit=limit
+            who.org_id, subscription_id=sub.id, statuses=statuses, offset=offset, limit=limit
         )

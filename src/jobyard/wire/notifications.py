@@ -1,0 +1,79 @@
+"""Native API bodies for watchers, shares, notification settings and webhook subscriptions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+Strict = ConfigDict(extra="forbid")
+
+
+class WatchIn(BaseModel):
+    """Watch a job or cluster; an admin may name another member with ``user_id``."""
+
+    model_config = Strict
+    user_id: StrictInt | None = None
+
+
+class ShareIn(BaseModel):
+    """Share a job with an existing user, by email, with an optional message."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "bob@example.com", "message": "have a look"}]},
+    )
+    email: Annotated[StrictStr, Field(max_length=254)]
+    message: Annotated[StrictStr, Field(max_length=10000)] = ""
+
+
+class ChannelsIn(BaseModel):
+    model_config = Strict
+    in_app: StrictBool | None = None
+    email: StrictBool | None = None
+
+
+class SettingsIn(BaseModel):
+    """Channels per notification kind; kinds and channels left out keep their setting."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"kinds": {"job.completed": {"email": False}, "job.failed": {"email": True}}}
+            ]
+        },
+    )
+    kinds: dict[StrictStr, ChannelsIn]
+
+
+class WebhookIn(BaseModel):
+    """Subscribe a URL to event types (or ``*``); the secret is made for you unless given."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/jobyard",
+                    "event_types": ["job.failed", "cluster.error"],
+                    "description": "page the on-call person",
+                }
+            ]
+        },
+    )
+    url: Annotated[StrictStr, Field(max_length=2000)]
+    event_types: list[StrictStr]
+    description: Annotated[StrictStr, Field(max_length=1000)] = ""
+    secret: Annotated[StrictStr, Field(max_length=128)] | None = None
+
+
+class WebhookPatch(BaseModel):
+    """Change a subscription; ``enabled: true`` re-enables one that was disabled."""
+
+    model_config = Strict
+    url: Annotated[StrictStr, Field(max_length=2000)] | None = None
+    event_types: list[StrictStr] | None = None
+    description: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    secret: Annotated[StrictStr, Field(max_length=128)] | None = None
+    enabled: StrictBool | None = None
