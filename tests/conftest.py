@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from jobyard.api.app import create_app
 from jobyard.domain.accounts import Role
@@ -19,14 +22,58 @@ from jobyard.store import Database
 from tests import pg
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """Argon2 with its production cost takes a second per password on a busy machine;
+    tests hash many. Verification reads the parameters from each hash, so nothing else
+    changes."""
+    saved = accounts._hasher
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    accounts._hasher = saved
+
+
+def _migrate(url: str) -> None:
+    async def run() -> None:
+        db = Database(url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     with pg.server() as url:
         yield url
 
 
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: str) -> Iterator[str]:
+    """A migrated PostgreSQL database that each test's database is copied from."""
+    url = pg.create_database(pg_admin_url)
+    _migrate(url)
+    try:
+        yield url.rpartition("/")[2]
+    finally:
+        pg.drop_database(pg_admin_url, url)
+
+
 @pytest.fixture
-def pg_url(pg_admin_url: str) -> Iterator[str]:
+def pg_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database."""
+    url = pg.create_database(pg_admin_url, template=pg_template)
+    try:
+        yield url
+    finally:
+        pg.drop_database(pg_admin_url, url)
+
+
+@pytest.fixture
+def pg_blank_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (nothing migrated)."""
     url = pg.create_database(pg_admin_url)
     try:
         yield url
@@ -34,18 +81,33 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
         pg.drop_database(pg_admin_url, url)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once: migrating from scratch takes about a second."""
+    path = tmp_path_factory.mktemp("template") / "jobyard.db"
+    _migrate(f"sqlite:///{path}")
+    return path
+
+
+def _sqlite_copy(template: Path, directory: Path) -> str:
+    path = directory / "jobyard.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Parametrizes a test over both databases."""
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """Parametrizes a test over both databases (each fresh and migrated)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobyard.db'}"
+        return _sqlite_copy(sqlite_template, tmp_path)
     url: str = request.getfixturevalue("pg_url")
     return url
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'jobyard.db'}"
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated SQLite database."""
+    return _sqlite_copy(sqlite_template, tmp_path)
 
 
 @pytest.fixture

@@ -120,8 +120,8 @@ def server() -> Iterator[str]:
         pytest.skip(f"no PostgreSQL available: {exc}")
 
 
-def create_database(admin_url: str) -> str:
-    """Create a fresh database on the server; return its URL."""
+def create_database(admin_url: str, template: str | None = None) -> str:
+    """Create a fresh database on the server (a copy of ``template`` if given); its URL."""
     import asyncio
 
     import asyncpg
@@ -131,7 +131,8 @@ def create_database(admin_url: str) -> str:
     async def make() -> None:
         conn = await asyncpg.connect(admin_url)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            copy = f' TEMPLATE "{template}"' if template else ""
+            await conn.execute(f'CREATE DATABASE "{name}"{copy}')
         finally:
             await conn.close()
 

@@ -79,7 +79,7 @@ specs = st.builds(
             lambda t, c: Target(tags=(t,), count=c), st.sampled_from("xyz"), st.integers(1, 9)
         ),
     ),
-    command=names,
+    command=names.filter(str.strip),
     name=st.one_of(st.none(), names),
     description=st.text(max_size=30),
     quorum=st.sampled_from([Quorum(), Quorum(percent=50.0), Quorum(count=1)]),
