@@ -24,8 +24,10 @@ from jobyard.api import (
 )
 from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty
 from jobyard.api.middleware import BodyLimit, Metrics
+from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
 from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
 from jobyard.dispatch import outbox as _outbox  # noqa: F401  (registers the outbox relay)
+from jobyard.dispatch import scheduler as _scheduler  # noqa: F401  (registers the scheduler)
 from jobyard.dispatch.loops import LOOPS
 from jobyard.service.context import Services
 from jobyard.settings import Settings
@@ -72,6 +74,8 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(accounts.router)
+    for router in SCHEDULING_ROUTERS:  # before jobs: DELETE /api/v1/jobs/finished
+        app.include_router(router)
     app.include_router(jobs.router)
     app.include_router(nodes.router)
     app.include_router(streams.router)
