@@ -56,17 +56,20 @@ class Scheduler:
         """Do everything due now; returns the triggers' part of it."""
         now = self.clock.now()
         total = FireReport()
-        while True:
+        plan = await triggers.agenda(self.svc)
+        fire, release = plan.due(now)
+        while fire:
             report = await triggers.fire_due(self.svc, now, limit=self.batch, grace=self.grace)
             committed = time.time()
             if report.fired and self.on_fired is not None:
                 self.on_fired(report, committed)
             total.add(report)
-            if report.triggers < self.batch:
-                break
-        await holds.release_due(self.svc, now)
-        await holds.release_queued(self.svc)
-        await approvals.expire_inputs(self.svc, now)
+            fire = report.triggers >= self.batch
+        if release:
+            await holds.release_due(self.svc, now)
+            await approvals.expire_inputs(self.svc, now)
+        if plan.queued:
+            await holds.release_queued(self.svc)
         if time.monotonic() - self._last_prune > PRUNE_EVERY:
             self._last_prune = time.monotonic()
             await triggers.prune_fires(self.svc, now - FIRES_KEPT)
@@ -74,7 +77,7 @@ class Scheduler:
 
     async def delay(self) -> float:
         """Seconds until the next thing is due, at most ``poll``."""
-        due = await triggers.next_due(self.svc)
+        due = (await triggers.agenda(self.svc)).next
         if due is None:
             return self.poll
         return max(0.0, min(self.poll, (due - self.clock.now()).total_seconds()))

@@ -507,12 +507,32 @@ async def prune_fires(svc: Services, before: dt.datetime) -> int:
         return await tx.triggers.prune_fires(before)
 
 
-async def next_due(svc: Services) -> dt.datetime | None:
-    """The soonest moment the scheduler has something to do."""
+@dataclass(frozen=True)
+class Agenda:
+    """When the scheduler next has work: triggers to fire, holds to release (retries,
+    timeouts, input deadlines), and whether runs wait in a concurrency queue."""
+
+    triggers: dt.datetime | None
+    releases: dt.datetime | None
+    queued: bool
+
+    def due(self, now: dt.datetime) -> tuple[bool, bool]:
+        return (
+            self.triggers is not None and self.triggers <= now,
+            self.releases is not None and self.releases <= now,
+        )
+
+    @property
+    def next(self) -> dt.datetime | None:
+        found = [t for t in (self.triggers, self.releases) if t is not None]
+        return min(found) if found else None
+
+
+async def agenda(svc: Services) -> Agenda:
+    """Read (without locking anything) what the scheduler has to do and when."""
     async with svc.db.read() as tx:
-        times = [
-            await tx.triggers.next_due(),
-            await tx.task_runs.next_release_any(),
-        ]
-    found = [t for t in times if t is not None]
-    return min(found) if found else None
+        return Agenda(
+            triggers=await tx.triggers.next_due(),
+            releases=await tx.task_runs.next_release_any(),
+            queued=bool(await tx.task_runs.queued(1)),
+        )
