@@ -9,14 +9,14 @@ from starlette.responses import Response
 
 from jobyard.domain.accounts import Role
 from jobyard.domain.clusters import CLUSTER_TYPES
-from jobyard.domain.errors import Invalid, JobyardError, NotFound
+from jobyard.domain.errors import Invalid, JobyardError
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import feeds
 from jobyard.service import jobs as job_uc
 from jobyard.service import nodes as node_uc
 from jobyard.store.jobs import JobFilter
 from jobyard.web.jobs import node_summary
-from jobyard.web.page import Page, PageRoute, Poster, Viewer
+from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -102,9 +102,7 @@ async def create_cluster(page: Poster) -> Response:
 
 
 def _cluster_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"no cluster {raw!r}")
-    return int(raw)
+    return path_id(raw, "cluster")
 
 
 @router.get("/clusters/{cluster_id}")

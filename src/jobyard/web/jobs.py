@@ -17,14 +17,15 @@ from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Job, Principal
 from jobyard.domain.targets import Target
-from jobyard.service import accounts, feeds, outputs
+from jobyard.service import accounts, feeds, outputs, provenance, sharing, watchers
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import jobs as uc
 from jobyard.service import nodes as node_uc
 from jobyard.service.context import Services
 from jobyard.store.jobs import JobFilter
 from jobyard.web import timeline
-from jobyard.web.page import Page, PageRoute, Poster, Viewer
+from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
+from jobyard.web.waiting import waiting
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -285,39 +286,54 @@ def _may_change(who: Principal, job: Job) -> bool:
     )
 
 
+HISTORY_TYPES = ("job.created", "job.status", "job.shared", "job.unshared")
+
+
 async def _job_context(page: Page, job_id: int) -> dict[str, Any]:
     who = page.user
-    view = await uc.get_job(page.svc, who, job_id)
-    events = await _all_events(page.svc, who, job_id)
-    history = [e for e in events if e.kind == "job" and e.type in ("job.created", "job.status")]
-    files = await outputs.list_files(page.svc, who, job_id)
+    svc = page.svc
+    view = await uc.get_job(svc, who, job_id)
+    events = await _all_events(svc, who, job_id)
+    watching = await watchers.list_watchers(svc, who, "job", job_id)
     counts = Counter(r.status.value for r in view.runs)
+    origin = (await provenance.origins(svc, [view])).get(job_id, provenance.NO_ORIGIN)
+    names = await _member_names(svc, who)
     return {
         "job": view.job,
         "runs": view.runs,
         "counts": sorted(counts.items()),
-        "timeline": timeline.build(view.job, view.runs, events, page.svc.clock.now()),
-        "history": history,
-        "files": files,
-        "names": await _member_names(page.svc, who),
+        "timeline": timeline.build(view.job, view.runs, events, svc.clock.now()),
+        "history": [e for e in events if e.kind == "job" and e.type in HISTORY_TYPES],
+        "files": await outputs.list_files(svc, who, job_id),
+        "names": names,
         "may_change": _may_change(who, view.job),
         "may_start": who.role.at_least(Role.USER),
         "summary": node_summary(view),
+        "watchers": watching,
+        "watching": any(w.user_id == who.user_id for w in watching),
+        "shares": await sharing.list_shares(svc, who, job_id),
+        "origin": origin,
+        "waiting": await waiting(svc, who, view.job, origin, names),
+        "errors": {},
+        "values": {},
     }
 
 
-def _job_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"no job {raw!r}")
-    return int(raw)
+async def render_job(page: Page, job_id: int, *, status_code: int = 200, **extra: Any) -> Response:
+    """The job page; ``extra`` overrides the context (e.g. a form's error and values)."""
+    context = {**await _job_context(page, job_id), **extra}
+    if page.fragment:
+        return await page.render("_job_live.html", status_code=status_code, **context)
+    return await page.render("job.html", status_code=status_code, **context)
+
+
+def job_id_of(raw: str) -> int:
+    return path_id(raw, "job")
 
 
 @router.get("/jobs/{job_id}")
 async def job_page(page: Viewer, job_id: str) -> Response:
-    context = await _job_context(page, _job_id(job_id))
-    if page.fragment:
-        return await page.render("_job_live.html", **context)
-    return await page.render("job.html", **context)
+    return await render_job(page, job_id_of(job_id))
 
 
 @router.get("/jobs/{job_id}/output/{node}/{stream}")
@@ -327,7 +343,7 @@ async def job_output(
     """The output of one node from ``offset`` (characters) on; the new length in a header."""
     if stream not in ("stdout", "stderr"):
         raise NotFound(f"no output stream {stream!r}: use stdout or stderr")
-    run = await outputs.node_output(page.svc, page.user, _job_id(job_id), node)
+    run = await outputs.node_output(page.svc, page.user, job_id_of(job_id), node)
     text = run.stdout if stream == "stdout" else run.stderr
     offset = offset if 0 <= offset <= len(text) else 0
     return PlainTextResponse(
@@ -342,19 +358,19 @@ async def job_output(
 
 @router.post("/jobs/{job_id}/stop")
 async def stop(page: Poster, job_id: str) -> Response:
-    jid = _job_id(job_id)
+    jid = job_id_of(job_id)
     await uc.stop_job(page.svc, page.user, jid, page.field("reason") or None)
     return page.redirect(f"/jobs/{jid}", "stopped")
 
 
 @router.post("/jobs/{job_id}/submit")
 async def submit(page: Poster, job_id: str) -> Response:
-    jid = _job_id(job_id)
+    jid = job_id_of(job_id)
     await uc.submit_job(page.svc, page.user, jid)
     return page.redirect(f"/jobs/{jid}", "submitted")
 
 
 @router.post("/jobs/{job_id}/delete")
 async def delete(page: Poster, job_id: str) -> Response:
-    await uc.delete_job(page.svc, page.user, _job_id(job_id))
+    await uc.delete_job(page.svc, page.user, job_id_of(job_id))
     return page.redirect("/jobs", "deleted")

@@ -2,7 +2,8 @@
 
 It carries wake-ups, not data: ``change`` when the job or a node run moved (the page
 re-reads its live part), ``output`` when a node printed something (the page reads the
-new characters from its last offset), ``end`` once the job has finished. Every
+new characters from its last offset), ``inbox`` when the user's notifications changed
+(the header re-reads the unread count), ``end`` once the job has finished. Every
 (re)connection starts with ``hello`` and the page re-reads everything then, so nothing
 is lost between rendering the page and following the stream, nor across reconnects.
 
@@ -24,9 +25,9 @@ from starlette.responses import Response, StreamingResponse
 
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Event
-from jobyard.service import feeds
+from jobyard.service import feeds, notifications
 from jobyard.service import jobs as uc
-from jobyard.web.jobs import _job_id
+from jobyard.web.jobs import job_id_of
 from jobyard.web.page import PageRoute, Viewer
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -62,7 +63,8 @@ async def org_stream(page: Viewer, after: int = 0) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         nonlocal after
-        async with svc.hub.subscribe(f"org:{who.org_id}") as queue:
+        inbox = notifications.inbox_topic(who)
+        async with svc.hub.subscribe(f"org:{who.org_id}", inbox) as queue:
             yield b"retry: 3000\n\n"
             if after:
                 missed = await feeds.org_events(svc, who, after)
@@ -81,6 +83,8 @@ async def org_stream(page: Viewer, after: int = 0) -> Response:
                 while not queue.empty():
                     batch.append(queue.get_nowait())
                 fresh = [m for m in batch if isinstance(m, Event) and m.id > after]
+                if any(isinstance(m, str) for m in batch):  # the inbox topic says "new"/"read"
+                    yield frame("inbox", {})
                 if fresh:
                     after = max(e.id for e in fresh)
                     yield _change(fresh, after)
@@ -99,12 +103,13 @@ def _finished(event: Event) -> bool:
 
 @router.get("/jobs/{job_id}/live")
 async def job_stream(page: Viewer, job_id: str) -> Response:
-    jid = _job_id(job_id)
+    jid = job_id_of(job_id)
     view = await uc.get_job(page.svc, page.user, jid)  # 404 before the stream starts
     hub = page.svc.hub
 
     async def body() -> AsyncIterator[bytes]:
-        async with hub.subscribe(f"job:{jid}", f"output:{jid}") as queue:
+        inbox = notifications.inbox_topic(page.user)
+        async with hub.subscribe(f"job:{jid}", f"output:{jid}", inbox) as queue:
             yield frame("hello", {"job": jid})
             if view.job.status.terminal:
                 yield frame("end", {})
@@ -119,6 +124,8 @@ async def job_stream(page: Viewer, job_id: str) -> Response:
                 while not queue.empty():  # a burst becomes one wake-up per kind
                     batch.append(queue.get_nowait())
                 events = [m for m in batch if isinstance(m, Event)]
+                if any(isinstance(m, str) for m in batch):
+                    yield frame("inbox", {})
                 printed = sorted(
                     {(m[0], m[1]) for m in batch if isinstance(m, tuple) and len(m) == 3}
                 )

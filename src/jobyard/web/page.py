@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from jobyard.domain.errors import Forbidden, JobyardError
+from jobyard.domain.errors import Forbidden, JobyardError, NotFound
 from jobyard.domain.records import Principal
 from jobyard.service import accounts
 from jobyard.service.context import Services
@@ -34,6 +34,13 @@ from jobyard.web.session import CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
 log = logging.getLogger("jobyard.web")
 
 FRAGMENT_HEADER = "x-fragment"
+
+
+def path_id(raw: str, noun: str) -> int:
+    """An id taken from a URL path; anything else is a page that does not exist."""
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"no {noun} {raw!r}")
+    return int(raw)
 
 
 class SignInRequired(Exception):
@@ -136,6 +143,13 @@ NOTICES = {
     "member_removed": "The member was removed.",
     "switched": "Switched organization.",
     "saved": "Saved.",
+    "watching": "You watch this job: you will be told when it finishes.",
+    "unwatched": "You no longer watch this job.",
+    "shared": "The job was shared.",
+    "unshared": "The job is no longer shared with that person.",
+    "approved": "Approved.",
+    "rejected": "Rejected.",
+    "input_given": "The input was given.",
     "done": "Done.",
 }
 

@@ -50,6 +50,7 @@
 
   // One note per live region says when live updates are interrupted.
   function liveNote(region, text) {
+    if (!region || !region.parentNode) return;
     let note = region.previousElementSibling;
     if (!note || !note.classList.contains("live-note")) {
       if (!text) return;
@@ -77,21 +78,44 @@
     return text;
   }
 
+  // Follows a stream of server-sent events. A hidden tab lets go of its connection
+  // (browsers allow only a few per server) and, shown again, reconnects from the last
+  // event it saw; `hello` handlers re-read the page's live parts on every connection.
   function follow(url, handlers, region) {
-    const source = new EventSource(url);
-    source.onopen = () => liveNote(region, "");
-    source.onerror = () => {
-      if (source.readyState === EventSource.CLOSED) {
-        liveNote(region, "Live updates stopped; reload the page to resume.");
-      } else {
-        liveNote(region, "Live updates interrupted; reconnecting…");
-      }
-    };
-    for (const [name, handler] of Object.entries(handlers)) {
-      source.addEventListener(name, (event) => handler(JSON.parse(event.data || "{}"), source));
+    let source = null;
+    let lastId = null;
+    let ended = false;
+    function stop() {
+      ended = true;
+      close();
     }
-    window.addEventListener("pagehide", () => source.close());
-    return source;
+    function close() {
+      if (source) source.close();
+      source = null;
+    }
+    function open() {
+      const target = lastId ? url.replace(/([?&]after=)\d+/, "$1" + lastId) : url;
+      source = new EventSource(target);
+      source.onopen = () => liveNote(region, "");
+      source.onerror = () => {
+        if (!source) return;
+        liveNote(region, source.readyState === EventSource.CLOSED
+          ? "Live updates stopped; reload the page to resume."
+          : "Live updates interrupted; reconnecting…");
+      };
+      for (const [name, handler] of Object.entries(handlers)) {
+        source.addEventListener(name, (event) => {
+          if (event.lastEventId) lastId = event.lastEventId;
+          handler(JSON.parse(event.data || "{}"), stop);
+        });
+      }
+    }
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) close();
+      else if (!source && !ended) open();
+    });
+    window.addEventListener("pagehide", close);
+    open();
   }
 
   // -- forms
@@ -172,6 +196,10 @@
       change: (data) => {
         if ((data.kinds || []).some((k) => kinds.includes(k))) refresh();
       },
+      inbox: () => {
+        refreshUnread();
+        if (kinds.includes("inbox")) refresh();
+      },
     }, region);
   }
 
@@ -226,23 +254,39 @@
     follow(region.dataset.stream, {
       hello: () => { refresh(); outputs().forEach((d) => readNode(d)); },
       change: refresh,
+      inbox: () => refreshUnread(),
       output: (data) => {
         outputs().forEach((d) => { if (d.dataset.output === data.node) readNode(d, data.stream); });
       },
-      end: (data, source) => {
-        source.close();
+      end: (data, stop) => {
+        stop();
         refresh();
         outputs().forEach((d) => readNode(d));
       },
     }, region);
   }
 
-  // -- the unread count in the header follows the organization's events
+  // -- the unread count in the header, re-read when a live stream says the inbox changed
+
+  const refreshUnread = coalesce(async () => {
+    const badge = document.querySelector("[data-unread]");
+    if (!badge) return;
+    const response = await fetch("/notifications/count", { credentials: "same-origin" });
+    if (!response.ok) return;
+    const count = parseInt(await response.text(), 10) || 0;
+    badge.querySelector("[data-unread-count]").textContent = count ? String(count) : "";
+    badge.classList.toggle("has-unread", count > 0);
+  }, 100);
 
   document.addEventListener("DOMContentLoaded", () => {
     enhance(document);
     document.querySelectorAll("[data-target-picker]").forEach(targetPicker);
     document.querySelectorAll("[data-live-list][data-stream]").forEach(liveList);
     document.querySelectorAll("[data-job-live]").forEach(jobPage);
+    // A page without a live part still follows the inbox for the header's count.
+    const badge = document.querySelector("[data-unread]");
+    if (badge && !document.querySelector("[data-stream]")) {
+      follow("/live/org", { inbox: () => refreshUnread() }, badge);
+    }
   });
 })();
