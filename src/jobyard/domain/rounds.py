@@ -175,6 +175,10 @@ class JobRound:
                     if run.status is R.READY:
                         self._move(node, R.WAS_READY, "quorum failed")
                         self.commands.append((node, "abort"))
+                    elif run.status is R.NEW:
+                        # Failed early: this node had not voted. The job is over, so its
+                        # run ends too (a late ack is answered with abort, see vote()).
+                        self._move(node, R.ABORTED, "quorum failed before this node voted")
                 ready = sum(1 for r in self.runs.values() if r.status is R.WAS_READY)
                 self._job(nxt, f"{ready} of {self.quorum_required} required nodes ready")
             else:
