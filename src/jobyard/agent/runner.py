@@ -13,6 +13,7 @@ import shlex
 import shutil
 import signal
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ log = logging.getLogger("jobyard.agent")
 OUTPUT_CAP = 1_000_000
 FILE_CAP = 50_000_000
 RESEND_AFTER = 10.0
+MAX_BACKOFF = 30.0
 
 
 @dataclass
@@ -74,9 +76,11 @@ class Agent:
         self.runs: dict[tuple[int, int], Run] = {}
         self.ws: ClientConnection | None = None
         self.heartbeat_interval = 5.0
+        self.max_backoff = MAX_BACKOFF
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
         self._last_resend = 0.0
+        self.backlog: deque[str] = deque()  # output frames not yet handed to a connection
 
     # -- lifecycle
     async def run_forever(self) -> None:
@@ -93,12 +97,15 @@ class Agent:
             except _Refused as exc:
                 log.error("the server refused this agent: %s", exc)
                 delay = max(delay, 5.0)
+            if self.connected.is_set():
+                delay = 0.5  # that connection worked: back off afresh, not from last time's
             self.connected.clear()
             if self.stopping.is_set():
                 break
-            # Exponential backoff with full jitter, capped at 30 s.
+            # Exponential backoff with full jitter, capped so that a reconnect lands within
+            # the server's TTL + grace (else its runs are declared crashed meanwhile).
             await self._sleep(random.uniform(0, delay))
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, self.max_backoff)
 
     async def stop(self) -> None:
         """Stop gracefully: say goodbye; running commands are aborted."""
@@ -142,8 +149,12 @@ class Agent:
             if welcome["type"] != "welcome":
                 raise _Refused(str(welcome.get("message", welcome)))
             self.heartbeat_interval = float(welcome.get("heartbeat_interval") or 5.0)
+            within = welcome.get("reconnect_within")
+            if isinstance(within, int | float) and within > 0:
+                self.max_backoff = min(MAX_BACKOFF, max(0.5, within / 4))
             self.connected.set()
             log.info("connected to %s as %s", self.config.server, self.config.name)
+            await self._flush_backlog()
             await self._resend_results()
             beat = asyncio.create_task(self._heartbeats(ws))
             try:
@@ -183,12 +194,23 @@ class Agent:
         for result in self.journal.pending():
             await self._send(wire.encode("result", **result))
 
-    async def _send(self, message: str) -> None:
+    async def _send(self, message: str) -> bool:
+        """Hand a frame to the live connection; False when there is none (or it broke)."""
         ws = self.ws
         if ws is None:
-            return  # kept on disk (results) or dropped (output) until the next connection
-        with contextlib.suppress(websockets.ConnectionClosed):
+            return False  # results are on disk; output waits in the backlog
+        try:
             await ws.send(message)
+        except websockets.ConnectionClosed:
+            return False
+        return True
+
+    async def _flush_backlog(self) -> None:
+        """Send, in order, the output produced while the server was unreachable."""
+        while self.backlog:
+            if not await self._send(self.backlog[0]):
+                return
+            self.backlog.popleft()
 
     # -- messages from the server
     async def _on_message(self, msg: dict[str, Any]) -> None:
@@ -336,9 +358,11 @@ class Agent:
             data = data[:room] + "\n[output truncated by the agent]\n"
             run.truncated = True
         run.sent += len(data)
-        await self._send(
-            wire.encode("output", job=run.job, attempt=run.attempt, stream=stream, data=data)
-        )
+        frame = wire.encode("output", job=run.job, attempt=run.attempt, stream=stream, data=data)
+        # Behind older unsent output (order matters), or kept when the connection is down.
+        # Bounded: at most OUTPUT_CAP per run, and no new run starts while disconnected.
+        if self.backlog or not await self._send(frame):
+            self.backlog.append(frame)
 
     async def _upload(self, run: Run, outputs: Path) -> None:
         for path in sorted(p for p in outputs.rglob("*") if p.is_file()):

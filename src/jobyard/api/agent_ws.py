@@ -68,7 +68,13 @@ class Session:
         s = self.svc.settings
         async with self.svc.hub.subscribe(node_topic(*self.key), maxsize=0) as outbox:
             await self.ws.send_text(
-                wire.encode("welcome", node=self.name, heartbeat_interval=s.heartbeat_interval)
+                wire.encode(
+                    "welcome",
+                    node=self.name,
+                    heartbeat_interval=s.heartbeat_interval,
+                    # How soon a lost connection must be back before the node's runs crash.
+                    reconnect_within=s.node_ttl + s.node_grace,
+                )
             )
             writer = asyncio.create_task(self._write(outbox))
             try:

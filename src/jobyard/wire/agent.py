@@ -1,8 +1,9 @@
 """The agent protocol: JSON text frames over one WebSocket the agent dials out.
 
 agent → server                              server → agent
-  hello {node, incarnation, tags, cluster,    welcome {node, heartbeat_interval}
-         running[], pending[], busy}          commit {job, attempt, command, argv, ...}
+  hello {node, incarnation, tags, cluster,    welcome {node, heartbeat_interval,
+         running[], pending[], busy}                   reconnect_within}
+                                              commit {job, attempt, command, argv, ...}
   heartbeat {busy}                            run {job, attempt}
   ack_commit {job, attempt}                   abort {job, attempt}
   nack_commit {job, attempt, reason}          ack {job, attempt}      (result applied)
