@@ -428,12 +428,21 @@ def _target(body: dict[str, Any]) -> Target:
         given = {k: body[k] for k in ("nodes", "tags", "cluster", "count") if k in body}
     if not isinstance(given, dict) or not given:
         raise Invalid("a stack needs a target: target {nodes | tags | cluster}, or nodes", "target")
+    unknown = sorted(set(given) - {"nodes", "tags", "cluster", "count"})
+    if unknown:
+        raise Invalid(f"unknown key {unknown[0]!r} in target: use nodes, tags, cluster", "target")
     for key in ("nodes", "tags"):
         value = given.get(key)
         if value is not None and (
             not isinstance(value, list) or not all(isinstance(v, str) for v in value)
         ):
             raise Invalid(f"{key} must be a list of names", key)
+    cluster = given.get("cluster")
+    if cluster is not None and not isinstance(cluster, str):
+        raise Invalid("cluster must be a name", "cluster")
+    count = given.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        raise Invalid("count must be a whole number", "count")
     return Target.from_json(given)
 
 
