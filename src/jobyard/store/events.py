@@ -14,7 +14,6 @@ from jobyard.store.rows import records
 from jobyard.store.schema import events
 
 
-
 class EventsRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
