@@ -37,6 +37,9 @@ class Settings:
     smtp_password: str = ""
     smtp_from: str = "jobyard@localhost"
     webhook_allow_private: bool = False
+    # Failed email and webhook deliveries are retried after base * 2**(attempt-1) s, capped.
+    outbox_retry_base: float = 2.0
+    outbox_retry_cap: float = 3600.0
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -69,12 +69,17 @@ _WATCHED = {
 
 
 def policy(settings: Settings) -> RetryPolicy:
-    """The retry policy, with ``outbox_<field>`` overrides from ``settings.extra``."""
-    overrides = {
-        f.name: type(getattr(RetryPolicy(), f.name))(settings.extra[f"outbox_{f.name}"])
-        for f in dataclasses.fields(RetryPolicy)
-        if f"outbox_{f.name}" in settings.extra
+    """The retry policy of the settings; ``outbox_<field>`` in ``settings.extra`` overrides
+    any field (tests shorten leases and thresholds that way)."""
+    overrides: dict[str, Any] = {
+        "base": settings.outbox_retry_base,
+        "cap": settings.outbox_retry_cap,
     }
+    for f in dataclasses.fields(RetryPolicy):
+        if f"outbox_{f.name}" in settings.extra:
+            overrides[f.name] = type(getattr(RetryPolicy(), f.name))(
+                settings.extra[f"outbox_{f.name}"]
+            )
     return RetryPolicy(**overrides)
 
 
