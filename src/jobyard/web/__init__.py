@@ -8,13 +8,39 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from jobyard.service.context import Services
-from jobyard.web import accounts, audience, decisions, fleet, inbox, jobs, live, signin
+from jobyard.web import (
+    accounts,
+    audience,
+    decisions,
+    fleet,
+    inbox,
+    jobs,
+    live,
+    schedules,
+    signin,
+    stacks,
+    tasks,
+    triggers,
+)
 from jobyard.web.middleware import SessionMiddleware
 from jobyard.web.rendering import STATIC
 
 
 def install(app: FastAPI, services: Services) -> None:
     app.add_middleware(SessionMiddleware, services=services)
-    for module in (signin, jobs, audience, decisions, live, inbox, accounts, fleet):
+    for module in (
+        signin,
+        jobs,
+        audience,
+        decisions,
+        live,
+        inbox,
+        tasks,
+        stacks,
+        schedules,
+        triggers,
+        accounts,
+        fleet,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

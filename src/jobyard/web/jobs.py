@@ -3,7 +3,6 @@ history, and the actions on it (stop, submit, delete)."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
@@ -16,7 +15,6 @@ from jobyard.domain.jobs import JOB_TERMINAL, JobStatus
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Job, Principal
-from jobyard.domain.targets import Target
 from jobyard.service import accounts, feeds, outputs, provenance, sharing, watchers
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import jobs as uc
@@ -24,6 +22,7 @@ from jobyard.service import nodes as node_uc
 from jobyard.service.context import Services
 from jobyard.store.jobs import JobFilter
 from jobyard.web import timeline
+from jobyard.web.forms import env_from, env_text, int_field, raw_field, target_from, target_values
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 from jobyard.web.waiting import waiting
 
@@ -35,7 +34,6 @@ FINISHED = [s.value for s in JOB_TERMINAL]
 STATUS_CHOICES = [("", "any status"), ("active", "active"), ("finished", "finished")] + [
     (s.value, s.value.replace("_", " ")) for s in JobStatus
 ]
-_SPLIT = re.compile(r"[\s,]+")
 
 
 # -- the list
@@ -113,57 +111,11 @@ async def job_list(
 # -- starting a job
 
 
-def _split(text: str) -> tuple[str, ...]:
-    return tuple(p for p in _SPLIT.split(text.strip()) if p)
-
-
-def _int(page: Page, name: str, label: str) -> int | None:
-    raw = page.field(name)
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(f"{label} must be a whole number, not {raw!r}", name) from None
-
-
-def _env(text: str) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise Invalid(f"environment line {number} needs the form NAME=value", "env")
-        env[key.strip()] = value
-    return env
-
-
 def spec_from_form(page: Page) -> JobSpec:
     """The job the start form describes; Invalid (with the field) when a value is wrong."""
-    kind = page.field("target_kind", "nodes")
-    count = _int(page, "count", "the node count")
-    if kind == "nodes":
-        nodes = _split(page.field("nodes"))
-        if not nodes:
-            raise Invalid("name at least one node (separate names by spaces or commas)", "nodes")
-        target = Target(nodes=nodes)
-    elif kind == "cluster":
-        if not page.field("cluster"):
-            raise Invalid("choose the cluster to run on", "cluster")
-        target = Target(cluster=page.field("cluster"), count=count)
-    elif kind == "tags":
-        tags = _split(page.field("tags"))
-        if not tags:
-            raise Invalid("give at least one tag", "tags")
-        target = Target(tags=tags, count=count)
-    elif kind == "any":
-        if count is None:
-            raise Invalid("say how many nodes to run on", "count")
-        target = Target(count=count)
-    else:
-        raise Invalid(f"unknown target kind {kind!r}", "target_kind")
-    timeout = _int(page, "run_timeout", "the timeout")
+    target = target_from(page)
+    assert target is not None
+    timeout = int_field(page, "run_timeout", "the timeout")
     return JobSpec(
         target=target,
         command=page.field("command"),
@@ -171,7 +123,7 @@ def spec_from_form(page: Page) -> JobSpec:
         description=page.field("description"),
         quorum=Quorum.parse(page.field("quorum") or None),
         run_timeout=DEFAULT_RUN_TIMEOUT if timeout is None else timeout,
-        env=_env(page.form.get("env", "") if page.form else ""),  # type: ignore[arg-type]
+        env=env_from(raw_field(page, "env")),
         dir=page.field("dir") or None,
         capture_output=page.field("capture_output") == "1",
     )
@@ -195,28 +147,14 @@ def form_values(job: Job | None = None) -> dict[str, str]:
             "dir": "",
             "capture_output": "1",
         }
-    target = job.target
-    kind = (
-        "nodes"
-        if target.get("nodes")
-        else "cluster"
-        if target.get("cluster")
-        else "tags"
-        if target.get("tags")
-        else "any"
-    )
     return {
         "command": job.command,
-        "target_kind": kind,
-        "nodes": " ".join(target.get("nodes") or []),
-        "cluster": target.get("cluster") or "",
-        "tags": " ".join(target.get("tags") or []),
-        "count": "" if target.get("count") is None else str(target["count"]),
+        **target_values(job.target),
         "quorum": job.quorum,
         "run_timeout": "" if job.run_timeout is None else str(job.run_timeout),
         "name": job.name or "",
         "description": job.description,
-        "env": "\n".join(f"{k}={v}" for k, v in job.env.items()),
+        "env": env_text(job.env),
         "dir": job.dir or "",
         "capture_output": "1" if job.capture_output else "",
     }
@@ -252,7 +190,7 @@ async def new_job(page: Viewer, again: int | None = None) -> Response:
 @router.post("/jobs")
 async def start_job(page: Poster) -> Response:
     values = {k: page.field(k) for k in form_values()}
-    values["env"] = str(page.form.get("env", "")) if page.form else ""
+    values["env"] = raw_field(page, "env")
     try:
         spec = spec_from_form(page)
         view = await uc.create_job(page.svc, page.user, spec, draft=page.field("draft") == "1")

@@ -150,6 +150,7 @@ NOTICES = {
     "approved": "Approved.",
     "rejected": "Rejected.",
     "input_given": "The input was given.",
+    "queued_for_deletion": "A run is due: the trigger will be deleted at that time instead.",
     "done": "Done.",
 }
 

@@ -156,12 +156,12 @@
     enhanceForms(root);
   }
 
-  // The start form shows only the fields of the chosen kind of target.
+  // A fieldset of radio buttons shows only the fields of the chosen kind (targets, timing).
   function targetPicker(fieldset) {
     const fields = fieldset.querySelectorAll(".target-field");
     function update() {
-      const checked = fieldset.querySelector("input[name=target_kind]:checked");
-      const kind = checked ? checked.value : "nodes";
+      const checked = fieldset.querySelector("input[type=radio]:checked");
+      const kind = checked ? checked.value : "";
       fields.forEach((field) => {
         const shown = field.dataset.kind.split(" ").includes(kind);
         field.hidden = !shown;
@@ -169,6 +169,18 @@
       });
     }
     fieldset.addEventListener("change", update);
+    update();
+  }
+
+  // A task form shows only the parts of the chosen type.
+  function typePicker(form) {
+    const select = form.querySelector("select[name=type]");
+    function update() {
+      form.querySelectorAll("[data-for-types]").forEach((part) => {
+        part.hidden = !part.dataset.forTypes.split(" ").includes(select.value);
+      });
+    }
+    select.addEventListener("change", update);
     update();
   }
 
@@ -281,6 +293,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     enhance(document);
     document.querySelectorAll("[data-target-picker]").forEach(targetPicker);
+    document.querySelectorAll("form[data-type-picker]").forEach(typePicker);
     document.querySelectorAll("[data-live-list][data-stream]").forEach(liveList);
     document.querySelectorAll("[data-job-live]").forEach(jobPage);
     // A page without a live part still follows the inbox for the header's count.

@@ -1,0 +1,113 @@
+"""Stack pages: named places to run (a target with environment), optionally with a task
+or a command of their own; created, run and deleted from one page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from jobyard.domain.accounts import Role
+from jobyard.domain.errors import JobyardError
+from jobyard.service import clusters as cluster_uc
+from jobyard.service import nodes as node_uc
+from jobyard.service import stacks as uc
+from jobyard.service import tasks as task_uc
+from jobyard.web.forms import env_from, raw_field, target_from, target_values, target_words
+from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+PAGE_SIZE = 25
+
+
+def _empty_values() -> dict[str, str]:
+    return {
+        "name": "",
+        "description": "",
+        **target_values(None),
+        "env": "",
+        "task_id": "",
+        "command": "",
+    }
+
+
+async def _stacks_page(
+    page: Page,
+    *,
+    error: str = "",
+    field: str = "",
+    values: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    who = page.user
+    n = max(1, int(page.request.query_params.get("n", "1") or 1))
+    found = await uc.list_stacks(page.svc, who, offset=(n - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    tasks = (await task_uc.list_tasks(page.svc, who, limit=100)).items
+    nodes = await node_uc.list_nodes(page.svc, who)
+    context: dict[str, Any] = {
+        "stacks": found.items,
+        "total": found.total,
+        "n": n,
+        "pages": max(1, -(-found.total // PAGE_SIZE)),
+        "tasks": tasks,
+        "task_names": {t.id: t.name for t in tasks},
+        "where": target_words,
+        "may_create": who.role.at_least(Role.USER),
+        "error": error,
+        "error_field": field,
+        "values": values or _empty_values(),
+        "nodes": nodes,
+        "clusters": [
+            c for c in await cluster_uc.list_clusters(page.svc, who) if c.status != "terminated"
+        ],
+        "tags": sorted({t for node in nodes for t in node.tags}),
+    }
+    return await page.render("stacks.html", status_code=status_code, **context)
+
+
+@router.get("/stacks")
+async def stacks(page: Viewer) -> Response:
+    return await _stacks_page(page)
+
+
+@router.post("/stacks")
+async def create_stack(page: Poster) -> Response:
+    values = {k: page.field(k) for k in _empty_values()}
+    values["env"] = raw_field(page, "env")
+    try:
+        target = target_from(page)
+        assert target is not None
+        task_id = path_id(values["task_id"], "task") if values["task_id"] else None
+        await uc.create_stack(
+            page.svc,
+            page.user,
+            values["name"],
+            target,
+            env=env_from(values["env"]),
+            description=values["description"],
+            task_id=task_id,
+            command=values["command"] or None,
+        )
+    except JobyardError as exc:
+        return await _stacks_page(
+            page,
+            error=exc.detail,
+            field=getattr(exc, "field", None) or "",
+            values=values,
+            status_code=exc.status_code,
+        )
+    return page.redirect("/stacks", "saved")
+
+
+@router.post("/stacks/{stack_id}/run")
+async def run_stack(page: Poster, stack_id: str) -> Response:
+    view = await uc.run_stack(page.svc, page.user, path_id(stack_id, "stack"))
+    return page.redirect(f"/jobs/{view.job.id}")
+
+
+@router.post("/stacks/{stack_id}/delete")
+async def delete_stack(page: Poster, stack_id: str) -> Response:
+    await uc.delete_stack(page.svc, page.user, path_id(stack_id, "stack"))
+    return page.redirect("/stacks", "deleted")
