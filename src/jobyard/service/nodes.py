@@ -190,8 +190,9 @@ async def record_heartbeats(svc: Services, node_ids: Sequence[int], busy: dict[i
         return
     async with svc.db.begin() as tx:
         await tx.nodes.heartbeat(list(node_ids), svc.clock.now())
-        for node_id, is_busy in busy.items():
-            await tx.nodes.update(node_id, {"busy": is_busy})
+        # Two statements, not one per node: this runs every tick under the single writer.
+        for flag in (True, False):
+            await tx.nodes.set_busy([n for n, b in busy.items() if b is flag], flag)
 
 
 async def node_gone(svc: Services, org_id: int, name: str, reason: str) -> None:

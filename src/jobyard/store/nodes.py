@@ -12,6 +12,9 @@ from jobyard.domain.records import Node
 from jobyard.store.rows import record, records
 from jobyard.store.schema import nodes
 
+# Ids per IN (...) list: bound parameters are limited (asyncpg 32,767; SQLite 32,766).
+_IN_CHUNK = 10_000
+
 
 class NodesRepo:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -70,10 +73,21 @@ class NodesRepo:
         await self.conn.execute(nodes.update().where(nodes.c.id == node_id).values(**values))
 
     async def heartbeat(self, node_ids: list[int], now: dt.datetime) -> None:
-        """Record a heartbeat for many nodes in one statement."""
-        if node_ids:
+        """Record a heartbeat for many nodes, one statement per ``_IN_CHUNK`` nodes."""
+        for i in range(0, len(node_ids), _IN_CHUNK):
+            chunk = node_ids[i : i + _IN_CHUNK]
             await self.conn.execute(
-                nodes.update().where(nodes.c.id.in_(node_ids)).values(last_heartbeat=now)
+                nodes.update().where(nodes.c.id.in_(chunk)).values(last_heartbeat=now)
+            )
+
+    async def set_busy(self, node_ids: list[int], busy: bool) -> None:
+        """Set many nodes' busy flag, writing only the rows whose flag changes."""
+        for i in range(0, len(node_ids), _IN_CHUNK):
+            chunk = node_ids[i : i + _IN_CHUNK]
+            await self.conn.execute(
+                nodes.update()
+                .where(nodes.c.id.in_(chunk), nodes.c.busy.is_not(busy))
+                .values(busy=busy)
             )
 
     async def refresh_online(self, now: dt.datetime) -> None:
