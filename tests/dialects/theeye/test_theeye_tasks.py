@@ -256,3 +256,29 @@ async def test_delete_finished_history(
     assert r.status_code == 200 and r.json() == {}
     r = await client.get(f"{v1(admin)}/job", params={"access_token": admin.token})
     assert [j["id"] for j in r.json()] == [ids[1]]
+
+
+async def test_cancel_a_task_that_forbids_it(
+    client: httpx.AsyncClient, admin: Account, factory: Factory, svc: Services
+) -> None:
+    user = await factory.account(admin.org, Role.USER)
+    task = await make_task(svc, user, script("locked", cancellable=False))
+    r = await client.post(
+        "/compat/theeye/job",
+        params={"access_token": user.token},
+        json={"task": hex24(task), "task_arguments": ["a", "b"]},
+    )
+    job = r.json()
+    assert job["cancellable"] is False and job["task"]["cancellable"] is False
+    r = await client.put(f"{v1(user)}/job/{job['id']}/cancel", params={"access_token": user.token})
+    assert r.status_code == 403
+    assert r.json() == {"message": "Job is not cancellable", "code": "Forbidden", "statusCode": 403}
+    # An admin may.
+    r = await client.put(
+        f"{v1(admin)}/job/{job['id']}/cancel", params={"access_token": admin.token}
+    )
+    assert r.status_code == 204
+    r = await client.get(
+        f"{v1(admin)}/job/{job['id']}/lifecycle", params={"access_token": admin.token}
+    )
+    assert r.json() == "canceled"
