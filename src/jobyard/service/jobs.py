@@ -64,16 +64,20 @@ async def _resolve_nodes(tx: Tx, org_id: int, target: Target) -> list[str]:
     return chosen
 
 
-async def _enter_new(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
-    """Resolve the target, create the node runs and move the job to ``new``."""
-    target = Target.from_json(job.target)
+async def placement(tx: Tx, org_id: int, target: Target) -> tuple[list[str], dict[str, Any]]:
+    """Where a job with this target runs: its node names, and the job columns that say so."""
     values: dict[str, Any] = {}
     if target.cluster:
-        cluster = await tx.clusters.by_name(job.org_id, target.cluster)
+        cluster = await tx.clusters.by_name(org_id, target.cluster)
         if cluster is None or cluster.status in ("pending_terminate", "terminating", "terminated"):
             raise Invalid(f"no live cluster named {target.cluster!r}", "cluster")
         values["cluster_id"] = cluster.id
-    names = await _resolve_nodes(tx, job.org_id, target)
+    return await _resolve_nodes(tx, org_id, target), values
+
+
+async def _enter_new(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
+    """Resolve the target, create the node runs and move the job to ``new``."""
+    names, values = await placement(tx, job.org_id, Target.from_json(job.target))
     moved = await move_job(
         svc, tx, job, JobStatus.NEW, actor=actor, reason="submitted", values=values
     )

@@ -64,23 +64,46 @@ class JobsRepo:
 
     async def insert_runs(self, job: Job, node_names: Sequence[str], now: dt.datetime) -> None:
         """Create one ``new`` node run per target node."""
-        if not node_names:
-            return
-        await self.conn.execute(
-            node_runs.insert(),
-            [
-                {
-                    "job_id": job.id,
-                    "org_id": job.org_id,
-                    "node_name": name,
-                    "status": NodeRunStatus.NEW.value,
-                    "attempt": job.attempt,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for name in node_names
-            ],
-        )
+        await self.insert_runs_many([(job, node_names)], now)
+
+    async def insert_runs_many(
+        self, placed: Sequence[tuple[Job, Sequence[str]]], now: dt.datetime
+    ) -> None:
+        """Create the ``new`` node runs of several jobs in one statement."""
+        rows = [
+            {
+                "job_id": job.id,
+                "org_id": job.org_id,
+                "node_name": name,
+                "status": NodeRunStatus.NEW.value,
+                "attempt": job.attempt,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for job, names in placed
+            for name in names
+        ]
+        if rows:
+            await self.conn.execute(node_runs.insert(), rows)
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> list[Job]:
+        """Write several new job rows in one round trip; returns them in the given order."""
+        if not rows:
+            return []
+        if self.dialect != "sqlite":
+            result = await self.conn.execute(
+                jobs.insert().returning(*jobs.c, sort_by_parameter_order=True), list(rows)
+            )
+            return [_job(r) for r in result.mappings()]
+        # As EventsRepo.append_many_returning: SQLite numbers new rows max(id) + 1 under the
+        # write lock this transaction holds, so the rows past the old maximum are ours.
+        before = (await self.conn.execute(sa.select(sa.func.max(jobs.c.id)))).scalar() or 0
+        await self.conn.execute(jobs.insert(), list(rows))
+        q = jobs.select().where(jobs.c.id > before).order_by(jobs.c.id)
+        added = [_job(r) for r in (await self.conn.execute(q)).mappings()]
+        if len(added) != len(rows):
+            raise RuntimeError(f"inserted {len(rows)} jobs but read back {len(added)}")
+        return added
 
     async def get(self, org_id: int, job_id: int, *, for_update: bool = False) -> Job | None:
         """One job of an organization; ``for_update`` locks it on PostgreSQL."""
