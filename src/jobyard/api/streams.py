@@ -40,6 +40,7 @@ def _job_finished(event: Event) -> bool:
 
 @router.get("/events", summary="The organization's events as server-sent events")
 async def org_events(request: Request, who: Who, svc: Svc) -> Response:
+    feeds.check_reader(who)  # 403 before the stream starts
     return event_stream(
         request, f"org:{who.org_id}", lambda after: feeds.org_events(svc, who, after), _one
     )

@@ -70,15 +70,18 @@ def route(
             for variant, shown in ((path, True), (path.rstrip("/"), False)):
                 if not shown and (variant == path or not variant):
                     continue
-                router.add_api_route(
-                    prefix + variant,
-                    handler,
-                    methods=methods,
-                    status_code=status_code,
-                    summary=summary,
-                    include_in_schema=shown,
-                    name=f"rescale_{handler.__name__}",
-                )
+                # One route per method: FastAPI names a route's operations after its
+                # first method, so PUT and PATCH on one route get the same operation id.
+                for method in methods:
+                    router.add_api_route(
+                        prefix + variant,
+                        handler,
+                        methods=[method],
+                        status_code=status_code,
+                        summary=summary,
+                        include_in_schema=shown,
+                        name=f"rescale_{handler.__name__}",
+                    )
         return handler
 
     return register
