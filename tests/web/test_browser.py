@@ -161,3 +161,49 @@ def test_every_page_fits_a_phone(browser: Any, yard: Yard) -> None:
             assert width <= 360, f"{path} is {width}px wide on a 360px phone"
     finally:
         context.close()
+
+
+def test_define_an_approval_task_and_approve_its_job(page: Any, yard: Yard) -> None:
+    sign_in(page, yard.url)
+    page.goto(f"{yard.url}/tasks/new")
+    page.fill("#name", "release-approval")
+    page.select_option("#type", "approval")
+    assert page.locator("#command").is_hidden()  # only the approval's fields show
+    page.check("input[name=approvers]")  # the only member: the admin
+    page.check("input[name=allow_self_approval]")
+    page.fill("#approve_label", "Ship it")
+    page.fill("#message", "Ship release 7?")
+    page.click("button:has-text('Create task')")
+    page.wait_for_selector("text=Saved.")
+    page.click("button:has-text('Run release-approval')")
+    page.wait_for_url(f"{yard.url}/jobs/*")
+    page.wait_for_selector('.head-status[data-job-status="onhold"]')
+    assert "Ship release 7?" in page.locator("#approval").inner_text()
+    page.fill("#decide-comment", "go")
+    page.click("button:has-text('Ship it')")
+    page.wait_for_selector("text=Approved.")
+    page.wait_for_selector('.head-status[data-job-status="complete"]')
+    assert "go" in page.locator("#approval").inner_text()
+
+
+def test_read_a_notification(page: Any, yard: Yard, tmp_path: Path) -> None:
+    sign_in(page, yard.url)
+    page.goto(f"{yard.url}/notifications")
+    mark(page)
+    gate = tmp_path / "go"
+    with yard.api() as api:
+        made = api.post(
+            "/api/v1/jobs",
+            json={"command": gate_command(gate, "told"), "nodes": ["web-1"], "name": "told-job"},
+        )
+    job_id = made.json()["id"]
+    gate.touch()  # the job completes; its creator watches it and is told in the app
+    item = page.locator(".note.unread", has_text="told-job")
+    item.wait_for()
+    page.wait_for_selector("[data-unread-count]:not(:empty)")
+    unread = int(page.locator("[data-unread-count]").inner_text())
+    assert still_same_page(page)  # the inbox and the count changed live
+    item.locator("button").click()
+    page.wait_for_url(f"{yard.url}/jobs/{job_id}")
+    left = page.locator("[data-unread-count]").inner_text()
+    assert left == (str(unread - 1) if unread > 1 else "")

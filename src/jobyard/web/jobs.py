@@ -19,6 +19,7 @@ from jobyard.service import accounts, feeds, outputs, provenance, sharing, watch
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import jobs as uc
 from jobyard.service import nodes as node_uc
+from jobyard.service import tasks as task_uc
 from jobyard.service.context import Services
 from jobyard.store.jobs import JobFilter
 from jobyard.web import timeline
@@ -171,6 +172,7 @@ async def _form_page(
     tags = sorted({t for n in nodes for t in n.tags})
     return await page.render(
         "job_new.html",
+        tasks=(await task_uc.list_tasks(page.svc, who, limit=50)).items,
         status_code=status_code,
         values=values,
         error=error,
