@@ -55,10 +55,15 @@ def _agent(who: Principal) -> None:
 
 async def _seen(svc: Services, tx: Tx, who: Principal, name: str, now: dt.datetime) -> Node:
     """The node is alive: registered, online and heartbeating."""
-    before = await tx.nodes.get(who.org_id, name)
-    values: dict[str, Any] = {"online": True, "last_heartbeat": now}
+    before = await tx.nodes.get(who.org_id, name, for_update=True)
+    if before is not None and before.online and before.incarnation not in (None, POLLING):
+        # Two agents under one name would both run its jobs.
+        raise Conflict(
+            f"node {name!r} is connected as a jobyard agent: poll under another hostname"
+        )
+    values: dict[str, Any] = {"online": True, "last_heartbeat": now, "incarnation": POLLING}
     if before is None:
-        values.update(tags=[], cluster=None, busy=False, incarnation=POLLING)
+        values.update(tags=[], cluster=None, busy=False)
     node = await tx.nodes.upsert(who.org_id, name, values, now)
     if before is None or not before.online:
         await record(
@@ -169,12 +174,15 @@ async def finish_polled_job(
         check_node_name(node)
     async with svc.db.begin() as tx:
         now = svc.clock.now()
-        job = await tx.jobs.get(who.org_id, job_id, for_update=True)
-        if job is None:
+        if await tx.jobs.get(who.org_id, job_id) is None:
             raise NotFound(f"no job {job_id}")
-        run = _reporting_run(await tx.jobs.runs(job.id), node, job_id)
-        node = run.node_name
+        node = _reporting_run(await tx.jobs.runs(job_id), node, job_id).node_name
+        # Locks in the order a poll takes them (node, then job): no deadlock between them.
         await _seen(svc, tx, who, node, now)
+        job = await tx.jobs.get(who.org_id, job_id, for_update=True)
+        run = await tx.jobs.run(job_id, node)
+        if job is None or run is None:
+            raise NotFound(f"no job {job_id}")
         if run.status.terminal:
             return JobView(job, await tx.jobs.runs(job.id))
         if run.status is NodeRunStatus.NEW:

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from jobyard.domain.accounts import Role
-from jobyard.domain.errors import Forbidden
+from jobyard.domain.errors import Conflict, Forbidden
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.jobspec import JobSpec
 from jobyard.domain.records import Principal
@@ -79,3 +79,15 @@ async def test_only_agents_poll(any_svc: Services) -> None:
     admin, _ = await principals(any_svc)
     with pytest.raises(Forbidden):
         await polling.poll_next_job(any_svc, admin, "web1")
+
+
+async def test_a_name_held_by_a_websocket_agent_cannot_be_polled(any_svc: Services) -> None:
+    svc = any_svc
+    admin, agent = await principals(svc)
+    hello = nodes.Hello("web1", "inc-1", [], None, [], [], False)
+    await nodes.node_connected(svc, agent, hello, "replica")
+    with pytest.raises(Conflict):
+        await polling.poll_next_job(svc, agent, "web1")
+    # Once that agent is gone, a polling agent may take the name.
+    await nodes.node_gone(svc, admin.org_id, "web1", "agent said goodbye")
+    assert await polling.poll_next_job(svc, agent, "web1") is None
