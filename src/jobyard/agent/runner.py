@@ -172,7 +172,9 @@ class Agent:
             incarnation=self.incarnation,
             tags=self.config.tags,
             cluster=self.config.cluster,
-            running=[{"job": r.job, "attempt": r.attempt} for r in self.runs.values() if r.process],
+            # Every run holding a slot, started or only committed: the server aborts the
+            # ones it no longer wants (their abort may have been sent while we were away).
+            running=[{"job": r.job, "attempt": r.attempt} for r in self.runs.values()],
             pending=[{"job": p["job"], "attempt": p["attempt"]} for p in self.journal.pending()],
             busy=self.busy,
         )

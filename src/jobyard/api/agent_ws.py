@@ -40,15 +40,26 @@ async def agent_socket(ws: WebSocket) -> None:
         if first["type"] != "hello":
             raise wire.ProtocolError("the first message must be hello")
         hello = nodes.Hello.parse(first)
-        engine = Engine.of(svc)
-        node = await nodes.node_connected(svc, who, hello, engine.replica)
     except (TimeoutError, wire.ProtocolError, JobyardError, WebSocketDisconnect) as exc:
-        detail = getattr(exc, "detail", None) or str(exc) or "no hello"
-        with contextlib.suppress(Exception):
-            await ws.send_text(wire.encode("error", message=detail))
-            await ws.close(code=4400, reason=detail[:120])
+        await _refuse(ws, exc)
         return
-    await Session(svc, engine, ws, who, node.id, hello.node).serve()
+    engine = Engine.of(svc)
+    # Listen before registering: what node_connected owes the node (commits, runs, aborts
+    # sent while it was away) is published as its transaction commits, before serve().
+    async with svc.hub.subscribe(node_topic(who.org_id, hello.node), maxsize=0) as outbox:
+        try:
+            node = await nodes.node_connected(svc, who, hello, engine.replica)
+        except JobyardError as exc:
+            await _refuse(ws, exc)
+            return
+        await Session(svc, engine, ws, who, node.id, hello.node).serve(outbox)
+
+
+async def _refuse(ws: WebSocket, exc: Exception) -> None:
+    detail = getattr(exc, "detail", None) or str(exc) or "no hello"
+    with contextlib.suppress(Exception):
+        await ws.send_text(wire.encode("error", message=detail))
+        await ws.close(code=4400, reason=detail[:120])
 
 
 class Session:
@@ -60,33 +71,33 @@ class Session:
         self.key = (who.org_id, name)
         self.said_bye = False
 
-    async def serve(self) -> None:
+    async def serve(self, outbox: asyncio.Queue[Any]) -> None:
+        """Serve the connection; ``outbox`` is the node's subscription to its commands."""
         previous = self.engine.sessions.get(self.key)
         if previous is not None:
             await previous.close("replaced by a newer connection")
         self.engine.sessions[self.key] = self
         s = self.svc.settings
-        async with self.svc.hub.subscribe(node_topic(*self.key), maxsize=0) as outbox:
-            await self.ws.send_text(
-                wire.encode(
-                    "welcome",
-                    node=self.name,
-                    heartbeat_interval=s.heartbeat_interval,
-                    # How soon a lost connection must be back before the node's runs crash.
-                    reconnect_within=s.node_ttl + s.node_grace,
-                )
+        await self.ws.send_text(
+            wire.encode(
+                "welcome",
+                node=self.name,
+                heartbeat_interval=s.heartbeat_interval,
+                # How soon a lost connection must be back before the node's runs crash.
+                reconnect_within=s.node_ttl + s.node_grace,
             )
-            writer = asyncio.create_task(self._write(outbox))
-            try:
-                await self._read()
-            except WebSocketDisconnect:
-                pass
-            finally:
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await writer
-                if self.engine.sessions.get(self.key) is self:
-                    del self.engine.sessions[self.key]
+        )
+        writer = asyncio.create_task(self._write(outbox))
+        try:
+            await self._read()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            if self.engine.sessions.get(self.key) is self:
+                del self.engine.sessions[self.key]
         if self.said_bye:
             await nodes.node_gone(self.svc, self.who.org_id, self.name, "agent stopped")
 

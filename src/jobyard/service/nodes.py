@@ -32,7 +32,7 @@ class Hello:
     incarnation: str
     tags: list[str]
     cluster: str | None
-    running: list[tuple[int, int]]  # (job, attempt) the agent is still running
+    running: list[tuple[int, int]]  # (job, attempt) the agent holds: committed or running
     pending: list[tuple[int, int]]  # (job, attempt) whose result the agent will re-send
     busy: bool
 
@@ -128,7 +128,13 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
                 },
             )
         known = set(hello.running) | set(hello.pending)
-        for run in await tx.jobs.runs_of_node(who.org_id, hello.node, LIVE_RUNS):
+        live = await tx.jobs.runs_of_node(who.org_id, hello.node, LIVE_RUNS)
+        # What the agent holds that the server no longer wants (a stop, a run_timeout or a
+        # failed quorum while it was away: that abort was lost): abort it now, or its
+        # process keeps running and its slot stays taken.
+        for job_id, attempt in sorted(set(hello.running) - {(r.job_id, r.attempt) for r in live}):
+            send(svc, tx, who.org_id, hello.node, wire.encode("abort", job=job_id, attempt=attempt))
+        for run in live:
             job = await tx.jobs.get_any(run.job_id)
             if job is None:
                 continue

@@ -13,6 +13,10 @@ agent → server                              server → agent
   result {job, attempt, status, exit_code}
   bye {}
 
+``running`` in hello lists every run the agent holds a slot for (committed or running):
+the server answers ``abort`` for those it no longer wants, ``run`` for ready ones whose
+job runs, and crashes a running run the agent does not list.
+
 Every job message carries (job, attempt): the server refuses a result for a stale
 attempt (fencing), and the agent never runs the same (job, attempt) twice.
 """
