@@ -10,8 +10,11 @@
 Each process writes its output to a log file in its data directory (a pipe nobody reads
 would block it); ``Process.log()`` returns it for assertion messages.
 
-More process kinds (agents, ...) extend ``Process``: give them a ``command()`` and,
-if they have one, a ``ready()`` check.
+- ``Agent``: ``python -m jobyard agent`` for one node; ready once it says it connected.
+- ``TcpProxy``: a loopback TCP relay whose connections can be cut (a network failure).
+
+More process kinds extend ``Process``: give them a ``command()`` and, if they have one,
+a ``ready()`` check.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -283,3 +287,173 @@ def bootstrap_admin(
     token = server.admin("create-token", "--org", org, "--email", email)
     assert token["token"], token
     return org, email, str(token["token"])
+
+
+class Agent(Process):
+    """``python -m jobyard agent --server URL --token T --name N ... --state-dir D``.
+
+    Its journal lives in ``data_dir/state`` and survives ``restart()`` (a new incarnation
+    of the same node). Ready once its log says it connected after the latest start, i.e.
+    the server has registered the node.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        server_url: str,
+        token: str,
+        node: str,
+        tags: Sequence[str] = (),
+        cluster: str | None = None,
+        allow: Sequence[str] = (),
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = f"agent-{node}"
+        super().__init__(data_dir, env=env)
+        self.server_url = server_url
+        self.token = token
+        self.node = node
+        self.tags = list(tags)
+        self.cluster = cluster
+        self.allow = list(allow)
+        self.args = list(args)
+        self._log_offset = 0
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+    def command(self) -> list[str]:
+        out = ["agent", "--server", self.server_url, "--token", self.token, "--name", self.node]
+        for tag in self.tags:
+            out += ["--tag", tag]
+        if self.cluster:
+            out += ["--cluster", self.cluster]
+        for pattern in self.allow:
+            out += ["--allow", pattern]
+        return jobyard_command(*out, "--state-dir", str(self.state_dir), *self.args)
+
+    def launch(self) -> Agent:
+        """Start the process without waiting (start several, then ``wait_ready`` each)."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in _reap)
+        self.proc = subprocess.Popen(
+            self.command(),
+            env=clean_env(self.env),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def start(self, *, timeout: float = START_TIMEOUT) -> Agent:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def connections(self) -> int:
+        """How many times this agent connected since its latest start."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self._log_offset)
+                return fh.read().count(b" connected to ")
+        except FileNotFoundError:
+            return 0
+
+    def ready(self) -> bool:
+        return self.connections() > 0
+
+
+def start_agents(agents: Sequence[Agent], timeout: float = START_TIMEOUT) -> None:
+    """Start agents side by side and wait until every one of them is connected."""
+    for agent in agents:
+        agent.launch()
+    for agent in agents:
+        agent.wait_ready(timeout)
+
+
+class TcpProxy:
+    """Relays loopback TCP connections to ``target_port``; ``cut()`` breaks the live ones.
+
+    A cut closes both ends of every relayed connection, as a failed network path does
+    for the peers; new connections are relayed again at once.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.held = False
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.held:  # the path is down: the peer sees its connection reset
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._pairs.append((client, upstream))
+                self.accepted += 1
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> int:
+        """Break every live connection; returns how many were cut."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+        return len(pairs)
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """Cut every connection and refuse new ones until the block ends."""
+        self.held = True
+        self.cut()
+        try:
+            yield
+        finally:
+            self.held = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.cut()
