@@ -508,6 +508,34 @@ def test_an_agent_killed_mid_run_crashes_its_run_within_ttl_and_grace(
         kill_pids(pids)
 
 
+def test_an_agent_frozen_past_grace_crashes_its_run_then_comes_back_online(
+    yard: Yard, tmp_path: Path
+) -> None:
+    (agent,) = yard.start("frozen-1")
+    pidfile = tmp_path / "pids"
+    job_id = yard.submit(command=long_command(pidfile), nodes=["frozen-1"])
+    yard.wait_run(job_id, "frozen-1", "running")
+    pids = wait_until(lambda: read_pids(pidfile))
+    try:
+        agent.signal(signal.SIGSTOP)  # the machine stalls; its TCP connection stays open
+        try:
+            run = yard.wait_run(job_id, "frozen-1", "crashed", timeout=TTL + GRACE + 5)
+            assert "heartbeat" in run["reason"]
+            assert yard.node("frozen-1")["status"] == "offline"
+        finally:
+            agent.signal(signal.SIGCONT)
+        # Heartbeats resume on the old connection: the node must not stay offline for good,
+        # and the command of its crashed run must not go on running.
+        wait_until(lambda: yard.node("frozen-1")["status"] == "online", timeout=10, what="online")
+        for pid in pids:
+            wait_until(lambda p=pid: gone(p), timeout=10, what=f"{pid} aborted")
+        wait_until(lambda: not yard.node("frozen-1")["busy"], what="frozen-1 free")
+        again = yard.submit(command="echo back", nodes=["frozen-1"])
+        assert states(yard.wait_job(again)) == {"frozen-1": "succeeded"}
+    finally:
+        kill_pids(pids)
+
+
 def test_an_agent_restarted_mid_run_crashes_its_run_and_never_runs_it_again(
     yard: Yard, tmp_path: Path
 ) -> None:

@@ -84,7 +84,12 @@ class Engine:
         if not self.heartbeats:
             return
         seen, self.heartbeats = self.heartbeats, {}
-        await nodes.record_heartbeats(self.svc, list(seen), seen)
+        revenants = set(await nodes.record_heartbeats(self.svc, list(seen), seen))
+        for session in list(self.sessions.values()) if revenants else []:
+            if session.node_id in revenants:
+                # Declared offline (its runs crashed) yet still talking on the same
+                # connection: close it, so the agent says hello again and is reconciled.
+                await session.close("this node was declared offline; reconnect")
 
     async def _expire(self) -> None:
         await nodes.expire_silent_nodes(self.svc)

@@ -190,15 +190,23 @@ async def resend_pending(svc: Services, org_id: int, node: str) -> None:
                 _resend(svc, tx, org_id, node, run.status, job)
 
 
-async def record_heartbeats(svc: Services, node_ids: Sequence[int], busy: dict[int, bool]) -> None:
-    """Write the heartbeats seen since the last flush, in one transaction."""
+async def record_heartbeats(
+    svc: Services, node_ids: Sequence[int], busy: dict[int, bool]
+) -> list[int]:
+    """Write the heartbeats seen since the last flush, in one transaction.
+
+    Returns the nodes that heartbeat although they were declared offline (silent past
+    TTL + grace, e.g. a machine that stalled): their connection must be re-established,
+    so that they come back online through a hello and their runs are reconciled.
+    """
     if not node_ids:
-        return
+        return []
     async with svc.db.begin() as tx:
         await tx.nodes.heartbeat(list(node_ids), svc.clock.now())
         # Two statements, not one per node: this runs every tick under the single writer.
         for flag in (True, False):
             await tx.nodes.set_busy([n for n, b in busy.items() if b is flag], flag)
+        return await tx.nodes.offline_among(list(node_ids))
 
 
 async def node_gone(svc: Services, org_id: int, name: str, reason: str) -> None:

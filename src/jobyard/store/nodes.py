@@ -90,6 +90,15 @@ class NodesRepo:
                 .values(busy=busy)
             )
 
+    async def offline_among(self, node_ids: list[int]) -> list[int]:
+        """Which of these nodes are marked offline."""
+        out: list[int] = []
+        for i in range(0, len(node_ids), _IN_CHUNK):
+            chunk = node_ids[i : i + _IN_CHUNK]
+            q = sa.select(nodes.c.id).where(nodes.c.id.in_(chunk), nodes.c.online.is_(False))
+            out += [int(row[0]) for row in await self.conn.execute(q)]
+        return out
+
     async def refresh_online(self, now: dt.datetime) -> None:
         """Treat every online node as just heard from (server start)."""
         await self.conn.execute(
