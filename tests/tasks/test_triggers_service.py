@@ -4,6 +4,7 @@ clock: firing, overlap, catch-up, queued deletion, and slots that never fire twi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -324,3 +325,67 @@ async def test_restart_does_not_refire(any_svc: Services, people: People, clock:
     report = await Scheduler(any_svc).tick()
     assert report.fired == [] and report.lost == 1
     assert len(await jobs_of(any_svc, people.alice.org_id)) == 1
+
+
+async def test_batch_launch_writes_what_single_launches_write(
+    any_svc: Services, people: People
+) -> None:
+    """The scheduler writes many runs at once; the rows and events must be the same as
+    one launch at a time (so nothing downstream can tell them apart)."""
+    from jobyard.service.launches import Origin, Placements, launch, launch_planned, plan_launch
+
+    spec = TaskSpec(name="greet", command="echo", arguments=(Argument("who"),))
+    task = await tasks.create_task(any_svc, people.alice, spec)
+    stack = await stacks.create_stack(
+        any_svc, people.alice, "here", Target(nodes=("n1", "n2")), env={"E": "1"}
+    )
+    sched = await schedules.create_schedule(any_svc, people.alice, EVERY_MINUTE)
+    trigger = await triggers.create_trigger(
+        any_svc,
+        people.alice,
+        schedule_id=sched.id,
+        task_id=task.id,
+        stack_id=stack.id,
+        arguments={"who": "x"},
+        name="t",
+    )
+    origin = Origin(actor="trigger:t", trigger=trigger)
+    async with any_svc.db.begin() as tx:
+        one = await launch(
+            any_svc,
+            tx,
+            org_id=trigger.org_id,
+            task=task,
+            stack=stack,
+            arguments={"who": "x"},
+            origin=origin,
+        )
+        planned = await plan_launch(
+            Placements(tx),
+            org_id=trigger.org_id,
+            task=task,
+            stack=stack,
+            arguments={"who": "x"},
+            origin=origin,
+        )
+        (many,) = await launch_planned(any_svc, tx, [planned])
+        assert one.job is not None
+        pair = [one.job, many]
+        runs = [[(r.node_name, r.status) for r in await tx.jobs.runs(j.id)] for j in pair]
+        origins = [await tx.task_runs.get(j.id) for j in pair]
+        events = [
+            [
+                (e.type, e.from_status, e.to_status, e.actor, e.reason)
+                for e in await tx.events.of_job(j.id)
+            ]
+            for j in pair
+        ]
+    skip = {"id", "created_at", "updated_at", "submitted_at"}
+    a, b = ({k: v for k, v in dataclasses.asdict(j).items() if k not in skip} for j in pair)
+    assert a == b
+    assert runs[0] == runs[1] == [("n1", runs[0][0][1]), ("n2", runs[0][0][1])]
+    assert events[0] == events[1]
+    assert origins[0] is not None and origins[1] is not None
+    assert dataclasses.replace(origins[0], job_id=0, first_job_id=0, created_at=START) == (
+        dataclasses.replace(origins[1], job_id=0, first_job_id=0, created_at=START)
+    )

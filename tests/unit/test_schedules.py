@@ -163,10 +163,12 @@ def test_once() -> None:
 def test_slots_between_caps() -> None:
     s = Schedule(ScheduleKind.PERIOD, period=1)
     first = dt.datetime(2026, 1, 1, tzinfo=UTC)
-    slots, more = s.slots_between(first, first + dt.timedelta(seconds=9), cap=100)
+    slots, after, more = s.slots_between(first, first + dt.timedelta(seconds=9), cap=100)
+    assert len(slots) == 10 and not more and after == first + dt.timedelta(seconds=10)
+    slots, after, more = s.slots_between(first, first + dt.timedelta(seconds=9), cap=10)
     assert len(slots) == 10 and not more
-    slots, more = s.slots_between(first, first + dt.timedelta(seconds=9), cap=4)
-    assert len(slots) == 4 and more
+    slots, after, more = s.slots_between(first, first + dt.timedelta(seconds=9), cap=4)
+    assert len(slots) == 4 and more and after == first + dt.timedelta(seconds=10)
 
 
 @pytest.mark.parametrize(

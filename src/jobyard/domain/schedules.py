@@ -230,17 +230,18 @@ class Schedule:
 
     def slots_between(
         self, first: dt.datetime, until: dt.datetime, cap: int
-    ) -> tuple[list[dt.datetime], bool]:
+    ) -> tuple[list[dt.datetime], dt.datetime | None, bool]:
         """Fire times ``first <= s <= until`` (``first`` is a fire time), at most ``cap``;
-        the flag says whether more were left out."""
+        the first fire time after ``until`` (None when there is none); and whether ``cap``
+        left some out."""
         out: list[dt.datetime] = []
         s: dt.datetime | None = first
         while s is not None and s <= until:
             if len(out) == cap:
-                return out, True
+                return out, self.next_after(until), True
             out.append(s)
             s = self.next_after(s)
-        return out, False
+        return out, s, False
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind.value}

@@ -11,20 +11,22 @@ what people must act on (``approval.requested``, ``input.requested``,
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jobyard.domain.errors import Conflict, Invalid
+from jobyard.domain.errors import Conflict, Invalid, JobyardError
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import JobSpec
-from jobyard.domain.policies import Admission, ConcurrencyPolicy
-from jobyard.domain.records import Job
+from jobyard.domain.policies import Admission, Concurrency, ConcurrencyPolicy
+from jobyard.domain.records import Event, Job
 from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Hold, Task, TaskType, bind_arguments, job_spec
 from jobyard.domain.triggers import Stack, Trigger
 from jobyard.service.context import Services
-from jobyard.service.events import record
-from jobyard.service.jobs import abort_job, add_job
+from jobyard.service.events import OBSERVERS, event_row, publish, record
+from jobyard.service.jobs import abort_job, add_job, placement
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
 
@@ -141,23 +143,14 @@ async def replace_runs(svc: Services, tx: Tx, job_ids: list[int], actor: str) ->
             await abort_job(svc, tx, job, actor=actor, reason="replaced by a newer run")
 
 
-async def launch(
-    svc: Services,
-    tx: Tx,
-    *,
-    org_id: int,
+def job_row(
     task: Task | None,
     stack: Stack | None,
     arguments: Any,
     origin: Origin,
     target: Target | None = None,
-    refuse: str = "raise",
-) -> Launched:
-    """Start one run of a task (optionally on a stack) or of a stack's own command.
-
-    ``refuse="skip"`` turns a refusal by a concurrency policy into a skipped launch (what a
-    trigger wants) instead of a Conflict (what a person starting a run wants).
-    """
+) -> tuple[TaskType, dict[str, Any], dict[str, Any]]:
+    """The kind of run, its checked argument values, and the job columns it makes."""
     if task is None and stack is None:
         raise Invalid("nothing to run: give a task or a stack", "task")
     kind = task.type if task is not None else TaskType.SCRIPT
@@ -195,6 +188,56 @@ async def launch(
     if origin.try_no > 1:
         meta["try"] = origin.try_no
     row["meta"] = meta
+    return kind, values, row
+
+
+def task_run_row(
+    job: Job,
+    task: Task | None,
+    stack: Stack | None,
+    origin: Origin,
+    hold: Hold | None,
+    release_at: dt.datetime | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "org_id": job.org_id,
+        "task_id": task.id if task is not None else None,
+        "trigger_id": origin.trigger.id if origin.trigger is not None else None,
+        "stack_id": stack.id if stack is not None else None,
+        "try_no": origin.try_no,
+        "first_job_id": origin.first_job_id or job.id,
+        "hold": hold.value if hold else None,
+        "release_at": release_at,
+        "requested_by": origin.created_by,
+        "approvers": (
+            list(task.spec.approvers)
+            if task is not None and task.type is TaskType.APPROVAL
+            else None
+        ),
+        "created_at": now,
+    }
+
+
+async def launch(
+    svc: Services,
+    tx: Tx,
+    *,
+    org_id: int,
+    task: Task | None,
+    stack: Stack | None,
+    arguments: Any,
+    origin: Origin,
+    target: Target | None = None,
+    refuse: str = "raise",
+) -> Launched:
+    """Start one run of a task (optionally on a stack) or of a stack's own command.
+
+    ``refuse="skip"`` turns a refusal by a concurrency policy into a skipped launch (what a
+    trigger wants) instead of a Conflict (what a person starting a run wants).
+    """
+    kind, values, row = job_row(task, stack, arguments, origin, target)
 
     hold: Hold | None = None
     then: JobStatus = JobStatus.NEW
@@ -229,22 +272,7 @@ async def launch(
     release_at = None
     if task is not None and hold in (Hold.APPROVAL, Hold.INPUT) and task.spec.hold_timeout:
         release_at = now + dt.timedelta(seconds=task.spec.hold_timeout)
-    await tx.task_runs.insert(
-        {
-            "job_id": job.id,
-            "org_id": org_id,
-            "task_id": task.id if task is not None else None,
-            "trigger_id": origin.trigger.id if origin.trigger is not None else None,
-            "stack_id": stack.id if stack is not None else None,
-            "try_no": origin.try_no,
-            "first_job_id": origin.first_job_id or job.id,
-            "hold": hold.value if hold else None,
-            "release_at": release_at,
-            "requested_by": origin.created_by,
-            "approvers": list(task.spec.approvers) if kind is TaskType.APPROVAL and task else None,
-            "created_at": now,
-        }
-    )
+    await tx.task_runs.insert(task_run_row(job, task, stack, origin, hold, release_at, now))
     if task is not None:
         job = await _announce(svc, tx, job, task, kind, origin, values)
     return Launched(job)
@@ -331,3 +359,139 @@ async def _announce(
         assert done is not None
         return done
     return job
+
+
+# -- many runs at once (the scheduler's common case)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A script run whose arguments are checked and whose target is resolved, ready to be
+    written together with others."""
+
+    org_id: int
+    task: Task | None
+    stack: Stack | None
+    origin: Origin
+    row: dict[str, Any]
+    nodes: list[str]
+    place: dict[str, Any]
+
+
+def batchable(task: Task | None, trigger: Trigger | None) -> bool:
+    """Whether a run needs no admission decision and no hold: a script under ``allow``."""
+    if task is not None and (
+        task.type is not TaskType.SCRIPT or task.spec.concurrency.mode is not Concurrency.ALLOW
+    ):
+        return False
+    return trigger is None or trigger.overlap.mode is Concurrency.ALLOW
+
+
+class Placements:
+    """Targets resolved once per batch (the nodes do not change inside one transaction)."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self._found: dict[tuple[int, str], tuple[list[str], dict[str, Any]] | Exception] = {}
+
+    async def of(self, org_id: int, target: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        key = (org_id, json.dumps(target, sort_keys=True))
+        if key not in self._found:
+            try:
+                self._found[key] = await placement(self.tx, org_id, Target.from_json(target))
+            except JobyardError as exc:
+                self._found[key] = exc
+        found = self._found[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+async def plan_launch(
+    places: Placements,
+    *,
+    org_id: int,
+    task: Task | None,
+    stack: Stack | None,
+    arguments: Any,
+    origin: Origin,
+) -> Planned:
+    """Check and place one run of a batch; raises what ``launch`` would."""
+    _, _, row = job_row(task, stack, arguments, origin)
+    nodes, place = await places.of(org_id, row["target"])
+    return Planned(org_id, task, stack, origin, row, nodes, place)
+
+
+def _publisher(svc: Services, event: Event) -> Callable[[], None]:
+    return lambda: publish(svc, event)
+
+
+async def launch_planned(svc: Services, tx: Tx, planned: Sequence[Planned]) -> list[Job]:
+    """Write planned runs in a few statements: the same rows and events (``job.created`` as
+    a draft, then ``job.status`` draft → new) as ``launch`` writes one run at a time."""
+    if not planned:
+        return []
+    now = svc.clock.now()
+    jobs = await tx.jobs.insert_many(
+        [
+            {
+                **p.row,
+                **p.place,
+                "org_id": p.org_id,
+                "status": JobStatus.NEW.value,
+                "attempt": 0,
+                "created_by": p.origin.created_by,
+                "created_at": now,
+                "updated_at": now,
+                "submitted_at": now,
+            }
+            for p in planned
+        ]
+    )
+    rows: list[dict[str, Any]] = []
+    for job, p in zip(jobs, planned, strict=True):
+        common: dict[str, Any] = {
+            "org_id": job.org_id,
+            "kind": "job",
+            "subject_id": job.id,
+            "job_id": job.id,
+        }
+        rows.append(
+            event_row(
+                **common,
+                type="job.created",
+                to_status=JobStatus.DRAFT.value,
+                actor=p.origin.actor,
+                now=now,
+            )
+        )
+        rows.append(
+            event_row(
+                **common,
+                type="job.status",
+                from_status=JobStatus.DRAFT.value,
+                to_status=JobStatus.NEW.value,
+                actor=p.origin.actor,
+                reason="submitted",
+                now=now,
+            )
+        )
+    for event in await tx.events.append_many_returning(rows):
+        for observer in OBSERVERS:
+            await observer(svc, tx, event)
+        tx.after_commit(_publisher(svc, event))
+    await tx.jobs.insert_runs_many([(j, p.nodes) for j, p in zip(jobs, planned, strict=True)], now)
+    await tx.task_runs.insert_many(
+        [
+            task_run_row(j, p.task, p.stack, p.origin, None, None, now)
+            for j, p in zip(jobs, planned, strict=True)
+        ]
+    )
+    ids = [j.id for j in jobs]
+
+    def dispatch() -> None:
+        for job_id in ids:
+            svc.hub.publish("dispatch", job_id)
+
+    tx.after_commit(dispatch)
+    return jobs

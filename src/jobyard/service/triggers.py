@@ -38,7 +38,16 @@ from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.service.holds import isolated
 from jobyard.service.jobs import JobView
-from jobyard.service.launches import Origin, launch, wake_scheduler
+from jobyard.service.launches import (
+    Origin,
+    Placements,
+    Planned,
+    batchable,
+    launch,
+    launch_planned,
+    plan_launch,
+    wake_scheduler,
+)
 from jobyard.service.schedules import may_change
 from jobyard.store import Tx
 
@@ -408,14 +417,14 @@ async def fire_due(
                 report.deleted += 1
                 continue
             schedule = schedules[trigger.schedule_id].schedule
-            slots, more = schedule.slots_between(trigger.next_fire_at, now, SLOT_CAP)
+            slots, after, more = schedule.slots_between(trigger.next_fire_at, now, SLOT_CAP)
             plan = plan_slots(
                 slots, now, grace=grace, catch_up=trigger.catch_up, window=trigger.catch_up_window
             )
             advance.append(
                 {
                     "id": trigger.id,
-                    "next_fire_at": schedule.next_after(now if more else slots[-1]),
+                    "next_fire_at": after,
                     "last_slot": slots[-1],
                 }
             )
@@ -446,33 +455,68 @@ async def fire_due(
         claimed = await tx.triggers.claim(claims)
         report.lost = len(claims) - len(claimed)
         cache = _Cache(tx)
+        places = Placements(tx)
         jobs: list[tuple[int, int]] = []
         skipped: list[tuple[int, str]] = []
+        batch: list[tuple[int, Trigger, dt.datetime, Planned]] = []
+
+        async def done(
+            fire_id: int, trigger: Trigger, slot: dt.datetime, job_id: int | None, why: str | None
+        ) -> None:
+            if job_id is not None:
+                jobs.append((fire_id, job_id))
+                report.fired.append((trigger.id, slot, job_id))
+                return
+            skipped.append((fire_id, why or "skipped"))
+            await _event(
+                svc, tx, trigger, "trigger.skipped", "scheduler", slot=slot.isoformat(), reason=why
+            )
+
         for plan_ in plans:
+            trigger = plan_.trigger
             for slot in plan_.fire:
-                fire_id = claimed.get((plan_.trigger.id, slot))
+                fire_id = claimed.get((trigger.id, slot))
                 if fire_id is None:
                     continue  # another server fired this slot
-                job_id, why = await _fire(svc, tx, cache, plan_.trigger, slot)
-                if job_id is None:
-                    skipped.append((fire_id, why or "skipped"))
-                    await _event(
-                        svc,
-                        tx,
-                        plan_.trigger,
-                        "trigger.skipped",
-                        "scheduler",
-                        slot=slot.isoformat(),
-                        reason=why,
-                    )
-                else:
-                    jobs.append((fire_id, job_id))
-                    report.fired.append((plan_.trigger.id, slot, job_id))
+                task, stack = await cache.what(trigger)
+                if (task is not None or stack is not None) and batchable(task, trigger):
+                    try:
+                        planned = await plan_launch(
+                            places,
+                            org_id=trigger.org_id,
+                            task=task,
+                            stack=stack,
+                            arguments=trigger.arguments,
+                            origin=_origin(trigger),
+                        )
+                    except JobyardError as exc:
+                        await done(fire_id, trigger, slot, None, exc.detail)
+                        continue
+                    batch.append((fire_id, trigger, slot, planned))
+                    continue
+                job_id, why = await _fire(svc, tx, cache, trigger, slot)
+                await done(fire_id, trigger, slot, job_id, why)
+        if batch:
+            try:
+                async with isolated(tx):
+                    made = await launch_planned(svc, tx, [b[3] for b in batch])
+            except Exception:
+                log.exception("writing %d fired slots at once failed; one by one", len(batch))
+                for fire_id, trigger, slot, _ in batch:
+                    job_id, why = await _fire(svc, tx, cache, trigger, slot)
+                    await done(fire_id, trigger, slot, job_id, why)
+            else:
+                for (fire_id, trigger, slot, _), job in zip(batch, made, strict=True):
+                    await done(fire_id, trigger, slot, job.id, None)
         report.skipped = len(skipped)
         await tx.triggers.advance_many(advance)
         await tx.triggers.set_fire_jobs(jobs)
         await tx.triggers.skip_fires(skipped)
     return report
+
+
+def _origin(trigger: Trigger) -> Origin:
+    return Origin(actor=f"trigger:{trigger.name or trigger.id}", trigger=trigger)
 
 
 async def _fire(
@@ -491,11 +535,15 @@ async def _fire(
                 task=task,
                 stack=stack,
                 arguments=trigger.arguments,
-                origin=Origin(actor=f"trigger:{trigger.name or trigger.id}", trigger=trigger),
+                origin=_origin(trigger),
                 refuse="skip",
             )
     except JobyardError as exc:
         return None, exc.detail
+    except Exception as exc:
+        # A bug must not stop every other trigger: this slot is skipped, and logged.
+        log.exception("trigger %s failed to fire its slot %s", trigger.id, slot)
+        return None, f"internal error: {type(exc).__name__}"
     if launched.job is None:
         return None, launched.skipped
     return launched.job.id, None

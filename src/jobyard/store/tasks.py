@@ -189,6 +189,10 @@ class TaskRunsRepo:
         q = task_runs.insert().values(**values).returning(*task_runs.c)
         return _run((await self.conn.execute(q)).mappings().one())
 
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(task_runs.insert(), list(rows))
+
     async def get(self, job_id: int) -> TaskRun | None:
         q = task_runs.select().where(task_runs.c.job_id == job_id)
         row = (await self.conn.execute(q)).mappings().first()

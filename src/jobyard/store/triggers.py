@@ -251,12 +251,11 @@ class TriggersRepo:
         ins: Any = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(
             trigger_fires
         )
-        q = (
-            ins.values(list(rows))
-            .on_conflict_do_nothing(index_elements=["trigger_id", "slot_time"])
-            .returning(trigger_fires.c.id, trigger_fires.c.trigger_id, trigger_fires.c.slot_time)
+        q = ins.on_conflict_do_nothing(index_elements=["trigger_id", "slot_time"]).returning(
+            trigger_fires.c.id, trigger_fires.c.trigger_id, trigger_fires.c.slot_time
         )
-        result = await self.conn.execute(q)
+        # executemany: one cached statement, sent in batches of many VALUES by SQLAlchemy.
+        result = await self.conn.execute(q, list(rows))
         return {(t, s): i for i, t, s in result.all()}
 
     async def set_fire_jobs(self, pairs: Sequence[tuple[int, int]]) -> None:
