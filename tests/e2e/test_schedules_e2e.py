@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.procs import Agent, Server, wait_until
+from tests.e2e.procs import Agent, Server, run_cli, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -106,6 +106,14 @@ def test_a_trigger_every_second_runs_a_real_command(
         out = api.get(f"/api/v1/jobs/{job['id']}/output/tick-1/stdout").text
         assert out.startswith("tick"), out
     api.patch(f"/api/v1/triggers/{trigger_id}", json={"enabled": False})
+    # The same task from the command line.
+    server = yard[0]
+    login = ["--server", server.url, "--token", api.headers["Authorization"].split()[1]]
+    listed = run_cli("tasks", *login, check=True)
+    assert "tick" in listed.stdout
+    ran = run_cli("task", "run", "tick", "--wait", *login)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "succeeded" in ran.stdout
     slots = [f["slot"] for f in _fires(api, trigger_id)]
     assert len(slots) == len(set(slots))  # no slot twice
     # Each slot is one second after the previous one: none skipped, none repeated.

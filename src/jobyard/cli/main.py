@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import admin, client_cmds
+from jobyard.cli import admin, client_cmds, task_cmds
 from jobyard.cli.agent import agent as agent_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(admin.app, name="admin")
 app.command("agent")(agent_command)
 client_cmds.register(app)
+task_cmds.register(app)
 
 HostOpt = Annotated[
     str | None, typer.Option("--host", envvar="JOBYARD_HOST", help="Address to listen on.")

@@ -111,3 +111,18 @@ class Client:
     def nodes(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/api/v1/nodes")
         return result
+
+    # -- tasks
+    def list_tasks(self, **params: Any) -> dict[str, Any]:
+        clean = {k: v for k, v in params.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/api/v1/tasks", params=clean)
+        return result
+
+    def task_by_name(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/tasks/by-name/{name}")
+        return result
+
+    def run_task(self, task_id: int, arguments: Any = None) -> dict[str, Any]:
+        body = {"arguments": arguments} if arguments is not None else {}
+        result: dict[str, Any] = self._call("POST", f"/api/v1/tasks/{task_id}/run", json=body)
+        return result

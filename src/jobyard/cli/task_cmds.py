@@ -1,0 +1,109 @@
+"""Task commands: ``jobyard tasks`` lists them, ``jobyard task run`` starts one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from jobyard.cli.client_cmds import (
+    OrgOpt,
+    ServerOpt,
+    TokenOpt,
+    _call,
+    _client,
+    _job_table,
+    _styled,
+    console,
+    err,
+)
+from jobyard.client import Client
+from jobyard.domain.jobs import NodeRunStatus, job_succeeded
+
+task_app = typer.Typer(help="Run tasks.", no_args_is_help=True)
+
+
+def tasks(
+    type: Annotated[
+        str | None, typer.Option(help="Only this type: script, input, approval, notification.")
+    ] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
+    """List tasks."""
+    client = _client(server, token, org)
+    page = _call(client.list_tasks, type=type, page_size=100)
+    table = Table()
+    for col in ("id", "name", "type", "arguments", "concurrency", "secret"):
+        table.add_column(col)
+    for t in page["results"]:
+        args = ", ".join(a["name"] + ("" if a["required"] else "?") for a in t["arguments"])
+        table.add_row(
+            str(t["id"]),
+            t["name"],
+            t["type"],
+            args,
+            t["concurrency"]["mode"],
+            t["secret_prefix"] + "…" if t["has_secret"] else "",
+        )
+    console.print(table)
+    if not page["results"]:
+        console.print("no tasks yet: define one with POST /api/v1/tasks")
+
+
+def _task_id(client: Client, ref: str) -> int:
+    if ref.isdigit():
+        return int(ref)
+    found: dict[str, Any] = _call(client.task_by_name, ref)
+    return int(found["id"])
+
+
+def _arguments(positional: list[str], named: list[str]) -> Any:
+    if positional and named:
+        err.print("[red]error:[/] give arguments by position or with --arg, not both")
+        raise typer.Exit(2)
+    if named:
+        out: dict[str, str] = {}
+        for item in named:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                err.print(f"[red]error:[/] --arg {item!r} is not NAME=VALUE")
+                raise typer.Exit(2)
+            out[key] = value
+        return out
+    return positional or None
+
+
+@task_app.command("run")
+def run_task(
+    task: Annotated[str, typer.Argument(help="The task's name or id.")],
+    values: Annotated[
+        list[str] | None, typer.Argument(help="Argument values, in the task's order.")
+    ] = None,
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", help="An argument as NAME=VALUE (repeatable).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the job to finish.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
+    """Run a task; with --wait, exit 0 only when every node succeeded."""
+    client = _client(server, token, org)
+    job = _call(client.run_task, _task_id(client, task), _arguments(values or [], arg or []))
+    console.print(f"job {job['id']}: {_styled(job['status'])} ({job['url']})")
+    if not wait or job["status"] == "onhold":
+        if job["status"] == "onhold":
+            console.print("it waits for a person: approve, reject or give input to it")
+        return
+    job = _call(client.wait, job["id"])
+    console.print(_job_table(job))
+    runs = [NodeRunStatus(r["status"]) for r in job["node_runs"]]
+    raise typer.Exit(0 if job["status"] == "complete" and job_succeeded(runs) else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(tasks)
+    app.add_typer(task_app, name="task")
