@@ -508,6 +508,24 @@ def test_an_agent_killed_mid_run_crashes_its_run_within_ttl_and_grace(
         kill_pids(pids)
 
 
+def test_an_agent_stopped_mid_run_aborts_its_command(yard: Yard, tmp_path: Path) -> None:
+    (agent,) = yard.start("term-1")
+    pidfile = tmp_path / "pids"
+    job_id = yard.submit(command=long_command(pidfile), nodes=["term-1"])
+    yard.wait_run(job_id, "term-1", "running")
+    pids = wait_until(lambda: read_pids(pidfile))
+    try:
+        assert agent.stop() == 0  # SIGTERM: the agent kills its commands and says goodbye
+        assert all(gone(p) for p in pids)
+        job = yard.wait_job(job_id)
+        run = runs_of(job)["term-1"]
+        # Always the same answer, whichever reaches the server first (result or goodbye).
+        assert (run["status"], run["reason"]) == ("aborted", "aborted on the node"), run
+        wait_until(lambda: yard.node("term-1")["status"] == "offline", what="offline")
+    finally:
+        kill_pids(pids)
+
+
 def test_an_agent_frozen_past_grace_crashes_its_run_then_comes_back_online(
     yard: Yard, tmp_path: Path
 ) -> None:

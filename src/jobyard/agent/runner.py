@@ -108,11 +108,18 @@ class Agent:
             delay = min(delay * 2, self.max_backoff)
 
     async def stop(self) -> None:
-        """Stop gracefully: say goodbye; running commands are aborted."""
+        """Stop gracefully: abort the running commands, report them, then say goodbye."""
         self.stopping.set()
-        for run in list(self.runs.values()):
+        runs = list(self.runs.values())
+        for run in runs:
+            run.aborting = True  # reported as aborted, not failed with the signal's code
             if run.process is not None:
                 await run.process.kill(self.config.abort_grace)
+        tasks = [r.task for r in runs if r.task is not None]
+        if tasks and self.ws is not None:
+            # Their results go out before the goodbye: one outcome (aborted), not a race
+            # between the result and the goodbye (which would crash the run).
+            await asyncio.wait(tasks, timeout=self.config.abort_grace + 5)
         if self.ws is not None:
             with contextlib.suppress(Exception):
                 await self.ws.send(wire.encode("bye"))

@@ -99,6 +99,7 @@ class Session:
             if self.engine.sessions.get(self.key) is self:
                 del self.engine.sessions[self.key]
         if self.said_bye:
+            await self.engine.caught_up()  # what it reported before saying goodbye first
             await nodes.node_gone(self.svc, self.who.org_id, self.name, "agent stopped")
 
     async def close(self, reason: str) -> None:

@@ -39,6 +39,9 @@ class Engine:
         self.sessions: dict[tuple[int, str], Any] = {}
         self.start_wake = asyncio.Event()
         self.cluster_wake = asyncio.Event()
+        self._queued = 0  # reports ever queued, and ever applied (or failed to apply)
+        self._applied = 0
+        self._progress = asyncio.Condition()
 
     @classmethod
     def of(cls, svc: Services) -> Engine:
@@ -50,7 +53,21 @@ class Engine:
 
     # -- used by agent connections
     def report(self, report: Report) -> None:
+        self._queued += 1
         self.reports.put_nowait(report)
+
+    async def caught_up(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until every report queued so far has been applied.
+
+        A goodbye is handled after what the agent reported before it: else a result sent
+        just before ``bye`` would reach a run that the goodbye had already crashed.
+        """
+        mark = self._queued
+        async with self._progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self._applied >= mark), timeout
+                )
 
     def heartbeat(self, node_id: int, busy: bool) -> None:
         self.heartbeats[node_id] = busy
@@ -69,6 +86,10 @@ class Engine:
                 # from the agents' next hello. Log and keep serving.
                 log.exception("applying %d agent reports failed", len(batch))
                 continue
+            finally:
+                self._applied += len(batch)
+                async with self._progress:
+                    self._progress.notify_all()
             for r in batch:
                 if r.kind == "result":
                     self.svc.hub.publish(
