@@ -22,7 +22,6 @@ for approval): anything but 401/403/404 and never 5xx; ``401``; ``403``; ``404``
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import warnings
@@ -35,15 +34,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from starlette.types import Message
 
 from jobyard.api.app import create_app
-from jobyard.api.responses import dumps
 from jobyard.domain.accounts import Role
 from jobyard.service import outbox
 from jobyard.service.context import Services
 from jobyard.settings import Settings
 from jobyard.store import Database
+from tests.api.asgi import asgi_request, schema_app
 from tests.conftest import Account, Factory
 
 OK = "ok"
@@ -289,7 +287,7 @@ class World:
     async def call(self, caller: str, method: str, url: str, body: Any = None) -> httpx.Response:
         account = self.accounts.get(caller)
         headers = {"Authorization": f"Bearer {account.token}"} if account else {}
-        return await request(self.app, method, url, headers, body)
+        return await asgi_request(self.app, method, url, headers, body)
 
     async def ok(self, caller: str, method: str, url: str, body: Any = None) -> Any:
         r = await self.call(caller, method, url, body)
@@ -464,81 +462,7 @@ def db_file(svc: Services) -> Path:
     return Path(svc.db.url.removeprefix("sqlite:///"))
 
 
-async def request(
-    app: FastAPI, method: str, url: str, headers: dict[str, str], body: Any
-) -> httpx.Response:
-    """Call the ASGI app directly. Unlike httpx's ASGI transport this returns as soon as a
-    server-sent-event stream has started, instead of waiting for it to end."""
-    target = httpx.URL("http://testserver" + url)
-    raw = b"" if body is None else dumps(body)
-    sent_headers = {**headers, "host": "testserver"}
-    if body is not None:
-        sent_headers["content-type"] = "application/json"
-        sent_headers["content-length"] = str(len(raw))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": target.path,
-        "raw_path": target.raw_path.split(b"?")[0],
-        "query_string": target.query,
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in sent_headers.items()],
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 50000),
-        "state": {},
-    }
-    done = asyncio.Event()
-    start: dict[str, Any] = {}
-    chunks: list[bytes] = []
-    body_sent = False
-
-    async def receive() -> Message:
-        nonlocal body_sent
-        if not body_sent:
-            body_sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            start.update(message)
-            kinds = [v for k, v in message.get("headers", []) if k.lower() == b"content-type"]
-            if kinds and kinds[0].startswith(b"text/event-stream"):
-                done.set()  # a stream: its status is all the walker needs
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                done.set()
-
-    task = asyncio.create_task(app(scope, receive, send))
-    waiter = asyncio.create_task(done.wait())
-    await asyncio.wait({task, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
-    if not task.done():
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    elif task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
-    waiter.cancel()
-    assert start, f"{method} {url}: no response within 20 s"
-    return httpx.Response(
-        start["status"],
-        headers=[(k.decode(), v.decode()) for k, v in start.get("headers", [])],
-        content=b"".join(chunks),
-        request=httpx.Request(method, target),
-    )
-
-
 # -- the routes
-
-
-def _app_for_schema() -> FastAPI:
-    settings = Settings(data_dir=Path("/nonexistent-jobyard-walker"))
-    return create_app(settings, migrate=False, run_loops=False)
 
 
 def walked_routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -557,7 +481,7 @@ def walked_routes(app: FastAPI) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-ROUTES = walked_routes(_app_for_schema())
+ROUTES = walked_routes(schema_app())
 
 
 def test_every_route_has_an_expectation() -> None:
@@ -582,7 +506,7 @@ def test_operation_ids_are_unique() -> None:
     """Client generators name methods after operation ids: duplicates break them."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _app_for_schema().openapi()
+        schema_app().openapi()
     duplicates = [str(w.message) for w in caught if "Duplicate Operation ID" in str(w.message)]
     assert not duplicates, duplicates
 

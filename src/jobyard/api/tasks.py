@@ -40,7 +40,7 @@ def target_in(body: TargetIn | None) -> Target | None:
 
 
 def ident(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise Invalid(f"{value!r} is not a {what} id", f"{what}_id")
     return int(value)
 

@@ -134,7 +134,7 @@ def run(
     if count is not None:
         body["count"] = count
     if quorum is not None:
-        body["quorum"] = int(quorum) if quorum.isdigit() else quorum
+        body["quorum"] = int(quorum) if quorum.isascii() and quorum.isdigit() else quorum
     if timeout is not None:
         body["run_timeout"] = timeout
     if env:

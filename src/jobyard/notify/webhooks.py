@@ -69,7 +69,7 @@ def verify(secret: str, got: Mapping[str, str], body: bytes, *, now: float | Non
     msg_id = got.get("webhook-id")
     stamp = got.get("webhook-timestamp")
     signatures = got.get("webhook-signature", "")
-    if not msg_id or not stamp or not stamp.isdigit():
+    if not msg_id or not stamp or not (stamp.isascii() and stamp.isdigit()):
         return False
     if abs((now if now is not None else time.time()) - int(stamp)) > TOLERANCE:
         return False

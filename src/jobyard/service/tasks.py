@@ -39,7 +39,12 @@ async def people(
             user_id = ref
         elif isinstance(ref, str) and ref.strip().lower() in by_email:
             user_id = by_email[ref.strip().lower()]
-        elif isinstance(ref, str) and ref.strip().isdigit() and int(ref) in members:
+        elif (
+            isinstance(ref, str)
+            and ref.strip().isascii()
+            and ref.strip().isdigit()
+            and int(ref) in members
+        ):
             user_id = int(ref)
         else:
             raise Invalid(f"{ref!r} is not a member of this organization", field)

@@ -66,7 +66,10 @@ async def create_token(page: Poster) -> Response:
         role = parse_role(values["role"]) if values["role"] else None
         expires_at = None
         if values["days"]:
-            if not values["days"].isdigit() or not 1 <= int(values["days"]) <= MAX_TOKEN_DAYS:
+            if (
+                not (values["days"].isascii() and values["days"].isdigit())
+                or not 1 <= int(values["days"]) <= MAX_TOKEN_DAYS
+            ):
                 raise Invalid(
                     f"expiry is a number of days from 1 to {MAX_TOKEN_DAYS}, or empty for never",
                     "days",
@@ -83,7 +86,7 @@ async def create_token(page: Poster) -> Response:
 
 @router.post("/tokens/{token_id}/revoke")
 async def revoke_token(page: Poster, token_id: str) -> Response:
-    if not token_id.isdigit():
+    if not (token_id.isascii() and token_id.isdigit()):
         raise NotFound(f"no token {token_id!r}")
     await uc.revoke_token(page.svc, page.user, int(token_id))
     return page.redirect("/tokens", "revoked")
@@ -132,7 +135,7 @@ async def save_member(page: Poster) -> Response:
 
 @router.post("/members/{user_id}/remove")
 async def remove_member(page: Poster, user_id: str) -> Response:
-    if not user_id.isdigit():
+    if not (user_id.isascii() and user_id.isdigit()):
         raise NotFound(f"no member {user_id!r}")
     await uc.remove_member(page.svc, page.user, int(user_id))
     return page.redirect("/members", "member_removed")

@@ -84,7 +84,7 @@ async def clusters(page: Viewer) -> Response:
 async def create_cluster(page: Poster) -> Response:
     values = {k: page.field(k) for k in ("name", "nodes", "type", "description")}
     try:
-        if not values["nodes"].isdigit():
+        if not (values["nodes"].isascii() and values["nodes"].isdigit()):
             raise Invalid("the node count is a whole number", "nodes")
         cluster = await cluster_uc.create_cluster(
             page.svc,
@@ -137,7 +137,7 @@ async def terminate(page: Poster, cluster_id: str) -> Response:
 async def scale(page: Poster, cluster_id: str) -> Response:
     cid = _cluster_id(cluster_id)
     raw = page.field("nodes")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise Invalid("the node count is a whole number", "nodes")
     await cluster_uc.update_cluster(page.svc, page.user, cid, {"nodes": int(raw)})
     return page.redirect(f"/clusters/{cid}", "saved")

@@ -77,7 +77,7 @@ async def read_all(page: Poster) -> Response:
 @router.post("/notifications/{notification_id}/open")
 async def open_one(page: Poster, notification_id: str) -> Response:
     """Mark a notification read and go where it points."""
-    if not notification_id.isdigit():
+    if not (notification_id.isascii() and notification_id.isdigit()):
         raise NotFound(f"no notification {notification_id!r}")
     found = await uc.mark_read(page.svc, page.user, int(notification_id))
     return page.redirect(local_path(found.url))

@@ -59,7 +59,7 @@ async def org_stream(page: Viewer, after: int = 0) -> Response:
     who = page.user
     svc = page.svc
     raw = page.request.headers.get("last-event-id", "")
-    after = int(raw) if raw.isdigit() else max(0, after)
+    after = int(raw) if raw.isascii() and raw.isdigit() else max(0, after)
 
     async def body() -> AsyncIterator[bytes]:
         nonlocal after

@@ -38,7 +38,7 @@ FRAGMENT_HEADER = "x-fragment"
 
 def path_id(raw: str, noun: str) -> int:
     """An id taken from a URL path; anything else is a page that does not exist."""
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise NotFound(f"no {noun} {raw!r}")
     return int(raw)
 

@@ -77,7 +77,7 @@ def _people(page: Page, name: str) -> tuple[int, ...]:
         return ()
     out = []
     for value in page.form.getlist(name):
-        if not isinstance(value, str) or not value.isdigit():
+        if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
             raise Invalid(f"{name}: {value!r} is not a member", name)
         out.append(int(value))
     return tuple(out)
@@ -200,7 +200,9 @@ def _posted_values(page: Page) -> dict[str, Any]:
     values["arguments"] = raw_field(page, "arguments")
     for name in ("approvers", "recipients"):
         posted = page.form.getlist(name) if page.form else []
-        values[name] = [int(v) for v in posted if isinstance(v, str) and v.isdigit()]
+        values[name] = [
+            int(v) for v in posted if isinstance(v, str) and v.isascii() and v.isdigit()
+        ]
     return values
 
 

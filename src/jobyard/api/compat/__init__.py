@@ -66,7 +66,12 @@ def integer(body: dict[str, Any], key: str, *, coerce: bool = False) -> int | No
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if coerce and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if (
+        coerce
+        and isinstance(value, str)
+        and value.strip().lstrip("-").isascii()
+        and value.strip().lstrip("-").isdigit()
+    ):
         return int(value.strip())
     raise Invalid(f"{key} must be a whole number", key)
 

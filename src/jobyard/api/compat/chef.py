@@ -181,7 +181,7 @@ def _sse(name: str, event_id: str, data: dict[str, Any]) -> bytes:
 
 
 def _last_id(header: str | None) -> int | None:
-    if header is None or not header.strip().isdigit():
+    if header is None or not (header.strip().isascii() and header.strip().isdigit()):
         return None
     return int(header.strip())
 
