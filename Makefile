@@ -45,7 +45,10 @@ test: install browser
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not e2e" $(PYTEST_ARGS)
 
+# Benchmarks (bench/, BENCHMARKS.md): the compared queues and py-spy, and Debian's wrk.
 bench: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) || echo "wrk could not be installed: the asyncio load generator is used"
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -1,0 +1,225 @@
+"""Simulated agents: many per process, each a real WebSocket speaking the real protocol.
+
+Each agent dials the server's agent endpoint with an agent token, says ``hello`` (a node
+name, a fresh incarnation), heartbeats at the interval the server's ``welcome`` gives, and
+answers like a ``jobyard agent`` whose command is a no-op that succeeds at once:
+
+    commit -> ack_commit        run -> ack_run, result succeeded (exit 0)
+    abort  -> result aborted    ack -> (the server applied our result)
+
+Unlike the real agent, a simulated agent takes any number of jobs at once (it never
+answers ``nack_commit`` busy), so that many jobs can share the same nodes.
+
+The process is driven over stdin/stdout with JSON lines (``bench.fanout`` does it):
+
+    stdin:  {"cmd": "connect", "first": 0, "count": 500}  -> {"event": "connected", ...}
+            {"cmd": "stats"}                               -> {"event": "stats", ...}
+            {"cmd": "quit"}                                -> closes every connection, exits
+    stdout: {"event": "done", "job": J, "n": K, "t": T} once the K agents of this process
+            that received ``commit`` for job J have all received ``ack`` for their result;
+            T is ``time.monotonic()`` of the last ack (the same clock in every process).
+
+    python -m bench.swarm --url ws://127.0.0.1:PORT/api/v1/agent/ws --token T [--prefix sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from jobyard.wire import agent as wire
+
+CONNECT_PARALLEL = 64
+
+
+def emit(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+class Swarm:
+    def __init__(self, url: str, token: str, prefix: str) -> None:
+        self.url, self.token, self.prefix = url, token, prefix
+        self.sockets: dict[str, ClientConnection] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.commits: dict[int, int] = defaultdict(int)
+        self.acks: dict[int, int] = defaultdict(int)
+        self.received = 0
+        self.sent = 0
+        self.errors: list[str] = []
+        self.closed = 0
+
+    async def connect_many(self, first: int, count: int) -> None:
+        started = time.monotonic()
+        gate = asyncio.Semaphore(CONNECT_PARALLEL)
+        ready: list[asyncio.Future[bool]] = []
+
+        async def one(i: int) -> None:
+            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            ready.append(fut)
+            async with gate:
+                self.tasks.append(asyncio.create_task(self.agent(f"{self.prefix}-{i:05d}", fut)))
+                await fut
+
+        await asyncio.gather(*(one(i) for i in range(first, first + count)))
+        ok = sum(1 for f in ready if f.result())
+        emit(
+            event="connected",
+            ok=ok,
+            failed=count - ok,
+            total=len(self.sockets),
+            seconds=time.monotonic() - started,
+            errors=self.errors[-3:],
+        )
+
+    async def agent(self, name: str, ready: asyncio.Future[bool]) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            async with connect(
+                self.url,
+                additional_headers=headers,
+                open_timeout=60,
+                ping_interval=None,
+                max_size=16 * 1024 * 1024,
+                compression=None,
+            ) as ws:
+                await ws.send(
+                    wire.encode(
+                        "hello",
+                        version=wire.PROTOCOL_VERSION,
+                        node=name,
+                        incarnation=uuid.uuid4().hex,
+                        tags=["sim"],
+                        cluster=None,
+                        running=[],
+                        pending=[],
+                        busy=False,
+                    )
+                )
+                welcome = wire.decode(await asyncio.wait_for(ws.recv(), 60))
+                if welcome["type"] != "welcome":
+                    raise RuntimeError(f"refused: {welcome}")
+                self.sockets[name] = ws
+                ready.set_result(True)
+                interval = float(welcome.get("heartbeat_interval") or 5.0)
+                beat = asyncio.create_task(self.heartbeats(ws, interval))
+                try:
+                    async for frame in ws:
+                        self.received += 1
+                        await self.answer(ws, wire.decode(frame))
+                finally:
+                    beat.cancel()
+        except (OSError, ConnectionClosed, RuntimeError, TimeoutError) as exc:
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            if not ready.done():
+                ready.set_result(False)
+        finally:
+            self.sockets.pop(name, None)
+            self.closed += 1
+
+    async def heartbeats(self, ws: ClientConnection, interval: float) -> None:
+        # Spread the beats over the interval, as independently started agents would be.
+        await asyncio.sleep(random.uniform(0, interval))
+        while True:
+            await ws.send(wire.encode("heartbeat", busy=False))
+            self.sent += 1
+            await asyncio.sleep(interval)
+
+    async def answer(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "commit":
+            job, attempt = wire.job_ref(msg)
+            self.commits[job] += 1
+            await ws.send(wire.encode("ack_commit", job=job, attempt=attempt))
+            self.sent += 1
+        elif kind == "run":
+            job, attempt = wire.job_ref(msg)
+            await ws.send(wire.encode("ack_run", job=job, attempt=attempt))
+            await ws.send(
+                wire.encode("result", job=job, attempt=attempt, status="succeeded", exit_code=0)
+            )
+            self.sent += 2
+        elif kind == "abort":
+            job, attempt = wire.job_ref(msg)
+            await ws.send(
+                wire.encode("result", job=job, attempt=attempt, status="aborted", exit_code=None)
+            )
+            self.sent += 1
+        elif kind == "ack":
+            job = int(msg["job"])
+            self.acks[job] += 1
+            if self.acks[job] == self.commits[job]:
+                emit(event="done", job=job, n=self.acks[job], t=time.monotonic())
+                del self.acks[job], self.commits[job]
+        elif kind == "error":
+            self.errors.append(str(msg.get("message")))
+
+    async def close_all(self) -> None:
+        async def bye(ws: ClientConnection) -> None:
+            with contextlib.suppress(Exception):
+                await ws.send(wire.encode("bye"))
+                await ws.close()
+
+        await asyncio.gather(*(bye(ws) for ws in list(self.sockets.values())))
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": len(self.sockets),
+            "received": self.received,
+            "sent": self.sent,
+            "open_jobs": len(self.commits),
+            "errors": len(self.errors),
+            "last_errors": self.errors[-3:],
+        }
+
+
+async def serve(args: argparse.Namespace) -> None:
+    swarm = Swarm(args.url, args.token, args.prefix)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    emit(event="started")
+    while line := await reader.readline():
+        cmd = json.loads(line)
+        if cmd["cmd"] == "connect":
+            await swarm.connect_many(cmd["first"], cmd["count"])
+        elif cmd["cmd"] == "stats":
+            emit(event="stats", **swarm.stats())
+        elif cmd["cmd"] == "quit":
+            break
+    await swarm.close_all()
+    emit(event="bye", **swarm.stats())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Simulated jobyard agents.")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--prefix", default="sim")
+    args = parser.parse_args()
+    if not args.url.startswith(("ws://127.", "ws://localhost", "ws://[::1]")):
+        raise SystemExit("simulated agents dial loopback only")
+    try:
+        import uvloop
+
+        uvloop.run(serve(args))
+    except ImportError:
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()
