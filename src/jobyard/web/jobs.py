@@ -59,6 +59,8 @@ async def _member_names(svc: Services, who: Principal) -> dict[int, str]:
 def node_summary(view: uc.JobView) -> str:
     """'3 of 4 succeeded' style: how far the nodes got, in a few words."""
     total = len(view.runs)
+    if view.job.kind != "script":
+        return f"{view.job.kind}: no nodes"
     if total == 0:
         target = view.job.target
         if target.get("nodes"):

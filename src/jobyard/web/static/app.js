@@ -272,6 +272,8 @@
       },
       end: (data, stop) => {
         stop();
+        const section = document.getElementById("outputs");
+        if (section) section.classList.add("done");
         refresh();
         outputs().forEach((d) => readNode(d));
       },
