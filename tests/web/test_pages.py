@@ -426,3 +426,18 @@ async def test_pages_carry_security_headers(client: httpx.AsyncClient, admin: Ac
     assert page.headers["x-frame-options"] == "DENY"
     css = await client.get("/static/app.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+async def test_password_guessing_is_slowed_down(client: httpx.AsyncClient, admin: Account) -> None:
+    form = await client.get("/login")
+    token = csrf_of(form.text)
+    for _ in range(10):
+        wrong = await client.post(
+            "/login", data={"email": admin.email, "password": "guess", "csrf_token": token}
+        )
+        assert wrong.status_code == 401
+    limited = await client.post(
+        "/login", data={"email": admin.email, "password": "correct horse", "csrf_token": token}
+    )
+    assert limited.status_code == 429
+    assert "too many failed sign-ins" in limited.text

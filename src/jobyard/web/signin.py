@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from jobyard.domain.errors import Invalid, NotFound, Unauthenticated
-from jobyard.service import accounts
+from jobyard.domain.errors import Invalid, NotFound, RateLimited, Unauthenticated
+from jobyard.service import accounts, sessions
 from jobyard.web.page import PageRoute, Poster, Visitor, VisitorPoster
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -39,20 +39,17 @@ async def login_form(page: Visitor, next: str | None = None) -> Response:
 async def login(page: VisitorPoster) -> Response:
     email = page.field("email")
     target = safe_next(page.field("next"))
+    client = page.request.client.host if page.request.client else "unknown"
     try:
         if not email or not page.field("password"):
             raise Invalid("enter your email and your password")
-        user = await accounts.login(page.svc, email, page.field("password"))
-        orgs = await accounts.organizations_of(page.svc, user.id)
-        if not orgs:
-            raise Unauthenticated(
-                "your account belongs to no organization: ask an admin to add you"
-            )
-    except (Unauthenticated, Invalid) as exc:
+        # The same failure budget per address as every other password sign-in.
+        who = await sessions.sign_in(page.svc, email, page.field("password"), client=client)
+    except (Unauthenticated, Invalid, RateLimited) as exc:
         return await page.render(
             "login.html", status_code=exc.status_code, next=target, email=email, error=exc.detail
         )
-    page.set_session(page.codec.signed_in(user.id, orgs[0][0].name))
+    page.set_session(page.codec.signed_in(who.user_id, who.org_name))
     return page.redirect(target)
 
 
