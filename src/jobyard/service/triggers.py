@@ -165,7 +165,7 @@ async def create_trigger(
     name: str | None = None,
     enabled: bool = True,
     overlap: ConcurrencyPolicy | None = None,
-    catch_up: CatchUp = CatchUp.SKIP,
+    catch_up: CatchUp = CatchUp.ONCE,
     catch_up_window: int = DEFAULT_CATCH_UP_WINDOW,
     arguments: Any = None,
 ) -> Trigger:

@@ -183,7 +183,7 @@ class TriggerIn(BaseModel):
     stack_id: StrictInt | None = None
     enabled: StrictBool = True
     overlap: dict[StrictStr, Any] | StrictStr | None = None
-    catch_up: StrictStr = "skip"
+    catch_up: StrictStr = "once"
     catch_up_window: StrictInt = 3600
     arguments: Arguments = None
 
