@@ -302,6 +302,16 @@ class TaskSpec:
                     f"a {self.type} task needs a command (a shell string) or argv (a list)",
                     "command",
                 )
+            # The same rules as a job's: environment names, timeouts, quorum, NUL bytes.
+            JobSpec(
+                target=self.target or Target(count=1),
+                command=self.command if self.argv is None else "",
+                argv=self.argv,
+                quorum=self.quorum,
+                run_timeout=self.run_timeout,
+                env=self.env,
+                dir=self.dir,
+            )
         elif self.command or self.argv:
             raise Invalid(f"a {self.type} task runs no command: remove command/argv", "command")
         if self.type is TaskType.APPROVAL and not self.approvers:
