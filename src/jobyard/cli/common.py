@@ -36,7 +36,17 @@ def settings_from(data_dir: str | None, database_url: str | None, **more: object
         overrides["data_dir"] = Path(data_dir)
     if database_url:
         overrides["database_url"] = database_url
-    return Settings.from_env(None, **overrides)
+    # Imported here: client commands use this module and need no database layers.
+    from sqlalchemy.exc import ArgumentError
+
+    from jobyard.store.database import async_url
+
+    try:
+        settings = Settings.from_env(None, **overrides)
+        async_url(settings.db_url)  # refuse a URL no driver takes now, not mid-start
+    except (ValueError, ArgumentError) as exc:
+        fail(str(exc), errors.Invalid(str(exc)))
+    return settings
 
 
 def fail(message: str, exc: BaseException | None = None) -> NoReturn:
