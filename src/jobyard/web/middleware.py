@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jobyard.domain.errors import Unauthenticated
 from jobyard.service import accounts
 from jobyard.service.context import Services
-from jobyard.web.session import COOKIE, CSRF_HEADER, SessionCodec
+from jobyard.web.session import COOKIE, CSRF_HEADER, codec_of
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Paths that never need to know who asks.
@@ -30,23 +30,19 @@ class SessionMiddleware:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        self._codec: SessionCodec | None = None
-
-    @property
-    def codec(self) -> SessionCodec:
-        # Built on first use so that creating the app never touches the data directory.
-        if self._codec is None:
-            self._codec = SessionCodec.from_settings(self.services.settings)
-        return self._codec
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(_ANONYMOUS_PREFIXES):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:  # API clients and first visits: nothing to decode
+            await self.app(scope, receive, send)
+            return
+        codec = codec_of(self.services)
+        session = codec.loads(cookie)
         state = scope.setdefault("state", {})
-        state["web_codec"] = self.codec
-        session = self.codec.loads(request.cookies.get(COOKIE))
         state["web_session"] = session
         if session is not None and session.user_id is not None and session.org is not None:
             try:
@@ -56,7 +52,7 @@ class SessionMiddleware:
             state["web_principal"] = who
             if who is not None and (
                 scope["method"] in SAFE_METHODS
-                or self.codec.csrf_ok(session, request.headers.get(CSRF_HEADER))
+                or codec.csrf_ok(session, request.headers.get(CSRF_HEADER))
             ):
                 state["session_principal"] = who
         await self.app(scope, receive, send)

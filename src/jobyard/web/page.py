@@ -29,7 +29,7 @@ from jobyard.service import accounts
 from jobyard.service.context import Services
 from jobyard.web.header import header_data
 from jobyard.web.rendering import html, render_text, url_with
-from jobyard.web.session import CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
+from jobyard.web.session import CSRF_FIELD, CSRF_HEADER, Session, SessionCodec, codec_of
 
 log = logging.getLogger("jobyard.web")
 
@@ -48,11 +48,7 @@ class SignInRequired(Exception):
 
 
 def _codec(request: Request) -> SessionCodec:
-    codec = getattr(request.state, "web_codec", None)
-    if codec is None:  # the session middleware is not installed in front of this app
-        codec = SessionCodec.from_settings(request.app.state.services.settings)
-        request.state.web_codec = codec
-    return codec  # type: ignore[no-any-return]
+    return codec_of(request.app.state.services)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from jobyard.service.context import Services
 from jobyard.settings import Settings
 
 COOKIE = "jobyard_session"
@@ -129,6 +130,16 @@ class SessionCodec:
         if self.secure:
             parts.append("Secure")
         return "; ".join(parts)
+
+
+def codec_of(svc: Services) -> SessionCodec:
+    """The server's codec, made on first use (so that an app that serves no dashboard
+    session never touches the data directory)."""
+    found = svc.runtime.get("web.codec")
+    if found is None:
+        found = svc.runtime["web.codec"] = SessionCodec.from_settings(svc.settings)
+    assert isinstance(found, SessionCodec)
+    return found
 
 
 def load_key(data_dir: Path) -> bytes:
