@@ -102,7 +102,7 @@ async def test_a_relay_that_dies_mid_send_is_taken_over_with_the_same_message_id
     try:
         lost = relay.mail.build(
             sender="jobyard@example.com",
-            to=str(claimed.payload["to"]),
+            to=alice.email,
             title=str(claimed.payload["title"]),
             text=str(claimed.payload["message"]),
             url=str(claimed.payload["url"]),

@@ -161,6 +161,45 @@ async def test_approvers_hear_that_a_decision_waits(qsvc: Services) -> None:
     assert await titles(qsvc, alice) == []
 
 
+async def test_input_requests_and_notification_tasks_reach_their_people(qsvc: Services) -> None:
+    org = await new_org(qsvc, "acme")
+    alice = await person(qsvc, org)
+    bob = await person(qsvc, org)
+    carol = await person(qsvc, org)
+    job_id = await start_job(qsvc, alice)
+    async with qsvc.db.begin() as tx:
+        for type, data in (
+            ("input.requested", {"requested_by": alice.user_id, "task": "deploy"}),
+            (
+                "notification.requested",
+                {
+                    "recipients": [bob.user_id, carol.user_id],
+                    "message": "Backups done\nAll 3 volumes copied.",
+                    "task": "backup-report",
+                },
+            ),
+        ):
+            await record(
+                qsvc,
+                tx,
+                org_id=alice.org_id,
+                kind="job",
+                subject_id=job_id,
+                job_id=job_id,
+                type=type,
+                data=data,
+                now=qsvc.clock.now(),
+            )
+    await drain(qsvc)
+    assert await titles(qsvc, alice) == [f"Job 'nightly' (#{job_id}) waits for your input"]
+    for who in (bob, carol):
+        [note] = (await inbox.list_notifications(qsvc, who)).items
+        assert note.kind == "task.message"
+        assert note.title == "Backups done"
+        assert "All 3 volumes copied." in note.message
+        assert "task 'backup-report'" in note.message
+
+
 async def test_outbox_rows_roll_back_with_the_event(qsvc: Services) -> None:
     org = await new_org(qsvc, "acme")
     alice = await person(qsvc, org)

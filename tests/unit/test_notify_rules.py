@@ -79,6 +79,8 @@ def test_clusters_approvals_shares_and_noise() -> None:
     assert kind_of(event("cluster", "cluster.job_started")) is Kind.CLUSTER_JOB_STARTED
     assert kind_of(event("job", "approval.requested", approvers=[1])) is Kind.APPROVAL_REQUESTED
     assert kind_of(event("job", "job.shared", user_id=3)) is Kind.JOB_SHARED
+    assert kind_of(event("job", "input.requested", requested_by=3)) is Kind.INPUT_REQUESTED
+    assert kind_of(event("job", "notification.requested", recipients=[3])) is Kind.TASK_MESSAGE
     assert kind_of(event("node_run", "node_run.status", "succeeded")) is None
     assert kind_of(event("job", "job.created", "draft")) is None
 

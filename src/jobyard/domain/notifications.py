@@ -13,6 +13,8 @@ An event (a transition) becomes at most one notification *kind*::
     cluster.status → available|terminated|error   cluster.<status>
     cluster.job_started                   cluster.job_started
     approval.requested                    approval.requested  (the approvers)
+    input.requested                       input.requested     (who started the job)
+    notification.requested                task.message        (a notification task's recipients)
 
 Each kind is delivered per recipient on the channels the recipient chose (in_app,
 email) and, for an organization's webhook subscriptions, as signed JSON. Every
@@ -60,6 +62,8 @@ class Kind(StrEnum):
     CLUSTER_ERROR = "cluster.error"
     CLUSTER_JOB_STARTED = "cluster.job_started"
     APPROVAL_REQUESTED = "approval.requested"
+    INPUT_REQUESTED = "input.requested"
+    TASK_MESSAGE = "task.message"
 
 
 # Kinds people are told about (the keys of their settings); the rest go to webhooks only.
@@ -73,6 +77,8 @@ PERSONAL_KINDS = (
     Kind.CLUSTER_ERROR,
     Kind.CLUSTER_JOB_STARTED,
     Kind.APPROVAL_REQUESTED,
+    Kind.INPUT_REQUESTED,
+    Kind.TASK_MESSAGE,
 )
 WEBHOOK_KINDS = tuple(Kind)
 # A webhook subscription to every kind.
@@ -83,6 +89,12 @@ _CLUSTER_STATUSES = {
     "available": Kind.CLUSTER_AVAILABLE,
     "terminated": Kind.CLUSTER_TERMINATED,
     "error": Kind.CLUSTER_ERROR,
+}
+# Events that ask people for something, whatever their subject.
+_REQUESTS = {
+    "approval.requested": Kind.APPROVAL_REQUESTED,
+    "input.requested": Kind.INPUT_REQUESTED,
+    "notification.requested": Kind.TASK_MESSAGE,
 }
 # Node-run states that make a complete job "failed" for watchers (domain.jobs.RUN_FAILED).
 RUN_FAILED_WORDS = frozenset({"failed", "crashed", "timed_out", "aborted"})
@@ -123,9 +135,7 @@ def kind_of(event: Event, run_statuses: list[str] | None = None) -> Kind | None:
         if event.type == "cluster.job_started":
             return Kind.CLUSTER_JOB_STARTED
         return None
-    if event.type == "approval.requested":
-        return Kind.APPROVAL_REQUESTED
-    return None
+    return _REQUESTS.get(event.type)
 
 
 def check_kinds(values: list[str]) -> list[str]:
@@ -218,17 +228,6 @@ class Share:
     message: str
     shared_by: int | None
     created_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """A person to tell, with their channel choice for the kind at hand."""
-
-    user_id: int
-    email: str
-    display_name: str
-    in_app: bool
-    email_on: bool
 
 
 @dataclass(frozen=True, slots=True)

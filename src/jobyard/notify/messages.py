@@ -20,6 +20,7 @@ class About:
     note: str | None = None  # a share's message, an approval's question
     runs: dict[str, int] | None = None  # node-run states and how many of each
     job_id: int | None = None  # for cluster.job_started: the job that started
+    task: str | None = None  # the task a job was made from
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class Message:
     title: str
     text: str
     url: str
+
+    def __post_init__(self) -> None:
+        # An inbox title holds 300 characters; an email subject should not be longer.
+        if len(self.title) > 300:
+            object.__setattr__(self, "title", self.title[:299] + "…")
 
 
 def page_url(base_url: str, subject_kind: str, subject_id: int) -> str:
@@ -78,6 +84,14 @@ def compose(kind: str, about: About, base_url: str) -> Message:
         return Message(
             f"{label} waits for your approval", f"{label} waits for your decision.{note}", url
         )
+    if kind == Kind.INPUT_REQUESTED:
+        note = f"\n\n{about.note}" if about.note else ""
+        return Message(f"{label} waits for your input", f"{label} waits for your input.{note}", url)
+    if kind == Kind.TASK_MESSAGE:
+        text = about.note or f"{label} ran."
+        first = text.strip().splitlines()[0] if text.strip() else label
+        source = f"task {about.task!r}" if about.task else label
+        return Message(first[:200], f"{text}\n\n(sent by {source}, job #{about.subject_id})", url)
     if kind.startswith("cluster."):
         word = kind.split(".", 1)[1]
         return Message(f"{label} is {word}", f"{label} is {word}.{_why(about)}", url)

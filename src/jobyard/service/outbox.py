@@ -30,7 +30,6 @@ from jobyard.domain.notifications import (
     Channel,
     Delivery,
     Kind,
-    Recipient,
     RetryPolicy,
     Subscription,
     kind_of,
@@ -46,6 +45,7 @@ from jobyard.service.context import Services
 from jobyard.service.events import observe
 from jobyard.settings import Settings
 from jobyard.store import Tx
+from jobyard.store.notify import Audience, audience_of_users, audience_of_watchers
 
 log = logging.getLogger("jobyard.notify")
 
@@ -115,32 +115,60 @@ async def notify_on_event(svc: Services, tx: Tx, event: Event) -> None:
     kind = kind_of(event, runs)
     if kind is None:
         return
-    people = await _recipients(tx, event, kind)
+    people = _audience(event, kind)
     hooks = [
         s
         for s in await tx.notify.webhooks.of_org(event.org_id, enabled_only=True)
         if subscribed(s.event_types, kind)
     ]
-    if not people and not hooks:
+    if people is None and not hooks:
         return
     about = await _about(tx, event, kind, runs)
     message = compose(kind, about, svc.settings.base_url)
-    rows = _person_rows(svc, event, kind, about, message, people)
-    rows += _webhook_rows(svc, event, kind, about, message, hooks)
+    queued = 0
+    if people is not None:
+        payload = {
+            "title": message.title,
+            "message": message.text,
+            "url": message.url,
+            "subject_kind": about.subject_kind,
+            "subject_id": about.subject_id,
+            "job_id": about.job_id,
+        }
+        channels = [Channel.IN_APP] + ([Channel.EMAIL] if email_enabled(svc.settings) else [])
+        for channel in channels:
+            queued += await tx.notify.outbox.add_for_audience(
+                people,
+                channel.value,
+                org_id=event.org_id,
+                event_id=event.id,
+                kind=kind.value,
+                payload=payload,
+                now=event.created_at,
+            )
+    rows = _webhook_rows(svc, event, kind, about, message, hooks)
     await tx.notify.outbox.add_many(rows)
-    tx.after_commit(lambda: svc.hub.publish(OUTBOX, len(rows)))
+    queued += len(rows)
+    if queued:
+        tx.after_commit(lambda: svc.hub.publish(OUTBOX, queued))
 
 
-async def _recipients(tx: Tx, event: Event, kind: Kind) -> list[Recipient]:
+def _audience(event: Event, kind: Kind) -> Audience | None:
+    """Who is told about an event, as a query (the watchers may be thousands)."""
     watched = _WATCHED.get(kind)
     if watched is not None:
-        return await tx.notify.watchers.recipients(watched, event.subject_id, kind)
+        return audience_of_watchers(watched, event.subject_id, kind)
     data = event.data or {}
+    named: list[int] = []
     if kind is Kind.JOB_SHARED:
-        return await tx.notify.watchers.users_as_recipients(_ids([data.get("user_id")]), kind)
-    if kind is Kind.APPROVAL_REQUESTED:
-        return await tx.notify.watchers.users_as_recipients(_ids(data.get("approvers")), kind)
-    return []
+        named = _ids([data.get("user_id")])
+    elif kind is Kind.APPROVAL_REQUESTED:
+        named = _ids(data.get("approvers"))
+    elif kind is Kind.INPUT_REQUESTED:
+        named = _ids([data.get("requested_by")])
+    elif kind is Kind.TASK_MESSAGE:
+        named = _ids(data.get("recipients"))
+    return audience_of_users(named, kind) if named else None
 
 
 async def _about(tx: Tx, event: Event, kind: Kind, runs: list[str] | None) -> About:
@@ -159,11 +187,13 @@ async def _about(tx: Tx, event: Event, kind: Kind, runs: list[str] | None) -> Ab
         )
     job_id = event.job_id if event.job_id is not None else event.subject_id
     job = await tx.jobs.get_any(job_id)
-    note = data.get("message") if kind in (Kind.JOB_SHARED, Kind.APPROVAL_REQUESTED) else None
+    noted = (Kind.JOB_SHARED, Kind.APPROVAL_REQUESTED, Kind.TASK_MESSAGE, Kind.INPUT_REQUESTED)
+    note = data.get("message") if kind in noted else None
     return About(
         subject_kind="job",
         subject_id=job_id,
         name=job.name if job else None,
+        task=str(data["task"]) if data.get("task") else None,
         status=event.to_status,
         reason=event.reason,
         actor=event.actor,
@@ -186,49 +216,6 @@ def _base(event: Event, kind: Kind, channel: Channel, key: str, now: dt.datetime
         "created_at": now,
         "updated_at": now,
     }
-
-
-def _person_rows(
-    svc: Services,
-    event: Event,
-    kind: Kind,
-    about: About,
-    message: Message,
-    people: list[Recipient],
-) -> list[dict[str, Any]]:
-    now = event.created_at
-    payload = {
-        "title": message.title,
-        "message": message.text,
-        "url": message.url,
-        "subject_kind": about.subject_kind,
-        "subject_id": about.subject_id,
-        "job_id": about.job_id,
-    }
-    with_email = email_enabled(svc.settings)
-    rows = []
-    for r in people:
-        if r.in_app:
-            key = f"{event.id}.in_app.u{r.user_id}"
-            rows.append(
-                {
-                    **_base(event, kind, Channel.IN_APP, key, now),
-                    "user_id": r.user_id,
-                    "subscription_id": None,
-                    "payload": payload,
-                }
-            )
-        if r.email_on and with_email:
-            key = f"{event.id}.email.u{r.user_id}"
-            rows.append(
-                {
-                    **_base(event, kind, Channel.EMAIL, key, now),
-                    "user_id": r.user_id,
-                    "subscription_id": None,
-                    "payload": {**payload, "to": r.email, "name": r.display_name},
-                }
-            )
-    return rows
 
 
 def _webhook_rows(
@@ -315,9 +302,10 @@ async def deliver_in_app(svc: Services, limit: int = 1000) -> int:
         due = await tx.notify.outbox.take([Channel.IN_APP.value], now, limit)
         if not due:
             return 0
-        await tx.notify.inbox.add_many([_inbox_row(d, now) for d in due])
-        await tx.notify.outbox.mark_sent([d.id for d in due], now)
-        users = {d.user_id for d in due if d.user_id is not None}
+        ids = [d for d, _ in due]
+        await tx.notify.inbox.add_from_outbox(ids, now)
+        await tx.notify.outbox.mark_sent(ids, now)
+        users = {u for _, u in due if u is not None}
 
         def wake_streams() -> None:
             for user_id in users:
@@ -325,26 +313,6 @@ async def deliver_in_app(svc: Services, limit: int = 1000) -> int:
 
         tx.after_commit(wake_streams)
     return len(due)
-
-
-def _inbox_row(d: Delivery, now: dt.datetime) -> dict[str, Any]:
-    p = d.payload
-    return {
-        "org_id": d.org_id,
-        "user_id": d.user_id,
-        "key": d.key,
-        "kind": d.kind,
-        "title": str(p.get("title", ""))[:300],
-        "message": str(p.get("message", "")),
-        "url": p.get("url"),
-        "subject_kind": p.get("subject_kind", "job"),
-        "subject_id": p.get("subject_id", 0),
-        "job_id": p.get("job_id"),
-        "event_id": d.event_id,
-        "read_at": None,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 async def deliver_remote(svc: Services, channels: Channels, limit: int = 50) -> int:
@@ -361,15 +329,23 @@ async def deliver_remote(svc: Services, channels: Channels, limit: int = 50) -> 
             sub = await tx.notify.webhooks.get_any(sid)
             if sub is not None:
                 subs[sid] = sub
+        # Addresses are read at sending time: an email goes to where the person is now.
+        contacts = await tx.notify.contacts(
+            [d.user_id for d in batch if d.channel == Channel.EMAIL and d.user_id is not None]
+        )
     if not batch:
         return 0
-    outcomes = await _send(svc, channels, batch, subs)
+    outcomes = await _send(svc, channels, batch, subs, contacts)
     await _record(svc, pol, batch, outcomes, subs)
     return len(batch)
 
 
 async def _send(
-    svc: Services, channels: Channels, batch: list[Delivery], subs: dict[int, Subscription]
+    svc: Services,
+    channels: Channels,
+    batch: list[Delivery],
+    subs: dict[int, Subscription],
+    contacts: dict[int, tuple[str, str]],
 ) -> dict[int, Outcome]:
     outcomes: dict[int, Outcome] = {}
     emails = [d for d in batch if d.channel == Channel.EMAIL]
@@ -378,8 +354,12 @@ async def _send(
         domain = sender.rpartition("@")[2] or "jobyard"
         ready: list[tuple[Delivery, EmailMessage]] = []
         for d in emails:
+            to, name = contacts.get(d.user_id or 0, ("", ""))
+            if not to:
+                outcomes[d.id] = Outcome("the recipient no longer exists", permanent=True)
+                continue
             try:
-                ready.append((d, _email(d, sender, domain)))
+                ready.append((d, _email(d, to, name, sender, domain)))
             except (KeyError, ValueError) as exc:
                 outcomes[d.id] = Outcome(f"cannot build the email: {exc}", permanent=True)
         sent = await channels.email.send_many([m for _, m in ready])
@@ -401,15 +381,15 @@ async def _send(
     return outcomes
 
 
-def _email(d: Delivery, sender: str, domain: str) -> EmailMessage:
+def _email(d: Delivery, to: str, name: str, sender: str, domain: str) -> EmailMessage:
     return mail.build(
         sender=sender,
-        to=str(d.payload["to"]),
+        to=to,
         title=str(d.payload["title"]),
         text=str(d.payload["message"]),
         url=str(d.payload["url"]),
         msg_id=mail.message_id(d.key, domain),
-        name=str(d.payload.get("name") or ""),
+        name=name,
     )
 
 

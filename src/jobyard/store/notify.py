@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobyard.domain.notifications import Prefs, Recipient, Share, Watcher
+from jobyard.domain.notifications import Prefs, Share, Watcher
 from jobyard.store.notify_schema import job_shares, notification_settings, watchers
 from jobyard.store.outbox import InboxRepo, OutboxRepo, WebhooksRepo, insert_ignore
 from jobyard.store.schema import clusters, jobs, node_runs, users
@@ -38,23 +38,35 @@ def _with_prefs(kind: str) -> Any:
     )
 
 
-_recipient_cols = (
+# A query of ``(user_id, in_app, email_on)``: the people to tell and their channels.
+Audience = sa.Select[Any]
+
+
+def audience_of_watchers(kind: str, subject_id: int, notif_kind: str) -> Audience:
+    """Who watches a subject, with their channels for ``notif_kind``: a query of
+    ``(user_id, in_app, email_on)`` that the outbox turns into rows inside the database."""
+    col = _subject(kind)
+    return (
+        sa.select(*_audience_cols)
+        .select_from(_with_prefs(notif_kind).join(watchers, watchers.c.user_id == users.c.id))
+        .where(col == subject_id)
+    )
+
+
+def audience_of_users(user_ids: Sequence[int], notif_kind: str) -> Audience:
+    """Named users (approvers, a share's recipient) with their channels for ``notif_kind``."""
+    return (
+        sa.select(*_audience_cols)
+        .select_from(_with_prefs(notif_kind))
+        .where(users.c.id.in_(list(user_ids)))
+    )
+
+
+_audience_cols = (
     users.c.id.label("user_id"),
-    users.c.email,
-    users.c.display_name,
     sa.func.coalesce(notification_settings.c.in_app, sa.true()).label("in_app"),
     sa.func.coalesce(notification_settings.c.email, sa.true()).label("email_on"),
 )
-
-
-def _recipient(row: sa.RowMapping) -> Recipient:
-    return Recipient(
-        user_id=row["user_id"],
-        email=row["email"],
-        display_name=row["display_name"],
-        in_app=bool(row["in_app"]),
-        email_on=bool(row["email_on"]),
-    )
 
 
 class WatchersRepo:
@@ -115,31 +127,6 @@ class WatchersRepo:
             .order_by(watchers.c.id)
         )
         return [Watcher(**row) for row in (await self.conn.execute(q)).mappings()]
-
-    async def recipients(self, kind: str, subject_id: int, notif_kind: str) -> list[Recipient]:
-        """The watchers of a subject with their channels for ``notif_kind``, in one query."""
-        col = _subject(kind)
-        q = (
-            sa.select(*_recipient_cols)
-            .select_from(_with_prefs(notif_kind).join(watchers, watchers.c.user_id == users.c.id))
-            .where(col == subject_id)
-            .order_by(users.c.id)
-        )
-        return [_recipient(row) for row in (await self.conn.execute(q)).mappings()]
-
-    async def users_as_recipients(
-        self, user_ids: Sequence[int], notif_kind: str
-    ) -> list[Recipient]:
-        """Named users (approvers, a share's recipient) with their channels for ``notif_kind``."""
-        if not user_ids:
-            return []
-        q = (
-            sa.select(*_recipient_cols)
-            .select_from(_with_prefs(notif_kind))
-            .where(users.c.id.in_(list(user_ids)))
-            .order_by(users.c.id)
-        )
-        return [_recipient(row) for row in (await self.conn.execute(q)).mappings()]
 
 
 class SharesRepo:
@@ -287,6 +274,18 @@ class NotifyStore:
         """The states of a job's node runs, without their output (a finished job's verdict)."""
         q = sa.select(node_runs.c.status).where(node_runs.c.job_id == job_id)
         return [str(s) for s in (await self.conn.execute(q)).scalars()]
+
+    async def contacts(self, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """Email address and display name of users, by id (for sending emails)."""
+        if not user_ids:
+            return {}
+        q = sa.select(users.c.id, users.c.email, users.c.display_name).where(
+            users.c.id.in_(list(user_ids))
+        )
+        return {
+            row["id"]: (row["email"], row["display_name"])
+            for row in (await self.conn.execute(q)).mappings()
+        }
 
     async def has_shares(self, user_id: int) -> bool:
         """Whether any job is shared with the user (job lists widen only then)."""

@@ -83,13 +83,52 @@ class OutboxRepo:
         rows = records(Delivery, (await self.conn.execute(stmt)).mappings())
         return sorted(rows, key=lambda d: d.id)
 
-    async def take(self, channels: Sequence[str], now: dt.datetime, limit: int) -> list[Delivery]:
-        """Due rows, locked for the rest of this transaction (delivered inside it)."""
+    async def add_for_audience(
+        self,
+        audience: sa.Select[Any],
+        channel: str,
+        *,
+        org_id: int,
+        event_id: int,
+        kind: str,
+        payload: dict[str, Any],
+        now: dt.datetime,
+    ) -> int:
+        """Queue a row for every member of ``audience`` (``user_id, in_app, email_on``) who
+        wants ``channel``: one INSERT ... SELECT, however many people; returns how many."""
+        a = audience.subquery()
+        wants = a.c.in_app if channel == "in_app" else a.c.email_on
+        c = outbox.c
+        pick = sa.select(
+            sa.literal(org_id, c.org_id.type),
+            sa.literal(event_id, c.event_id.type),
+            sa.literal(kind, c.kind.type),
+            sa.literal(channel, c.channel.type),
+            a.c.user_id,
+            sa.literal(f"{event_id}.{channel}.u", sa.String) + sa.cast(a.c.user_id, sa.String),
+            sa.literal(payload, c.payload.type),
+            sa.literal("pending", c.status.type),
+            sa.literal(0, c.attempts.type),
+            sa.literal(now, c.next_attempt_at.type),
+            sa.literal(now, c.created_at.type),
+            sa.literal(now, c.updated_at.type),
+        ).where(wants)
+        names = [
+            "org_id", "event_id", "kind", "channel", "user_id", "key", "payload", "status",
+            "attempts", "next_attempt_at", "created_at", "updated_at",
+        ]  # fmt: skip
+        stmt = insert_ignore(self.dialect, outbox, "key").from_select(names, pick)
+        return int((await self.conn.execute(stmt)).rowcount or 0)
+
+    async def take(
+        self, channels: Sequence[str], now: dt.datetime, limit: int
+    ) -> list[tuple[int, int | None]]:
+        """Due rows' ids and users, locked for the rest of this transaction (delivered in it)."""
         ids = list((await self.conn.execute(self._due(channels, now, limit))).scalars())
         if not ids:
             return []
-        q = outbox.select().where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
-        return records(Delivery, (await self.conn.execute(q)).mappings())
+        q = sa.select(outbox.c.id, outbox.c.user_id).where(outbox.c.id.in_(ids))
+        return [(row[0], row[1]) for row in (await self.conn.execute(q)).all()]
 
     async def mark_sent(
         self, ids: Sequence[int], now: dt.datetime, attempted: bool = False
@@ -210,10 +249,34 @@ class InboxRepo:
         self.conn = conn
         self.dialect = dialect
 
-    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Put notifications in inboxes; a key delivered before is skipped."""
-        if rows:
-            await self.conn.execute(insert_ignore(self.dialect, notifications, "key"), list(rows))
+    async def add_from_outbox(self, ids: Sequence[int], now: dt.datetime) -> None:
+        """Copy in-app outbox rows into inboxes, in the database; a key copied before is
+        skipped (the notification's words are in the row's payload)."""
+        if not ids:
+            return
+        p = outbox.c.payload
+        pick = sa.select(
+            outbox.c.org_id,
+            outbox.c.user_id,
+            outbox.c.key,
+            outbox.c.kind,
+            p["title"].as_string(),
+            p["message"].as_string(),
+            p["url"].as_string(),
+            p["subject_kind"].as_string(),
+            sa.cast(p["subject_id"].as_string(), sa.BigInteger),
+            sa.cast(p["job_id"].as_string(), sa.BigInteger),
+            outbox.c.event_id,
+            sa.literal(now, notifications.c.created_at.type),
+            sa.literal(now, notifications.c.updated_at.type),
+        ).where(outbox.c.id.in_(list(ids)))
+        names = [
+            "org_id", "user_id", "key", "kind", "title", "message", "url", "subject_kind",
+            "subject_id", "job_id", "event_id", "created_at", "updated_at",
+        ]  # fmt: skip
+        await self.conn.execute(
+            insert_ignore(self.dialect, notifications, "key").from_select(names, pick)
+        )
 
     def _mine(self, org_id: int, user_id: int) -> sa.ColumnElement[bool]:
         """One person's inbox as seen from one organization: its notifications, and those
