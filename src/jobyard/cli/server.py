@@ -21,6 +21,7 @@ from jobyard.domain.accounts import Role
 from jobyard.logs import setup as setup_logs
 from jobyard.service import accounts
 from jobyard.service.context import Services
+from jobyard.service.hub import SHUTDOWN
 from jobyard.settings import Settings
 from jobyard.store import Database
 
@@ -85,6 +86,14 @@ async def bootstrap(svc: Services, org: str, email: str) -> Bootstrap:
     return Bootstrap(svc.settings.base_url, org, email, issued.secret, password)
 
 
+async def _announce_exit(server: uvicorn.Server, svc: Services) -> None:
+    """Tell live streams (dashboard, event feeds) that the server is stopping, so that they
+    end their responses instead of holding the graceful shutdown for its whole timeout."""
+    while not server.should_exit:
+        await asyncio.sleep(0.1)
+    svc.hub.publish_local(SHUTDOWN, SHUTDOWN)  # this replica only: the others keep serving
+
+
 def serve(
     settings: Settings,
     *,
@@ -118,9 +127,11 @@ def serve(
                 await on_ready(svc)
 
             task = asyncio.create_task(after_start())
+        closing = asyncio.create_task(_announce_exit(server, svc))
         try:
             await server.serve()
         finally:
+            closing.cancel()
             if task is not None:
                 task.cancel()
             await svc.db.close()

@@ -13,6 +13,10 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+# Published (locally, with itself as the message) when the server starts to stop: live
+# streams end their responses rather than hold the graceful shutdown open until its timeout.
+SHUTDOWN = "shutdown"
+
 
 class Hub:
     def __init__(self) -> None:

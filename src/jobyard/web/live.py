@@ -27,6 +27,7 @@ from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Event
 from jobyard.service import feeds, notifications
 from jobyard.service import jobs as uc
+from jobyard.service.hub import SHUTDOWN
 from jobyard.web.jobs import job_id_of
 from jobyard.web.page import PageRoute, Viewer
 
@@ -64,7 +65,7 @@ async def org_stream(page: Viewer, after: int = 0) -> Response:
     async def body() -> AsyncIterator[bytes]:
         nonlocal after
         inbox = notifications.inbox_topic(who)
-        async with svc.hub.subscribe(f"org:{who.org_id}", inbox) as queue:
+        async with svc.hub.subscribe(f"org:{who.org_id}", inbox, SHUTDOWN) as queue:
             yield b"retry: 3000\n\n"
             if after:
                 missed = await feeds.org_events(svc, who, after)
@@ -82,8 +83,10 @@ async def org_stream(page: Viewer, after: int = 0) -> Response:
                 batch = [first]
                 while not queue.empty():
                     batch.append(queue.get_nowait())
+                if SHUTDOWN in batch:
+                    return  # the server is stopping; the browser reconnects to the next one
                 fresh = [m for m in batch if isinstance(m, Event) and m.id > after]
-                if any(isinstance(m, str) for m in batch):  # the inbox topic says "new"/"read"
+                if any(isinstance(m, str) for m in batch):  # the inbox says "new" or "read"
                     yield frame("inbox", {})
                 if fresh:
                     after = max(e.id for e in fresh)
@@ -109,7 +112,7 @@ async def job_stream(page: Viewer, job_id: str) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         inbox = notifications.inbox_topic(page.user)
-        async with hub.subscribe(f"job:{jid}", f"output:{jid}", inbox) as queue:
+        async with hub.subscribe(f"job:{jid}", f"output:{jid}", inbox, SHUTDOWN) as queue:
             yield frame("hello", {"job": jid})
             if view.job.status.terminal:
                 yield frame("end", {})
@@ -123,6 +126,8 @@ async def job_stream(page: Viewer, job_id: str) -> Response:
                 batch = [first]
                 while not queue.empty():  # a burst becomes one wake-up per kind
                     batch.append(queue.get_nowait())
+                if SHUTDOWN in batch:
+                    return
                 events = [m for m in batch if isinstance(m, Event)]
                 if any(isinstance(m, str) for m in batch):
                     yield frame("inbox", {})
