@@ -12,6 +12,7 @@ from starlette.responses import StreamingResponse
 from jobyard.api.ids import is_id
 from jobyard.api.responses import dumps
 from jobyard.domain.records import Event
+from jobyard.service.hub import SHUTDOWN
 
 KEEPALIVE = 15.0
 
@@ -46,7 +47,7 @@ def event_stream(
 
     async def body() -> AsyncIterator[bytes]:
         after = last_event_id(request)
-        async with svc.hub.subscribe(topic) as queue:
+        async with svc.hub.subscribe(topic, SHUTDOWN) as queue:
             # Replay everything the client missed, then follow the live queue, skipping
             # anything already replayed.
             while True:
@@ -63,12 +64,15 @@ def event_stream(
                 if await request.is_disconnected():
                     return
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                    message = await asyncio.wait_for(queue.get(), KEEPALIVE)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if not isinstance(event, Event) or event.id <= after:
+                if message == SHUTDOWN:
+                    return  # the server is stopping: clients reconnect with Last-Event-ID
+                if not isinstance(message, Event) or message.id <= after:
                     continue
+                event = message
                 after = event.id
                 for name, data in render(event):
                     yield frame(event.id, name, data)
