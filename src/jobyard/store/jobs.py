@@ -30,6 +30,7 @@ class JobFilter:
     updated_before: dt.datetime | None = None
     visible_ids: Sequence[int] | None = None
     shared_with: int | None = None  # also the jobs shared with this user, of any organization
+    trigger_id: int | None = None  # the runs of one trigger
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -162,6 +163,8 @@ class JobsRepo:
             )
         if flt.owner_id is not None:
             conds.append(jobs.c.created_by == flt.owner_id)
+        if flt.trigger_id is not None:
+            conds.append(jobs.c.trigger_id == flt.trigger_id)
         if flt.node:
             sub = sa.select(node_runs.c.job_id).where(
                 node_runs.c.org_id == org_id, node_runs.c.node_name == flt.node
