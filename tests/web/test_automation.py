@@ -200,3 +200,71 @@ async def test_schedules_stacks_and_triggers(client: httpx.AsyncClient, admin: A
         f"/schedules/{schedule_id.group(1)}/delete", data={"csrf_token": csrf}
     )
     assert in_use.status_code == 409 and "delete them first" in words(in_use)
+
+
+async def test_stacks_schedules_and_triggers_change(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    csrf = await sign_in(client, admin.email)
+    await client.post(
+        "/stacks",
+        data={"csrf_token": csrf, "name": "web", "target_kind": "nodes", "nodes": "web1",
+              "command": "uptime"},
+    )  # fmt: skip
+    stacks = await client.get("/stacks")
+    stack_id = re.search(r'href="/stacks/(\d+)/edit#edit"', stacks.text)
+    assert stack_id
+    form = await client.get(f"/stacks/{stack_id.group(1)}/edit")
+    assert "Change stack web" in form.text and 'value="uptime"' in form.text
+    bad = await client.post(
+        f"/stacks/{stack_id.group(1)}",
+        data={"csrf_token": csrf, "name": "web", "target_kind": "nodes", "nodes": ""},
+    )
+    assert bad.status_code == 422 and "Change stack web" in bad.text
+    changed = await client.post(
+        f"/stacks/{stack_id.group(1)}",
+        data={"csrf_token": csrf, "name": "web", "target_kind": "tags", "tags": "linux",
+              "command": "df -h"},
+    )  # fmt: skip
+    assert changed.status_code == 303
+    assert "tags linux" in (await client.get("/stacks")).text
+
+    await client.post(
+        "/schedules", data={"csrf_token": csrf, "name": "hourly", "kind": "period",
+                            "period": "3600"}
+    )  # fmt: skip
+    schedules = await client.get("/schedules")
+    schedule_id = re.search(r'href="/schedules/(\d+)/edit#edit"', schedules.text)
+    assert schedule_id
+    form = await client.get(f"/schedules/{schedule_id.group(1)}/edit")
+    assert 'value="3600"' in form.text
+    changed = await client.post(
+        f"/schedules/{schedule_id.group(1)}",
+        data={"csrf_token": csrf, "name": "hourly", "kind": "cron", "cron": "0 * * * *",
+              "timezone": "UTC"},
+    )  # fmt: skip
+    assert changed.status_code == 303
+    assert "cron 0 * * * * (UTC)" in (await client.get("/schedules")).text
+
+    made = await client.post(
+        "/triggers",
+        data={"csrf_token": csrf, "schedule_id": schedule_id.group(1),
+              "stack_id": stack_id.group(1), "enabled": "", "overlap": "allow",
+              "catch_up": "skip"},
+    )  # fmt: skip
+    assert made.status_code == 303
+    trigger_id = re.search(r'href="/triggers/(\d+)"', (await client.get("/triggers")).text)
+    assert trigger_id
+    url = f"/triggers/{trigger_id.group(1)}"
+    form = await client.get(f"{url}/edit")
+    assert "Change trigger" in form.text
+    renamed = await client.post(
+        url,
+        data={"csrf_token": csrf, "name": "hourly-web", "schedule_id": schedule_id.group(1),
+              "stack_id": stack_id.group(1), "enabled": "1", "overlap": "forbid",
+              "catch_up": "once"},
+    )  # fmt: skip
+    assert renamed.status_code == 303
+    page = await client.get(url)
+    assert "hourly-web" in page.text and 'data-status="enabled"' in page.text
+    assert "forbid" in page.text

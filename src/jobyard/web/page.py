@@ -92,6 +92,11 @@ class Page:
             self.session = session
         self.new_session = False
 
+    def number(self, name: str = "n") -> int:
+        """A page number from the query (1 when absent or not a number)."""
+        raw = self.request.query_params.get(name, "")
+        return max(1, int(raw)) if raw.isdigit() and len(raw) < 10 else 1
+
     def url(self, **params: Any) -> str:
         return url_with(self.request, **params)
 

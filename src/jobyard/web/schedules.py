@@ -1,8 +1,9 @@
 """Schedule pages: reusable timing (cron in a time zone, a period, one moment) with its
-next fire times; created and deleted from one page."""
+next fire times; created, changed and deleted from one page."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from jobyard.domain.accounts import Role
 from jobyard.domain.errors import Invalid, JobyardError
 from jobyard.domain.schedules import Schedule, ScheduleKind, zone
+from jobyard.domain.triggers import SavedSchedule
 from jobyard.service import schedules as uc
 from jobyard.web.forms import int_field
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
@@ -75,10 +77,11 @@ async def _schedules_page(
     error: str = "",
     field: str = "",
     values: dict[str, str] | None = None,
+    editing: SavedSchedule | None = None,
     status_code: int = 200,
 ) -> Response:
     who = page.user
-    n = max(1, int(page.request.query_params.get("n", "1") or 1))
+    n = page.number()
     found = await uc.list_schedules(page.svc, who, offset=(n - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     now = page.svc.clock.now()
     context: dict[str, Any] = {
@@ -92,6 +95,7 @@ async def _schedules_page(
         "error": error,
         "error_field": field,
         "values": values or {**dict.fromkeys(FIELDS, ""), "kind": "cron", "timezone": "UTC"},
+        "editing": editing,
     }
     return await page.render("schedules.html", status_code=status_code, **context)
 
@@ -114,6 +118,52 @@ async def create_schedule(page: Poster) -> Response:
             error=exc.detail,
             field=getattr(exc, "field", None) or "",
             values=values,
+            status_code=exc.status_code,
+        )
+    return page.redirect("/schedules", "saved")
+
+
+def _local_text(moment: dt.datetime | None, timezone: str) -> str:
+    """A moment as a datetime-local field shows it, in the schedule's time zone."""
+    if moment is None:
+        return ""
+    return moment.astimezone(zone(timezone)).strftime("%Y-%m-%dT%H:%M")
+
+
+def schedule_values(saved: SavedSchedule) -> dict[str, str]:
+    s = saved.schedule
+    return {
+        "name": saved.name or "",
+        "kind": s.kind.value,
+        "cron": s.cron or "",
+        "timezone": s.timezone,
+        "period": "" if s.period is None else str(s.period),
+        "start": _local_text(s.start, s.timezone),
+        "at": _local_text(s.at, s.timezone),
+    }
+
+
+@router.get("/schedules/{schedule_id}/edit")
+async def edit_schedule(page: Viewer, schedule_id: str) -> Response:
+    saved = await uc.get_schedule(page.svc, page.user, path_id(schedule_id, "schedule"))
+    return await _schedules_page(page, values=schedule_values(saved), editing=saved)
+
+
+@router.post("/schedules/{schedule_id}")
+async def update_schedule(page: Poster, schedule_id: str) -> Response:
+    saved = await uc.get_schedule(page.svc, page.user, path_id(schedule_id, "schedule"))
+    values = {k: page.field(k) for k in FIELDS}
+    try:
+        new = schedule_from_form(page)
+        changes = {f.name: getattr(new, f.name) for f in dataclasses.fields(Schedule)}
+        await uc.update_schedule(page.svc, page.user, saved.id, changes, values["name"] or None)
+    except JobyardError as exc:
+        return await _schedules_page(
+            page,
+            error=exc.detail,
+            field=getattr(exc, "field", None) or "",
+            values=values,
+            editing=saved,
             status_code=exc.status_code,
         )
     return page.redirect("/schedules", "saved")

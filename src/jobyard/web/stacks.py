@@ -1,5 +1,5 @@
 """Stack pages: named places to run (a target with environment), optionally with a task
-or a command of their own; created, run and deleted from one page."""
+or a command of their own; created, changed, run and deleted from one page."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ from starlette.responses import Response
 
 from jobyard.domain.accounts import Role
 from jobyard.domain.errors import JobyardError
+from jobyard.domain.triggers import Stack
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import nodes as node_uc
 from jobyard.service import stacks as uc
 from jobyard.service import tasks as task_uc
-from jobyard.web.forms import env_from, raw_field, target_from, target_values, target_words
+from jobyard.web.forms import (
+    env_from,
+    env_text,
+    raw_field,
+    target_from,
+    target_values,
+    target_words,
+)
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -39,10 +47,11 @@ async def _stacks_page(
     error: str = "",
     field: str = "",
     values: dict[str, str] | None = None,
+    editing: Stack | None = None,
     status_code: int = 200,
 ) -> Response:
     who = page.user
-    n = max(1, int(page.request.query_params.get("n", "1") or 1))
+    n = page.number()
     found = await uc.list_stacks(page.svc, who, offset=(n - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     tasks = (await task_uc.list_tasks(page.svc, who, limit=100)).items
     nodes = await node_uc.list_nodes(page.svc, who)
@@ -58,6 +67,7 @@ async def _stacks_page(
         "error": error,
         "error_field": field,
         "values": values or _empty_values(),
+        "editing": editing,
         "nodes": nodes,
         "clusters": [
             c for c in await cluster_uc.list_clusters(page.svc, who) if c.status != "terminated"
@@ -72,23 +82,35 @@ async def stacks(page: Viewer) -> Response:
     return await _stacks_page(page)
 
 
-@router.post("/stacks")
-async def create_stack(page: Poster) -> Response:
+def _posted(page: Page) -> dict[str, str]:
     values = {k: page.field(k) for k in _empty_values()}
     values["env"] = raw_field(page, "env")
+    return values
+
+
+def _changes(page: Page, values: dict[str, str]) -> dict[str, Any]:
+    target = target_from(page)
+    return {
+        "name": values["name"],
+        "description": values["description"],
+        "target": target,
+        "env": env_from(values["env"]),
+        "task_id": path_id(values["task_id"], "task") if values["task_id"] else None,
+        "command": values["command"] or None,
+    }
+
+
+@router.post("/stacks")
+async def create_stack(page: Poster) -> Response:
+    values = _posted(page)
     try:
-        target = target_from(page)
-        assert target is not None
-        task_id = path_id(values["task_id"], "task") if values["task_id"] else None
+        changes = _changes(page, values)
         await uc.create_stack(
             page.svc,
             page.user,
-            values["name"],
-            target,
-            env=env_from(values["env"]),
-            description=values["description"],
-            task_id=task_id,
-            command=values["command"] or None,
+            changes.pop("name"),
+            changes.pop("target"),
+            **changes,
         )
     except JobyardError as exc:
         return await _stacks_page(
@@ -96,6 +118,41 @@ async def create_stack(page: Poster) -> Response:
             error=exc.detail,
             field=getattr(exc, "field", None) or "",
             values=values,
+            status_code=exc.status_code,
+        )
+    return page.redirect("/stacks", "saved")
+
+
+def stack_values(stack: Stack) -> dict[str, str]:
+    return {
+        "name": stack.name,
+        "description": stack.description,
+        **target_values(stack.target.as_json()),
+        "env": env_text(stack.env),
+        "task_id": "" if stack.task_id is None else str(stack.task_id),
+        "command": stack.command or "",
+    }
+
+
+@router.get("/stacks/{stack_id}/edit")
+async def edit_stack(page: Viewer, stack_id: str) -> Response:
+    stack = await uc.get_stack(page.svc, page.user, path_id(stack_id, "stack"))
+    return await _stacks_page(page, values=stack_values(stack), editing=stack)
+
+
+@router.post("/stacks/{stack_id}")
+async def update_stack(page: Poster, stack_id: str) -> Response:
+    stack = await uc.get_stack(page.svc, page.user, path_id(stack_id, "stack"))
+    values = _posted(page)
+    try:
+        await uc.update_stack(page.svc, page.user, stack.id, _changes(page, values))
+    except JobyardError as exc:
+        return await _stacks_page(
+            page,
+            error=exc.detail,
+            field=getattr(exc, "field", None) or "",
+            values=values,
+            editing=stack,
             status_code=exc.status_code,
         )
     return page.redirect("/stacks", "saved")

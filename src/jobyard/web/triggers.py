@@ -12,6 +12,7 @@ from starlette.responses import Response
 from jobyard.domain.accounts import Role
 from jobyard.domain.errors import Invalid, JobyardError
 from jobyard.domain.policies import CatchUp, Concurrency, ConcurrencyPolicy
+from jobyard.domain.triggers import Trigger
 from jobyard.service import schedules as schedule_uc
 from jobyard.service import stacks as stack_uc
 from jobyard.service import tasks as task_uc
@@ -49,10 +50,12 @@ async def _triggers_page(
     error: str = "",
     field: str = "",
     values: dict[str, str] | None = None,
+    arguments: str = "",
+    editing: Trigger | None = None,
     status_code: int = 200,
 ) -> Response:
     who = page.user
-    n = max(1, int(page.request.query_params.get("n", "1") or 1))
+    n = page.number()
     found = await uc.list_triggers(page.svc, who, offset=(n - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     context: dict[str, Any] = {
         **await _choices(page),
@@ -67,7 +70,8 @@ async def _triggers_page(
         "error_field": field,
         "values": values
         or {**dict.fromkeys(FIELDS, ""), "enabled": "1", "overlap": "allow", "catch_up": "skip"},
-        "arguments": raw_field(page, "arguments") if values else "",
+        "arguments": arguments,
+        "editing": editing,
     }
     return await page.render("triggers.html", status_code=status_code, **context)
 
@@ -81,41 +85,85 @@ def _optional_id(raw: str, noun: str) -> int | None:
     return path_id(raw, noun) if raw else None
 
 
+def _arguments(page: Page) -> Any:
+    text = raw_field(page, "arguments").strip()
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        raise Invalid(
+            'arguments are a JSON object such as {"version": "1.2"}', "arguments"
+        ) from None
+
+
+def _changes(page: Page, values: dict[str, str]) -> dict[str, Any]:
+    if not values["schedule_id"]:
+        raise Invalid("choose a schedule (create one on the Schedules page)", "schedule_id")
+    if values["catch_up"] and values["catch_up"] not in CatchUp.__members__.values():
+        raise Invalid(f"unknown catch-up policy {values['catch_up']!r}", "catch_up")
+    return {
+        "schedule_id": path_id(values["schedule_id"], "schedule"),
+        "task_id": _optional_id(values["task_id"], "task"),
+        "stack_id": _optional_id(values["stack_id"], "stack"),
+        "name": values["name"] or None,
+        "enabled": values["enabled"] == "1",
+        "overlap": ConcurrencyPolicy.from_json(values["overlap"] or "allow", "overlap"),
+        "catch_up": CatchUp(values["catch_up"] or "skip"),
+        "arguments": _arguments(page),
+    }
+
+
+async def _failed(
+    page: Page, exc: JobyardError, values: dict[str, str], editing: Trigger | None = None
+) -> Response:
+    return await _triggers_page(
+        page,
+        error=exc.detail,
+        field=getattr(exc, "field", None) or "",
+        values=values,
+        arguments=raw_field(page, "arguments"),
+        editing=editing,
+        status_code=exc.status_code,
+    )
+
+
 @router.post("/triggers")
 async def create_trigger(page: Poster) -> Response:
     values = {k: page.field(k) for k in FIELDS}
     try:
-        if not values["schedule_id"]:
-            raise Invalid("choose a schedule (create one on the Schedules page)", "schedule_id")
-        text = raw_field(page, "arguments").strip()
-        try:
-            arguments = json.loads(text) if text else None
-        except json.JSONDecodeError:
-            raise Invalid(
-                'arguments are a JSON object such as {"version": "1.2"}', "arguments"
-            ) from None
-        await uc.create_trigger(
-            page.svc,
-            page.user,
-            schedule_id=path_id(values["schedule_id"], "schedule"),
-            task_id=_optional_id(values["task_id"], "task"),
-            stack_id=_optional_id(values["stack_id"], "stack"),
-            name=values["name"] or None,
-            enabled=values["enabled"] == "1",
-            overlap=ConcurrencyPolicy.from_json(values["overlap"] or "allow", "overlap"),
-            catch_up=CatchUp(values["catch_up"] or "skip"),
-            arguments=arguments,
-        )
-    except (JobyardError, ValueError) as exc:
-        detail = exc.detail if isinstance(exc, JobyardError) else str(exc)
-        return await _triggers_page(
-            page,
-            error=detail,
-            field=getattr(exc, "field", None) or "",
-            values=values,
-            status_code=exc.status_code if isinstance(exc, JobyardError) else 422,
-        )
+        await uc.create_trigger(page.svc, page.user, **_changes(page, values))
+    except JobyardError as exc:
+        return await _failed(page, exc, values)
     return page.redirect("/triggers", "saved")
+
+
+@router.get("/triggers/{trigger_id}/edit")
+async def edit_trigger(page: Viewer, trigger_id: str) -> Response:
+    trigger = await uc.get_trigger(page.svc, page.user, path_id(trigger_id, "trigger"))
+    values = {
+        "name": trigger.name or "",
+        "task_id": "" if trigger.task_id is None else str(trigger.task_id),
+        "stack_id": "" if trigger.stack_id is None else str(trigger.stack_id),
+        "schedule_id": str(trigger.schedule_id),
+        "enabled": "1" if trigger.enabled else "",
+        "overlap": trigger.overlap.mode.value,
+        "catch_up": CatchUp(trigger.catch_up).value,
+    }
+    arguments = json.dumps(trigger.arguments) if trigger.arguments else ""
+    return await _triggers_page(page, values=values, arguments=arguments, editing=trigger)
+
+
+@router.post("/triggers/{trigger_id}")
+async def update_trigger(page: Poster, trigger_id: str) -> Response:
+    trigger = await uc.get_trigger(page.svc, page.user, path_id(trigger_id, "trigger"))
+    values = {k: page.field(k) for k in FIELDS}
+    try:
+        changes = _changes(page, values)
+        if changes["arguments"] is None:
+            changes["arguments"] = {}
+        await uc.update_trigger(page.svc, page.user, trigger.id, changes)
+    except JobyardError as exc:
+        return await _failed(page, exc, values, trigger)
+    return page.redirect(f"/triggers/{trigger.id}", "saved")
 
 
 @router.get("/triggers/{trigger_id}")
