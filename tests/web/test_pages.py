@@ -441,3 +441,15 @@ async def test_password_guessing_is_slowed_down(client: httpx.AsyncClient, admin
     )
     assert limited.status_code == 429
     assert "too many failed sign-ins" in limited.text
+
+
+async def test_watch_a_cluster(client: httpx.AsyncClient, admin: Account) -> None:
+    csrf = await sign_in(client, admin.email)
+    made = await client.post(
+        "/clusters", data={"csrf_token": csrf, "name": "gpu", "nodes": "1", "type": "production"}
+    )
+    url = made.headers["location"]
+    assert "Stop watching" in (await client.get(url)).text  # the creator watches it
+    await client.post(f"{url}/watch", data={"csrf_token": csrf, "watch": "0"})
+    page = await client.get(url)
+    assert "Nobody watches this cluster." in page.text and ">Watch<" in page.text

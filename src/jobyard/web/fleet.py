@@ -11,7 +11,7 @@ from jobyard.domain.accounts import Role
 from jobyard.domain.clusters import CLUSTER_TYPES
 from jobyard.domain.errors import Invalid, JobyardError
 from jobyard.service import clusters as cluster_uc
-from jobyard.service import feeds
+from jobyard.service import feeds, watchers
 from jobyard.service import jobs as job_uc
 from jobyard.service import nodes as node_uc
 from jobyard.store.jobs import JobFilter
@@ -113,7 +113,10 @@ async def cluster_page(page: Viewer, cluster_id: str) -> Response:
         page.svc, who, cluster.id, limit=50, newest_first=True
     )
     members = await node_uc.list_nodes(page.svc, who, cluster=cluster.name)
+    watching = await watchers.list_watchers(page.svc, who, "cluster", cluster.id)
     context: dict[str, Any] = {
+        "watchers": watching,
+        "watching": any(w.user_id == who.user_id for w in watching),
         "cluster": cluster,
         "history": history.items,
         "members": members,
@@ -131,6 +134,16 @@ async def terminate(page: Poster, cluster_id: str) -> Response:
     cid = _cluster_id(cluster_id)
     await cluster_uc.terminate_cluster(page.svc, page.user, cid)
     return page.redirect(f"/clusters/{cid}", "done")
+
+
+@router.post("/clusters/{cluster_id}/watch")
+async def watch(page: Poster, cluster_id: str) -> Response:
+    cid = _cluster_id(cluster_id)
+    if page.field("watch") == "0":
+        await watchers.unwatch(page.svc, page.user, "cluster", cid)
+        return page.redirect(f"/clusters/{cid}", "unwatched")
+    await watchers.watch(page.svc, page.user, "cluster", cid)
+    return page.redirect(f"/clusters/{cid}", "watching")
 
 
 @router.post("/clusters/{cluster_id}/scale")
