@@ -15,6 +15,7 @@ import uvicorn
 from jobyard.api.app import create_app
 from jobyard.notify import webhooks as signing
 from jobyard.service.context import Services
+from jobyard.service.hub import SHUTDOWN
 from tests.api.conftest import Tenant
 from tests.conftest import Account
 from tests.notify.conftest import configure, drain, eventually, finish_job
@@ -314,5 +315,10 @@ async def test_the_inbox_stream_is_live(svc: Services, tenant: Tenant) -> None:
         await drain(svc)
         headers = {**tenant.user.headers, "Last-Event-ID": last}
         async with http.stream("GET", "/api/v1/notifications/stream", headers=headers) as r:
-            [replayed, _] = await asyncio.wait_for(read_events(r.aiter_lines(), 2), 10)
+            lines = r.aiter_lines()
+            [replayed, _] = await asyncio.wait_for(read_events(lines, 2), 10)
             assert replayed["data"]["subject"]["id"] == job2
+
+            # A server that starts to stop ends the stream rather than wait for the client.
+            svc.hub.publish_local(SHUTDOWN, SHUTDOWN)
+            assert await asyncio.wait_for(read_events(lines, 1), 10) == []

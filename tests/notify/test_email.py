@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 
@@ -9,7 +10,9 @@ from jobyard.dispatch.outbox import Relay
 from jobyard.domain.jobs import NodeRunStatus
 from jobyard.service import notifications as inbox
 from jobyard.service import outbox as relay
+from jobyard.service import watchers
 from jobyard.service.context import Services
+from jobyard.store import Database
 from tests.notify.conftest import (
     configure,
     drain,
@@ -147,3 +150,27 @@ async def test_the_relay_loop_delivers_soon_after_commit(nsvc: Services, smtp: S
             return len(smtp.messages) == 1 and await inbox.unread_count(nsvc, alice) == 1
 
         await eventually(arrived, timeout=5, what="the relay loop to deliver")
+
+
+async def test_two_relays_on_one_database_send_each_email_once(
+    nsvc: Services, smtp: SmtpServer
+) -> None:
+    """Two replicas' relays drain the same outbox at once (SKIP LOCKED on PostgreSQL)."""
+    org = await new_org(nsvc, "acme")
+    people = [await person(nsvc, org) for _ in range(5)]
+    for who in people:
+        job_id = await start_job(nsvc, who)
+        for other in people:
+            if other is not who:
+                await watchers.watch(nsvc, other, "job", job_id)
+        await finish_job(nsvc, job_id)
+    other_db = Database(nsvc.db.url)
+    try:
+        replica = Services(db=other_db, settings=nsvc.settings)
+        await asyncio.gather(drain(nsvc), drain(replica))
+    finally:
+        await other_db.close()
+    assert len(smtp.messages) == 25
+    assert len(set(smtp.ids())) == 25
+    for who in people:
+        assert (await inbox.list_notifications(nsvc, who)).total == 5

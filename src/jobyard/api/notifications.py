@@ -14,7 +14,6 @@ POST /api/v1/notifications/deliveries/{id}/retry
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -30,9 +29,11 @@ from jobyard.domain.notifications import PERSONAL_CHANNELS, Delivery, Notificati
 from jobyard.domain.records import Principal
 from jobyard.service import notifications as uc
 from jobyard.service.context import Services
+from jobyard.service.hub import SHUTDOWN
 from jobyard.wire.notifications import SettingsIn
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+REPLAY = 200
 Who = Annotated[Principal, Depends(principal)]
 Svc = Annotated[Services, Depends(services)]
 
@@ -156,11 +157,14 @@ async def stream(request: Request, who: Who, svc: Svc) -> Response:
     async def body() -> AsyncIterator[bytes]:
         nonlocal after
         unread = -1
-        async with svc.hub.subscribe(uc.inbox_topic(who)) as queue:
+        async with svc.hub.subscribe(uc.inbox_topic(who), SHUTDOWN) as queue:
             while True:
-                for n in await uc.notifications_after(svc, who, after):
-                    after = n.id
-                    yield frame(n.id, "notification", notification_json(n))
+                while batch := await uc.notifications_after(svc, who, after, REPLAY):
+                    for n in batch:
+                        after = n.id
+                        yield frame(n.id, "notification", notification_json(n))
+                    if len(batch) < REPLAY:
+                        break
                 count = await uc.unread_count(svc, who)
                 if count != unread:
                     unread = count
@@ -168,12 +172,15 @@ async def stream(request: Request, who: Who, svc: Svc) -> Response:
                 if await request.is_disconnected():
                     return
                 # Another replica's relay does not wake us: look again at every keep-alive.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.get(), KEEPALIVE)
-                    while not queue.empty():
-                        queue.get_nowait()
+                try:
+                    woken = [await asyncio.wait_for(queue.get(), KEEPALIVE)]
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
                     continue
-                yield b": keep-alive\n\n"
+                while not queue.empty():
+                    woken.append(queue.get_nowait())
+                if SHUTDOWN in woken:
+                    return
 
     return StreamingResponse(
         body(),
