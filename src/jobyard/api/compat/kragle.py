@@ -33,7 +33,7 @@ from jobyard.service import schedules as schedules_uc
 from jobyard.service import stacks as stacks_uc
 from jobyard.service import triggers as triggers_uc
 from jobyard.service.context import Services
-from jobyard.web.session import SessionCodec
+from jobyard.service.cookies import SessionCodec
 
 PREFIX = "/compat/kragle"
 COOKIE = "kragle_session"
@@ -127,12 +127,10 @@ async def _authenticate(request: Request, svc: Services) -> Response:
     login, password, org = _login_fields(body)
     who = await sessions.sign_in(svc, login, password, client=_client(request), org_name=org)
     c = codec(svc)
-    value = c.dumps(c.signed_in(who.user_id, who.org_name))
-    parts = [f"{COOKIE}={value}", f"Path={PREFIX}", f"Max-Age={c.max_age}", "HttpOnly"]
-    parts.append("SameSite=Strict")
-    if c.secure:
-        parts.append("Secure")
-    return JSON({"code": 0, "user_id": who.user_id}, headers={"Set-Cookie": "; ".join(parts)})
+    cookie = c.set_cookie(
+        COOKIE, c.signed_in(who.user_id, who.org_name), path=PREFIX, same_site="Strict"
+    )
+    return JSON({"code": 0, "user_id": who.user_id}, headers={"Set-Cookie": cookie})
 
 
 @router.post("/authenticate", summary="Log in: a session cookie for later calls")
