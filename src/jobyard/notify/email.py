@@ -1,4 +1,4 @@
-"""Email through SMTP (aiosmtplib): plain text and HTML, one connection per batch.
+"""Email through SMTP (aiosmtplib): plain text and HTML, a few connections per batch.
 
 The outbox key becomes the Message-ID, so a message re-sent after a crash carries the
 same id and mail clients and servers can recognize the duplicate.
@@ -6,9 +6,14 @@ same id and mail clients and servers can recognize the duplicate.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import formatdate, make_msgid
 
 import aiosmtplib
@@ -17,6 +22,9 @@ from jobyard.notify.outcome import OK, Outcome
 
 # SMTP reply codes from 500 up mean "do not try this message again".
 PERMANENT_FROM = 500
+# Bodies in quoted-printable: readable in the raw message, safe for any text.
+_QP = Charset("utf-8")
+_QP.body_encoding = QP
 
 
 @dataclass(frozen=True)
@@ -28,12 +36,27 @@ class SmtpConfig:
     password: str = ""
     sender: str = "jobyard@localhost"
     timeout: float = 30.0
+    # A batch is spread over this many connections at once (SMTP servers take parallel
+    # sessions; one session is a round trip per command).
+    connections: int = 4
 
 
 def message_id(key: str, domain: str) -> str:
     """A stable Message-ID for an outbox key."""
     safe = "".join(c if c.isalnum() or c in ".-_" else "-" for c in key)
     return f"<jobyard.{safe}@{domain}>"
+
+
+def _one_line(value: str, what: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{what} {value!r} spans lines")
+    return value
+
+
+def _utf8(text: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part.set_payload(text, _QP)  # encodes it, and says so in Content-Transfer-Encoding
+    return part
 
 
 def build(
@@ -45,31 +68,39 @@ def build(
     url: str,
     msg_id: str,
     name: str = "",
-) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = " ".join(title.split())  # a header never spans lines
+) -> Message:
+    """A multipart/alternative message: plain text and HTML, both with the link.
+
+    Built with the ``email.mime`` classes, about four times faster than ``EmailMessage``
+    (a fan-out builds thousands); header values are checked to stay on one line.
+    """
+    msg = MIMEMultipart("alternative")
+    msg["From"] = _one_line(sender, "sender")
+    msg["To"] = _one_line(to, "recipient")
+    subject = " ".join(title.split())  # a header never spans lines
+    msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = msg_id or make_msgid()
+    msg["Message-ID"] = _one_line(msg_id, "Message-ID") if msg_id else make_msgid()
     msg["Auto-Submitted"] = "auto-generated"
     greeting = f"Hello {name},\n\n" if name else ""
-    msg.set_content(f"{greeting}{text}\n\nOpen it: {url}\n\n-- \njobyard\n")
+    msg.attach(_utf8(f"{greeting}{text}\n\nOpen it: {url}\n\n-- \njobyard\n", "plain"))
     paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p.strip())
     hello = f"<p>Hello {html.escape(name)},</p>" if name else ""
-    msg.add_alternative(
-        "<!doctype html><html><body>"
-        f"{hello}{paragraphs}"
-        f'<p><a href="{html.escape(url, quote=True)}">Open it in jobyard</a></p>'
-        '<p style="color:#777">-- jobyard</p>'
-        "</body></html>\n",
-        subtype="html",
+    msg.attach(
+        _utf8(
+            "<!doctype html><html><body>"
+            f"{hello}{paragraphs}"
+            f'<p><a href="{html.escape(url, quote=True)}">Open it in jobyard</a></p>'
+            '<p style="color:#777">-- jobyard</p>'
+            "</body></html>\n",
+            "html",
+        )
     )
     return msg
 
 
 class EmailSender:
-    """Sends a batch of messages over one SMTP connection."""
+    """Sends a batch of messages over a few SMTP connections."""
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
@@ -84,7 +115,14 @@ class EmailSender:
             timeout=c.timeout,
         )
 
-    async def send_many(self, messages: list[EmailMessage]) -> list[Outcome]:
+    async def send_many(self, messages: list[Message]) -> list[Outcome]:
+        """Send over up to ``config.connections`` connections at once, in order on each."""
+        size = max(1, -(-len(messages) // self.config.connections))
+        chunks = [messages[i : i + size] for i in range(0, len(messages), size)]
+        results = await asyncio.gather(*(self._send_on_one(chunk) for chunk in chunks))
+        return [outcome for chunk in results for outcome in chunk]
+
+    async def _send_on_one(self, messages: list[Message]) -> list[Outcome]:
         if not messages:
             return []
         smtp = self._client()
@@ -109,7 +147,7 @@ class EmailSender:
                     smtp.close()
         return outcomes
 
-    async def _send_one(self, smtp: aiosmtplib.SMTP, msg: EmailMessage) -> Outcome:
+    async def _send_one(self, smtp: aiosmtplib.SMTP, msg: Message) -> Outcome:
         if not smtp.is_connected:
             return Outcome("the SMTP server closed the connection")
         try:

@@ -21,7 +21,7 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message as EmailMessage
 from typing import Any
 
 import orjson
@@ -315,7 +315,7 @@ async def deliver_in_app(svc: Services, limit: int = 1000) -> int:
     return len(due)
 
 
-async def deliver_remote(svc: Services, channels: Channels, limit: int = 50) -> int:
+async def deliver_remote(svc: Services, channels: Channels, limit: int = 200) -> int:
     """Claim due email and webhook rows, send them, record the outcomes; returns how many."""
     pol = policy(svc.settings)
     wanted = [Channel.WEBHOOK.value] + ([Channel.EMAIL.value] if channels.email else [])
