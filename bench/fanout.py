@@ -368,7 +368,7 @@ async def measure_db(
                     args.tp_seconds,
                     meter,
                 )
-    if args.idle:
+    if args.idle and args.idle_on in (label.lower(), "both"):
         print("idle agents, server memory:", flush=True)
         out["idle"] = await idle_memory(database_url, args.idle, args.settle)
     return out
@@ -481,6 +481,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tp-in-flight", type=int, default=8)
     parser.add_argument("--tp-seconds", type=float, default=20.0)
     parser.add_argument("--idle", type=ints, default=[1000, 5000, 10000])
+    parser.add_argument(
+        "--idle-on",
+        choices=["sqlite", "postgresql", "both"],
+        default="sqlite",
+        help="the database(s) of the idle-memory measurement",
+    )
     parser.add_argument("--settle", type=float, default=6.0, help="seconds before reading RSS")
     parser.add_argument("--no-queues", dest="queues", action="store_false")
     parser.add_argument("--queue-jobs", type=int, default=20000)

@@ -136,4 +136,15 @@ def serve(
                 task.cancel()
             await svc.db.close()
 
-    asyncio.run(main())
+    # uvicorn picks uvloop only when it owns the loop (uvicorn.run); here we own it.
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (uvicorn[standard] brings it), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
