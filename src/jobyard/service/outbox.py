@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import logging
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
@@ -117,9 +118,7 @@ async def notify_on_event(svc: Services, tx: Tx, event: Event) -> None:
         return
     people = _audience(event, kind)
     hooks = [
-        s
-        for s in await tx.notify.webhooks.of_org(event.org_id, enabled_only=True)
-        if subscribed(s.event_types, kind)
+        s for s in await _subscriptions(svc, tx, event.org_id) if subscribed(s.event_types, kind)
     ]
     if people is None and not hooks:
         return
@@ -151,6 +150,30 @@ async def notify_on_event(svc: Services, tx: Tx, event: Event) -> None:
     queued += len(rows)
     if queued:
         tx.after_commit(lambda: svc.hub.publish(OUTBOX, queued))
+
+
+# Every job's submit and start asks for the organization's webhook subscriptions: they are
+# kept for a moment per process. A change made here is seen at once (``forget_subscriptions``);
+# one made on another replica within SUBSCRIPTIONS_TTL, and a delivery queued for a
+# subscription disabled meanwhile fails with that reason instead of being sent.
+SUBSCRIPTIONS_TTL = 2.0
+_SUBS = "notify.subscriptions"
+
+
+async def _subscriptions(svc: Services, tx: Tx, org_id: int) -> list[Subscription]:
+    cache: dict[int, tuple[float, list[Subscription]]] = svc.runtime.setdefault(_SUBS, {})
+    now = time.monotonic()
+    found = cache.get(org_id)
+    if found is not None and found[0] > now:
+        return found[1]
+    subs = await tx.notify.webhooks.of_org(org_id, enabled_only=True)
+    cache[org_id] = (now + SUBSCRIPTIONS_TTL, subs)
+    return subs
+
+
+def forget_subscriptions(svc: Services, org_id: int) -> None:
+    """Drop the cached subscriptions of an organization (after a change to them)."""
+    svc.runtime.get(_SUBS, {}).pop(org_id, None)
 
 
 def _audience(event: Event, kind: Kind) -> Audience | None:
@@ -419,10 +442,11 @@ async def _record(
                 await tx.notify.outbox.retry_later(
                     d.id, now + dt.timedelta(seconds=delay), error, now
                 )
-        await _webhook_health(tx, pol, batch, outcomes, subs, now)
+        await _webhook_health(svc, tx, pol, batch, outcomes, subs, now)
 
 
 async def _webhook_health(
+    svc: Services,
     tx: Tx,
     pol: RetryPolicy,
     batch: list[Delivery],
@@ -449,6 +473,7 @@ async def _webhook_health(
             )
             await tx.notify.outbox.fail_pending_of(sub.id, reason, now)
             subs[sub.id] = dataclasses.replace(sub, enabled=False)
+            tx.after_commit(lambda org=sub.org_id: forget_subscriptions(svc, org))
             log.warning("webhook subscription %s %s", sub.id, reason)
 
 

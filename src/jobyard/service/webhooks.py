@@ -14,6 +14,7 @@ from jobyard.domain.notifications import Delivery, Subscription, check_kinds, ch
 from jobyard.domain.records import Page, Principal
 from jobyard.notify import webhooks as hooks
 from jobyard.service.context import Services
+from jobyard.service.outbox import forget_subscriptions
 from jobyard.store import Tx
 
 MAX_URL = 2000
@@ -67,6 +68,7 @@ async def create_subscription(
     url = await check_url(svc, url)
     now = svc.clock.now()
     async with svc.db.begin() as tx:
+        tx.after_commit(lambda: forget_subscriptions(svc, who.org_id))
         return await tx.notify.webhooks.insert(
             {
                 "org_id": who.org_id,
@@ -124,6 +126,7 @@ async def update_subscription(
                 values.update(disabled_reason=f"disabled by {who.actor}", disabled_at=now)
                 await tx.notify.outbox.fail_pending_of(sub.id, "the subscription was disabled", now)
         values["updated_at"] = now
+        tx.after_commit(lambda: forget_subscriptions(svc, who.org_id))
         return await tx.notify.webhooks.update(sub.id, values)
 
 
@@ -133,6 +136,7 @@ async def delete_subscription(svc: Services, who: Principal, subscription_id: in
     async with svc.db.begin() as tx:
         sub = await _mine(tx, who, subscription_id)
         await tx.notify.webhooks.delete(sub.id)
+        tx.after_commit(lambda: forget_subscriptions(svc, who.org_id))
 
 
 async def subscription_deliveries(
