@@ -26,15 +26,24 @@ PRUNE_EVERY = 3600.0
 
 
 class Relay:
+    """Two loops: in-app deliveries (local, fast) never wait behind a slow SMTP server or
+    webhook receiver; email and webhooks go out in their own loop."""
+
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.channels = outbox.Channels.from_settings(svc.settings)
-        self.wake = asyncio.Event()
+        self.wake_local = asyncio.Event()
+        self.wake_remote = asyncio.Event()
         self._pruned = 0.0
 
-    async def tick(self) -> None:
+    async def tick_local(self) -> None:
         for _ in range(MAX_BATCHES):
-            if not await outbox.relay_once(self.svc, self.channels):
+            if not await outbox.deliver_in_app(self.svc):
+                break
+
+    async def tick_remote(self) -> None:
+        for _ in range(MAX_BATCHES):
+            if not await outbox.deliver_remote(self.svc, self.channels):
                 break
         if time.monotonic() - self._pruned > PRUNE_EVERY:
             self._pruned = time.monotonic()
@@ -46,13 +55,17 @@ class Relay:
         async with self.svc.hub.subscribe(outbox.OUTBOX) as queue:
             while True:
                 await queue.get()
-                self.wake.set()
+                self.wake_local.set()
+                self.wake_remote.set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Relay]:
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         try:
-            async with periodic("outbox", INTERVAL, self.tick, self.wake):
+            async with (
+                periodic("outbox-in-app", INTERVAL, self.tick_local, self.wake_local),
+                periodic("outbox-remote", INTERVAL, self.tick_remote, self.wake_remote),
+            ):
                 yield self
         finally:
             listener.cancel()

@@ -478,8 +478,12 @@ async def _webhook_health(
 
 
 async def relay_once(svc: Services, channels: Channels) -> int:
-    """One pass of the relay: in-app first (cheap, local), then email and webhooks."""
-    return await deliver_in_app(svc) + await deliver_remote(svc, channels)
+    """One pass of the relay: every due in-app row (cheap, local), then one batch of
+    email and webhooks."""
+    done = 0
+    while n := await deliver_in_app(svc):
+        done += n
+    return done + await deliver_remote(svc, channels)
 
 
 async def prune_sent(svc: Services, keep_days: float = 7.0) -> int:
