@@ -121,12 +121,14 @@ class Engine:
     async def _clusters(self) -> None:
         await clusters.advance_clusters(self.svc)
 
-    async def _wake_on_hub(self) -> None:
-        async with self.svc.hub.subscribe("dispatch", "clusters", maxsize=0) as queue:
+    async def _wake_on(self, topic: str, wake: asyncio.Event) -> None:
+        """Set ``wake`` whenever ``topic`` is published (one wake-up serves a burst)."""
+        async with self.svc.hub.subscribe(topic, maxsize=0) as queue:
             while True:
                 await queue.get()
-                self.start_wake.set()
-                self.cluster_wake.set()
+                while not queue.empty():
+                    queue.get_nowait()
+                wake.set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Engine]:
@@ -134,7 +136,10 @@ class Engine:
         s = self.svc.settings
         tick = max(0.05, min(1.0, s.heartbeat_interval / 2))
         batcher = asyncio.create_task(self._apply_batches(), name="reports")
-        waker = asyncio.create_task(self._wake_on_hub(), name="waker")
+        wakers = [
+            asyncio.create_task(self._wake_on("dispatch", self.start_wake), name="wake-start"),
+            asyncio.create_task(self._wake_on("clusters", self.cluster_wake), name="wake-clusters"),
+        ]
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(periodic("starter", 1.0, self._start, self.start_wake))
             await stack.enter_async_context(periodic("deadlines", tick, self._deadlines))
@@ -153,7 +158,7 @@ class Engine:
             try:
                 yield self
             finally:
-                for task in (waker, batcher):
+                for task in (*wakers, batcher):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -86,7 +87,8 @@ async def create_user(
         elif pw_hash:
             await tx.accounts.set_password(user.id, pw_hash)
         await tx.accounts.upsert_membership(org.id, user.id, role, svc.clock.now())
-        return user
+    forget_tokens(svc)  # a changed role must not linger in remembered authentications
+    return user
 
 
 async def issue_token(
@@ -131,12 +133,44 @@ async def create_token(
         return await issue_token(tx, svc.clock.now(), org.id, user.id, name, role, expires_at)
 
 
+# Authenticated tokens are remembered this long (seconds). A revocation or role change made
+# through this process clears the cache at once; another replica's takes at most this long.
+TOKEN_CACHE_TTL = 2.0
+
+
+def _token_cache(svc: Services) -> dict[str, tuple[float, Principal, dt.datetime | None]]:
+    cache: dict[str, tuple[float, Principal, dt.datetime | None]] = svc.runtime.setdefault(
+        "token_cache", {}
+    )
+    return cache
+
+
+def forget_tokens(svc: Services) -> None:
+    """Drop every remembered authentication (after a revocation or a role change)."""
+    _token_cache(svc).clear()
+
+
 async def authenticate(svc: Services, secret: str) -> Principal:
     """Turn a presented token into the principal it stands for, or raise Unauthenticated."""
     if not secret:
         raise Unauthenticated("no credential given")
+    key = hash_token(secret)
+    cache = _token_cache(svc)
+    hit = cache.get(key)
+    now_mono = time.monotonic()
+    fresh = hit is not None and now_mono - hit[0] < TOKEN_CACHE_TTL
+    if hit is not None and fresh and (hit[2] is None or hit[2] > svc.clock.now()):
+        return hit[1]
+    who, expires = await _authenticate(svc, key)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[key] = (now_mono, who, expires)
+    return who
+
+
+async def _authenticate(svc: Services, key: str) -> tuple[Principal, dt.datetime | None]:
     async with svc.db.read() as tx:
-        row = await tx.accounts.principal_row(hash_token(secret))
+        row = await tx.accounts.principal_row(key)
     if row is None:
         raise Unauthenticated("unknown token")
     now = svc.clock.now()
@@ -147,7 +181,7 @@ async def authenticate(svc: Services, secret: str) -> Principal:
     member = Role(row["member_role"])
     token_role = Role(row["token_role"]) if row["token_role"] else None
     role = token_role if token_role is not None else member
-    return Principal(
+    who = Principal(
         org_id=row["org_id"],
         org_name=row["org_name"],
         user_id=row["user_id"],
@@ -156,6 +190,7 @@ async def authenticate(svc: Services, secret: str) -> Principal:
         role=role,
         token_id=row["token_id"],
     )
+    return who, row["expires_at"]
 
 
 async def principal_for_user(svc: Services, user_id: int, org_name: str) -> Principal:
@@ -221,6 +256,7 @@ async def revoke_token(svc: Services, who: Principal, token_id: int) -> None:
         if token is None or (token.user_id != who.user_id and who.role is not Role.ADMIN):
             raise NotFound(f"no token {token_id}")
         await tx.accounts.revoke_token(token.id, svc.clock.now())
+    forget_tokens(svc)
 
 
 async def list_members(svc: Services, who: Principal) -> list[Member]:
@@ -252,3 +288,4 @@ async def remove_member(svc: Services, who: Principal, user_id: int) -> None:
     async with svc.db.begin() as tx:
         if not await tx.accounts.delete_membership(who.org_id, user_id):
             raise NotFound(f"no member {user_id}")
+    forget_tokens(svc)

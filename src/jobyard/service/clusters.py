@@ -235,6 +235,9 @@ async def cluster_history(
 async def advance_clusters(svc: Services) -> int:
     """Move every live cluster as far as its members' state allows; returns moves made."""
     moves = 0
+    async with svc.db.read() as tx:
+        if not await tx.clusters.all_live():
+            return 0  # nothing to move: no write transaction, no writer lock taken
     async with svc.db.begin() as tx:
         if not await tx.leader("clusters"):
             return 0
