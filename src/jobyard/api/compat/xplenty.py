@@ -217,7 +217,7 @@ def _command_spec(body: dict[str, Any], cluster: Cluster, command: str) -> JobSp
 
 
 def _package_id(body: dict[str, Any]) -> int | None:
-    """The package to run: ``package_id``, or ``job_id`` as PyPI ``xplenty`` sends it."""
+    """The package to run: ``package_id``, or ``job_id`` as PyPI ``xplenty`` 1.x sends it."""
     for key in ("package_id", "job_id"):
         if body.get(key) not in (None, ""):
             value = integer(body, key, coerce=True)
