@@ -757,7 +757,8 @@ def test_the_server_killed_mid_run_and_restarted_ends_the_job_once(
     job_id = yard.submit(
         command=(
             f"echo $JOBYARD_NODE_NAME >> {ran}; "
-            f"while [ ! -e {marker} ]; do sleep 0.05; done; echo finished"
+            f"while [ ! -e {marker} ]; do sleep 0.05; done; echo finished; "
+            'echo "$JOBYARD_NODE_NAME" > "$JOBYARD_OUTPUT_DIR/report.txt"'
         ),
         nodes=["crash-1", "crash-2"],
     )
@@ -777,6 +778,14 @@ def test_the_server_killed_mid_run_and_restarted_ends_the_job_once(
         assert yard.run_history(job_id, node) == ["ready", "running", "succeeded"]
         # Printed while the server was down: kept by the agent and sent after reconnecting.
         assert yard.output(job_id, node) == "finished\n"
+    # Likewise the output files the commands left while the server was down.
+    files = yard.api.get(f"/api/v1/jobs/{job_id}/files").json()
+    assert sorted((f["node"], f["name"]) for f in files) == [
+        ("crash-1", "report.txt"),
+        ("crash-2", "report.txt"),
+    ]
+    for f in files:
+        assert yard.api.get(f["download_url"]).text == f"{f['node']}\n"
     # New work after the restart.
     again = yard.submit(command="echo again", nodes=["crash-1", "crash-2"])
     assert yard.wait_job(again)["status"] == "complete"

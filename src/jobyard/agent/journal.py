@@ -2,6 +2,7 @@
 
 <state>/runs/<job>-<attempt>.json     written (fsync) before a command starts
 <state>/results/<job>-<attempt>.json  a finished run's result until the server acks it
+<state>/files/<job>-<attempt>/         its output files until each is sent (before the result)
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,9 @@ class Journal:
         self.root = root
         self.runs = root / "runs"
         self.results = root / "results"
-        self.runs.mkdir(parents=True, exist_ok=True)
-        self.results.mkdir(parents=True, exist_ok=True)
+        self.files = root / "files"
+        for d in (self.runs, self.results, self.files):
+            d.mkdir(parents=True, exist_ok=True)
 
     def started(self, job: int, attempt: int) -> dict[str, Any] | None:
         path = self.runs / _name(job, attempt)
@@ -64,6 +67,23 @@ class Journal:
 
     def acked(self, job: int, attempt: int) -> None:
         (self.results / _name(job, attempt)).unlink(missing_ok=True)
+        self.files_sent(job, attempt)
+
+    def keep_files(self, job: int, attempt: int, outputs: Path) -> None:
+        """Move a finished run's output directory here (a rename: same file system)."""
+        dest = self.files / f"{job}-{attempt}"
+        shutil.rmtree(dest, ignore_errors=True)
+        if outputs.is_dir() and any(p.is_file() for p in outputs.rglob("*")):
+            os.replace(outputs, dest)
+
+    def unsent_files(self, job: int, attempt: int) -> list[tuple[str, Path]]:
+        """(relative name, path) of the run's files not sent yet, in name order."""
+        root = self.files / f"{job}-{attempt}"
+        paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        return [(p.relative_to(root).as_posix(), p) for p in paths]
+
+    def files_sent(self, job: int, attempt: int) -> None:
+        shutil.rmtree(self.files / f"{job}-{attempt}", ignore_errors=True)
 
     def pending(self) -> list[dict[str, Any]]:
         out = []

@@ -81,6 +81,7 @@ class Agent:
         self.connected = asyncio.Event()
         self._last_resend = 0.0
         self.backlog: deque[str] = deque()  # output frames not yet handed to a connection
+        self._delivering: set[tuple[int, int]] = set()
 
     # -- lifecycle
     async def run_forever(self) -> None:
@@ -201,7 +202,7 @@ class Agent:
     async def _resend_results(self) -> None:
         self._last_resend = asyncio.get_running_loop().time()
         for result in self.journal.pending():
-            await self._send(wire.encode("result", **result))
+            await self._deliver(result)
 
     async def _send(self, message: str) -> bool:
         """Hand a frame to the live connection; False when there is none (or it broke)."""
@@ -345,7 +346,7 @@ class Agent:
                     if run.process.killed:
                         await run.process.kill(self.config.abort_grace)
             status = "aborted" if run.aborting else "succeeded" if code == 0 else "failed"
-            await self._upload(run, outputs)
+            await self._keep_files(run, outputs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -356,7 +357,7 @@ class Agent:
         result = {"job": job, "attempt": attempt, "status": status, "exit_code": code}
         self.journal.keep_result(job, attempt, result)
         self.journal.forget(job, attempt)
-        await self._send(wire.encode("result", **result))
+        await self._deliver(result)
         shutil.rmtree(work, ignore_errors=True)
 
     async def _output(self, run: Run, stream: str, data: str) -> None:
@@ -373,19 +374,36 @@ class Agent:
         if self.backlog or not await self._send(frame):
             self.backlog.append(frame)
 
-    async def _upload(self, run: Run, outputs: Path) -> None:
+    async def _keep_files(self, run: Run, outputs: Path) -> None:
+        """Hand the run's output files to the journal: sent before its result, even after
+        a reconnect or a restart of this agent."""
         for path in sorted(p for p in outputs.rglob("*") if p.is_file()):
-            rel = path.relative_to(outputs).as_posix()
-            size = path.stat().st_size
-            if size > FILE_CAP:
+            if path.stat().st_size > FILE_CAP:
+                rel = path.relative_to(outputs).as_posix()
                 await self._output(
                     run, "stderr", f"jobyard: {rel} is over {FILE_CAP} bytes; not uploaded\n"
                 )
-                continue
-            data = base64.b64encode(path.read_bytes()).decode()
-            await self._send(
-                wire.encode("file", job=run.job, attempt=run.attempt, name=rel, data=data)
-            )
+                path.unlink()
+        self.journal.keep_files(run.job, run.attempt, outputs)
+
+    async def _deliver(self, result: dict[str, Any]) -> None:
+        """Send a finished run's files still in the journal, then (only if they all went)
+        its result: the server acknowledges a result once, so files never trail it."""
+        key = (result["job"], result["attempt"])
+        if key in self._delivering:
+            return  # being sent already (a run ending just as the agent reconnects)
+        self._delivering.add(key)
+        try:
+            for name, path in self.journal.unsent_files(*key):
+                data = base64.b64encode(path.read_bytes()).decode()
+                frame = wire.encode("file", job=key[0], attempt=key[1], name=name, data=data)
+                if not await self._send(frame):
+                    return  # the rest (and the result) at the next connection
+                path.unlink()
+            self.journal.files_sent(*key)
+            await self._send(wire.encode("result", **result))
+        finally:
+            self._delivering.discard(key)
 
 
 class _Refused(Exception):
