@@ -125,6 +125,8 @@ async def test_shares(client: httpx.AsyncClient, tenant: Tenant) -> None:
 
 async def test_inbox_and_settings(client: httpx.AsyncClient, tenant: Tenant, svc: Services) -> None:
     configure(svc)
+    # An SMTP server that does not answer: the emails wait, visibly.
+    svc.settings = svc.settings.replace(smtp_host="127.0.0.1", smtp_port=free_port())
     jobs = [await new_job(client, tenant.user) for _ in range(2)]
     for job in jobs:
         await finish_job(svc, job)
@@ -177,7 +179,12 @@ async def test_inbox_and_settings(client: httpx.AsyncClient, tenant: Tenant, svc
 
     r = await client.get("/api/v1/notifications/deliveries", headers=h)
     assert r.json()["count"] == 2
-    assert {d["status"] for d in r.json()["results"]} == {"sent"}
+    waiting = r.json()["results"][0]
+    assert (waiting["channel"], waiting["status"], waiting["attempts"]) == ("email", "pending", 1)
+    assert "cannot reach the SMTP server" in waiting["last_error"]
+    assert waiting["next_attempt_at"] is not None
+    r = await client.post(f"/api/v1/notifications/deliveries/{waiting['id']}/retry", headers=h)
+    assert r.status_code == 409  # only failed deliveries are sent again by hand
     r = await client.get("/api/v1/notifications/deliveries?all=true", headers=h)
     assert r.status_code == 403
     r = await client.get("/api/v1/notifications/deliveries?all=true", headers=tenant.admin.headers)

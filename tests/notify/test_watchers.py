@@ -218,7 +218,7 @@ async def test_outbox_rows_roll_back_with_the_event(qsvc: Services) -> None:
                 to_status="aborted",
                 now=qsvc.clock.now(),
             )
-            assert await tx.notify.outbox.counts() == {("in_app", "pending"): 1}
+            assert await tx.notify.outbox.counts() == {("in_app", "pending"): 1}  # queued
             raise RuntimeError("the use case failed after the event")
     async with qsvc.db.read() as tx:
         assert await tx.notify.outbox.counts() == {}

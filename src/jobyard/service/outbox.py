@@ -4,8 +4,8 @@ The observer runs inside the transaction that records an event, so the outbox ro
 (one per recipient per channel, plus one per matching webhook subscription) commit
 or roll back with the transition itself. The relay (``dispatch/outbox.py``) then:
 
-- delivers in-app rows in one transaction that writes the inbox rows and marks the
-  outbox rows sent, so each notification lands exactly once;
+- delivers in-app rows in one transaction that writes the inbox rows and removes the
+  outbox rows, so each notification lands exactly once;
 - claims email and webhook rows with a lease, sends them outside any transaction,
   and marks them sent, or reschedules them with exponential backoff. A relay that
   dies mid-send leaves ``sending`` rows whose lease expires: they are sent again with
@@ -327,7 +327,9 @@ async def deliver_in_app(svc: Services, limit: int = 1000) -> int:
             return 0
         ids = [d for d, _ in due]
         await tx.notify.inbox.add_from_outbox(ids, now)
-        await tx.notify.outbox.mark_sent(ids, now)
+        # Landed: the inbox row (same key) is the record now; deleting is cheaper than
+        # rewriting a thousand rows and their index entries.
+        await tx.notify.outbox.delete(ids)
         users = {u for _, u in due if u is not None}
 
         def wake_streams() -> None:

@@ -30,6 +30,7 @@ from jobyard.store.notify_schema import (
     webhook_subscriptions,
 )
 from jobyard.store.rows import record, records
+from jobyard.store.schema import users
 
 _DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 
@@ -144,6 +145,10 @@ class OutboxRepo:
         if not attempted:
             values["attempts"] = outbox.c.attempts + 1
         await self.conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(values))
+
+    async def delete(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self.conn.execute(outbox.delete().where(outbox.c.id.in_(list(ids))))
 
     async def retry_later(
         self, delivery_id: int, when: dt.datetime, error: str, now: dt.datetime
@@ -269,7 +274,13 @@ class InboxRepo:
             outbox.c.event_id,
             sa.literal(now, notifications.c.created_at.type),
             sa.literal(now, notifications.c.updated_at.type),
-        ).where(outbox.c.id.in_(list(ids)))
+        )
+        # A recipient who is gone since the row was queued gets nothing.
+        pick = (
+            pick.join_from(outbox, users, users.c.id == outbox.c.user_id)
+            .where(outbox.c.id.in_(list(ids)))
+            .order_by(outbox.c.id)  # inbox ids follow the order things happened
+        )
         names = [
             "org_id", "user_id", "key", "kind", "title", "message", "url", "subject_kind",
             "subject_id", "job_id", "event_id", "created_at", "updated_at",

@@ -125,15 +125,20 @@ def upgrade() -> None:
         _ts("created_at", False),
         _ts("updated_at", False),
         _ts("sent_at"),
-        _fk("outbox", "org_id", "organizations"),
-        _fk("outbox", "user_id", "users"),
         _fk("outbox", "subscription_id", "webhook_subscriptions"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("key", name=op.f("uq_outbox_key")),
     )
     op.create_index("ix_outbox_due", "outbox", ["status", "next_attempt_at"])
     op.create_index("ix_outbox_org", "outbox", ["org_id", "id"])
-    op.create_index("ix_outbox_subscription", "outbox", ["subscription_id", "id"])
+    only_webhooks = sa.text("subscription_id IS NOT NULL")
+    op.create_index(
+        "ix_outbox_subscription",
+        "outbox",
+        ["subscription_id", "id"],
+        postgresql_where=only_webhooks,
+        sqlite_where=only_webhooks,
+    )
     op.create_table(
         "notifications",
         _id(),
@@ -151,8 +156,6 @@ def upgrade() -> None:
         _ts("read_at"),
         _ts("created_at", False),
         _ts("updated_at", False),
-        _fk("notifications", "org_id", "organizations"),
-        _fk("notifications", "user_id", "users"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
         sa.UniqueConstraint("key", name=op.f("uq_notifications_key")),
     )
