@@ -209,12 +209,26 @@ async def record_heartbeats(
         return await tx.nodes.offline_among(list(node_ids))
 
 
-async def node_gone(svc: Services, org_id: int, name: str, reason: str) -> None:
-    """An agent said goodbye or went silent: offline now, its runs unavailable or crashed."""
+async def node_gone(
+    svc: Services,
+    org_id: int,
+    name: str,
+    reason: str,
+    *,
+    silent_before: dt.datetime | None = None,
+) -> None:
+    """An agent said goodbye or went silent: offline now, its runs unavailable or crashed.
+
+    With ``silent_before``, only if the node is still silent since then: it may have
+    reconnected between the check that found it silent and this transaction.
+    """
     reports: list[Report] = []
     async with svc.db.begin() as tx:
         node = await tx.nodes.get(org_id, name, for_update=True)
         if node is None or not node.online:
+            return
+        heard = node.last_heartbeat
+        if silent_before is not None and heard is not None and heard >= silent_before:
             return
         now = svc.clock.now()
         await tx.nodes.update(node.id, {"online": False, "busy": False, "updated_at": now})
@@ -242,7 +256,9 @@ async def expire_silent_nodes(svc: Services) -> int:
     async with svc.db.read() as tx:
         silent = await tx.nodes.silent_since(cutoff)
     for node in silent:
-        await node_gone(svc, node.org_id, node.name, "no heartbeat within TTL + grace")
+        await node_gone(
+            svc, node.org_id, node.name, "no heartbeat within TTL + grace", silent_before=cutoff
+        )
     return len(silent)
 
 
