@@ -377,7 +377,14 @@ class World:
         )
         self.values["trigger_id"] = str(trigger["id"])
         self.values["triggers.name"] = "every-hour"
-        # Notifications: the user shares the job with user2, who is told.
+        # Notifications: the user shares the job with user2, who is told in the app and
+        # by email (which waits: the walker runs no relay towards its SMTP server).
+        await self.ok(
+            "user2",
+            "PUT",
+            "/api/v1/notifications/settings",
+            {"kinds": {"job.shared": {"in_app": True, "email": True}}},
+        )
         await self.ok(
             user, "POST", f"/api/v1/jobs/{job['id']}/shares", {"email": "user2@acme.test"}
         )
@@ -522,7 +529,11 @@ async def world(
     shutil.copyfile(sqlite_template, root / "jobyard.db")
     # Webhook URLs on loopback: the walker has no network, and public names do not resolve.
     settings = Settings(
-        data_dir=root / "data", public_url="http://testserver", webhook_allow_private=True
+        data_dir=root / "data",
+        public_url="http://testserver",
+        webhook_allow_private=True,
+        smtp_host="127.0.0.1",
+        smtp_port=9,
     )
     url = f"sqlite:///{root / 'jobyard.db'}"
     svc = Services(db=Database(url), settings=settings.replace(database_url=url))
