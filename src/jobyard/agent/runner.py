@@ -289,6 +289,19 @@ class Agent:
             return [str(a) for a in spec["argv"]]
         return [self.config.shell, "-c", str(spec.get("command", ""))]
 
+    def _job_file(self, run: Run, work: Path) -> Path | None:
+        """Write the job's ``file`` (Chef's raw: or base64: form) for the command to read."""
+        content = run.spec.get("file")
+        if not isinstance(content, str):
+            return None
+        if content.startswith("base64:"):
+            data = base64.b64decode(content[len("base64:") :])
+        else:
+            data = content.removeprefix("raw:").encode()
+        path = work / "job_file"
+        path.write_bytes(data)
+        return path
+
     def _env(self, run: Run, outputs: Path, marker: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in (run.spec.get("env") or {}).items()})
@@ -326,10 +339,14 @@ class Agent:
                 # The marker is on disk before the process exists: a restart never re-runs it.
                 self.journal.mark_started(job, attempt, {"marker": marker})
                 await self._send(wire.encode("ack_run", job=job, attempt=attempt))
+                env = self._env(run, outputs, marker)
+                job_file = self._job_file(run, work)
+                if job_file is not None:
+                    env["CHEF_PUSH_JOB_FILE"] = env["JOBYARD_JOB_FILE"] = str(job_file)
                 try:
                     run.process = await Process.start(
                         self._argv(run.spec),
-                        self._env(run, outputs, marker),
+                        env,
                         cwd,
                         lambda stream, data: self._output(run, stream, data),
                     )
