@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from jobyard.api.app import create_app
+from jobyard.domain.accounts import Role
 from jobyard.service.context import Services
 from tests.api.conftest import snapshot
-from tests.conftest import Account
+from tests.conftest import Account, Factory
 
 GOOD = {"command": "uptime", "nodes": ["web1"]}
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -284,3 +286,35 @@ async def test_bad_token_bodies(client: httpx.AsyncClient, admin: Account, svc: 
         r = await client.post("/api/v1/members", json=body, headers=admin.headers)
         check_problem(r, 422, word)
     assert await snapshot(svc) == before
+
+
+async def test_values_the_database_cannot_hold(any_svc: Services) -> None:
+    """On SQLite and on PostgreSQL (which refuses NUL characters in text and numbers over
+    its column sizes): 4xx, and nothing written."""
+    factory = Factory(any_svc)
+    org = await factory.org()
+    admin = await factory.account(org, Role.ADMIN)
+    app = create_app(services=any_svc, migrate=False, run_loops=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        draft = await client.post(
+            "/api/v1/jobs", json={**GOOD, "draft": True}, headers=admin.headers
+        )
+        assert draft.status_code == 201
+        before = await snapshot(any_svc)
+        for method, url, body in [
+            ("POST", "/api/v1/jobs", {**GOOD, "name": "a\x00b"}),
+            ("POST", "/api/v1/jobs", {**GOOD, "description": "\x00"}),
+            ("POST", "/api/v1/jobs", {**GOOD, "dir": "/tmp/\x00"}),
+            ("PATCH", f"/api/v1/jobs/{draft.json()['id']}", {"description": "x\x00"}),
+            ("POST", "/api/v1/jobs", {"command": "x", "tags": ["w"], "count": 10**30}),
+            ("POST", "/api/v1/clusters", {"name": "c", "time_to_idle": 2**40}),
+            ("POST", "/api/v1/clusters", {"name": "c\x00"}),
+            ("GET", "/api/v1/jobs/by-name/a%00b", None),
+        ]:
+            r = await client.request(method, url, json=body, headers=admin.headers)
+            assert 400 <= r.status_code < 500, (method, url, body, r.status_code, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+        r = await client.get("/api/v1/jobs?name=%00&search=%00", headers=admin.headers)
+        assert r.status_code < 500, r.text
+        assert await snapshot(any_svc) == before

@@ -45,6 +45,9 @@ def spec(**kw: Any) -> JobSpec:
         ({"env": {"A": "x\x00"}}, "env", "NUL"),
         ({"name": ""}, "name", "1 to 200"),
         ({"name": "x" * 201}, "name", "1 to 200"),
+        ({"name": "a\x00"}, "name", "NUL"),
+        ({"description": "\x00"}, "description", "NUL"),
+        ({"dir": "/x\x00"}, "dir", "NUL"),
         ({"quorum": Quorum(count=3)}, "quorum", "more than the 2 target nodes"),
     ],
 )
@@ -81,7 +84,7 @@ specs = st.builds(
     ),
     command=names.filter(str.strip),
     name=st.one_of(st.none(), names),
-    description=st.text(max_size=30),
+    description=st.text(st.characters(exclude_characters="\x00"), max_size=30),
     quorum=st.sampled_from([Quorum(), Quorum(percent=50.0), Quorum(count=1)]),
     run_timeout=st.one_of(st.none(), st.integers(1, MAX_RUN_TIMEOUT)),
     env=st.dictionaries(env_names, st.text(st.characters(exclude_characters="\x00"), max_size=8)),

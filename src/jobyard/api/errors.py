@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -85,6 +86,11 @@ def _non_json_body(request: Request, exc: RequestValidationError) -> str | None:
     return None
 
 
+def _data_exception(exc: DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith("22")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(JobyardError)
     async def on_domain_error(request: Request, exc: JobyardError) -> Response:
@@ -131,6 +137,24 @@ def install(app: FastAPI) -> None:
         if exc.headers:
             resp.headers.update(exc.headers)
         return resp
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DBAPIError)
+    async def on_unstorable(request: Request, exc: Exception) -> Response:
+        # A value no check caught reached the database, which refused it: SQLite's driver
+        # raises OverflowError for integers over 64 bits; PostgreSQL answers with an error
+        # of class 22, "data exception" (out of range, NUL in text, too long). Any other
+        # database failure is the server's.
+        if isinstance(exc, DBAPIError) and not _data_exception(exc):
+            return await on_crash(request, exc)
+        log.warning("unstorable value on %s %s: %s", request.method, request.url.path, exc)
+        return render_error(
+            request,
+            422,
+            "Invalid request",
+            "a value in the request cannot be stored: a number is out of range "
+            "or a text contains a NUL character",
+        )
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:

@@ -73,6 +73,21 @@ def next_cluster_status(
     return None
 
 
+MAX_TIME_TO_IDLE = 365 * 24 * 3600  # a year; also keeps it within a 32-bit column
+
+
+def check_time_to_idle(seconds: object) -> int:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int)
+        or not 0 <= seconds <= MAX_TIME_TO_IDLE
+    ):
+        raise Invalid(
+            f"time_to_idle is a number of seconds from 0 to {MAX_TIME_TO_IDLE}", "time_to_idle"
+        )
+    return seconds
+
+
 def check_desired(nodes: object) -> int:
     if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
         raise Invalid(f"nodes must be a whole number from 1 to {MAX_NODES}", "nodes")

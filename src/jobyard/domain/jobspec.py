@@ -65,6 +65,14 @@ class JobSpec:
                 raise Invalid(f"env[{key}] must be a string without NUL characters", "env")
         if self.name is not None and not 1 <= len(self.name) <= 200:
             raise Invalid("name is 1 to 200 characters", "name")
+        # PostgreSQL cannot store NUL in text: refuse it on every database alike.
+        for label, text in (
+            ("name", self.name),
+            ("description", self.description),
+            ("dir", self.dir),
+        ):
+            if text is not None and "\x00" in text:
+                raise Invalid(f"{label} must not contain NUL characters", label)
         count = self.quorum.count
         if self.target.nodes and count is not None and count > len(self.target.nodes):
             raise Invalid(

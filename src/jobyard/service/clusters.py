@@ -14,6 +14,7 @@ from jobyard.domain.clusters import (
     ClusterStatus,
     check_cluster_transition,
     check_desired,
+    check_time_to_idle,
     next_cluster_status,
 )
 from jobyard.domain.errors import Conflict, Invalid, NotFound
@@ -63,6 +64,8 @@ def _check_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise Invalid("a cluster name is 1 to 200 characters", "name")
+    if any(ord(c) < 32 for c in name):
+        raise Invalid("a cluster name has no control characters", "name")
     return name
 
 
@@ -82,8 +85,7 @@ async def create_cluster(
     desired = check_desired(nodes)
     if type not in CLUSTER_TYPES:
         raise Invalid(f"type is one of {', '.join(CLUSTER_TYPES)}", "type")
-    if time_to_idle < 0:
-        raise Invalid("time_to_idle is a number of seconds, 0 or more", "time_to_idle")
+    check_time_to_idle(time_to_idle)
     now = svc.clock.now()
     async with svc.db.begin() as tx:
         existing = await tx.clusters.by_name(who.org_id, name)
@@ -173,7 +175,7 @@ async def update_cluster(
         if "terminate_on_idle" in changes:
             values["terminate_on_idle"] = bool(changes["terminate_on_idle"])
         if "time_to_idle" in changes:
-            values["time_to_idle"] = int(changes["time_to_idle"])
+            values["time_to_idle"] = check_time_to_idle(changes["time_to_idle"])
         scale = "nodes" in changes and check_desired(changes["nodes"]) != cluster.desired_nodes
         if "nodes" in changes:
             values["desired_nodes"] = check_desired(changes["nodes"])
