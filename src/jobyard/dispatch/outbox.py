@@ -23,6 +23,8 @@ INTERVAL = 1.0
 # One tick sends at most this many batches, so a backlog never starves a shutdown.
 MAX_BATCHES = 50
 PRUNE_EVERY = 3600.0
+# How long a stop waits for the batch being sent to finish.
+STOP_GRACE = 10.0
 
 
 class Relay:
@@ -35,6 +37,10 @@ class Relay:
         self.wake_local = asyncio.Event()
         self.wake_remote = asyncio.Event()
         self._pruned = 0.0
+        # Held while a batch of email or webhooks is out: a stop waits for its outcome to be
+        # recorded, rather than leave the batch to be sent again when its lease runs out.
+        self._sending = asyncio.Lock()
+        self._stopping = False
 
     async def tick_local(self) -> None:
         for _ in range(MAX_BATCHES):
@@ -43,8 +49,9 @@ class Relay:
 
     async def tick_remote(self) -> None:
         for _ in range(MAX_BATCHES):
-            if not await outbox.deliver_remote(self.svc, self.channels):
-                break
+            async with self._sending:
+                if self._stopping or not await outbox.deliver_remote(self.svc, self.channels):
+                    break
         if time.monotonic() - self._pruned > PRUNE_EVERY:
             self._pruned = time.monotonic()
             pruned = await outbox.prune_sent(self.svc)
@@ -66,7 +73,12 @@ class Relay:
                 periodic("outbox-in-app", INTERVAL, self.tick_local, self.wake_local),
                 periodic("outbox-remote", INTERVAL, self.tick_remote, self.wake_remote),
             ):
-                yield self
+                try:
+                    yield self
+                finally:
+                    self._stopping = True
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._sending.acquire(), STOP_GRACE)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -209,13 +209,13 @@ async def _about(tx: Tx, event: Event, kind: Kind, runs: list[str] | None) -> Ab
             job_id=started if isinstance(started, int) else None,
         )
     job_id = event.job_id if event.job_id is not None else event.subject_id
-    job = await tx.jobs.get_any(job_id)
+    name = await tx.notify.job_name(job_id)
     noted = (Kind.JOB_SHARED, Kind.APPROVAL_REQUESTED, Kind.TASK_MESSAGE, Kind.INPUT_REQUESTED)
     note = data.get("message") if kind in noted else None
     return About(
         subject_kind="job",
         subject_id=job_id,
-        name=job.name if job else None,
+        name=name,
         task=str(data["task"]) if data.get("task") else None,
         status=event.to_status,
         reason=event.reason,

@@ -275,6 +275,12 @@ class NotifyStore:
         q = sa.select(node_runs.c.status).where(node_runs.c.job_id == job_id)
         return [str(s) for s in (await self.conn.execute(q)).scalars()]
 
+    async def job_name(self, job_id: int) -> str | None:
+        """A job's name alone (notification titles), without its heavy columns."""
+        q = sa.select(jobs.c.name).where(jobs.c.id == job_id)
+        value = (await self.conn.execute(q)).scalar()
+        return None if value is None else str(value)
+
     async def contacts(self, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """Email address and display name of users, by id (for sending emails)."""
         if not user_ids:
