@@ -147,6 +147,12 @@ def run(
         body["dir"] = dir
     if name:
         body["name"] = name
+    if not any(k in body for k in ("nodes", "tags", "cluster", "count")):
+        err.print(
+            "[red]error:[/] say where to run it: --nodes NAME[,NAME...] (see `jobyard nodes`), "
+            "--tags, --cluster or --count"
+        )
+        raise typer.Exit(2)
     job = _call(client.create_job, **body)
     with Live(_job_table(job), console=console, refresh_per_second=8, transient=False) as live:
         while job["status"] not in FINISHED:
