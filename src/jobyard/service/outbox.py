@@ -318,8 +318,16 @@ class Channels:
         await self.webhooks.close()
 
 
+async def _any_due(svc: Services, channels: list[str]) -> bool:
+    # A read first: an idle relay never queues for the (SQLite) writer.
+    async with svc.db.read() as tx:
+        return await tx.notify.outbox.any_due(channels, svc.clock.now())
+
+
 async def deliver_in_app(svc: Services, limit: int = 1000) -> int:
     """Move due in-app rows into inboxes, exactly once (one transaction); returns how many."""
+    if not await _any_due(svc, [Channel.IN_APP.value]):
+        return 0
     async with svc.db.begin() as tx:
         now = svc.clock.now()
         due = await tx.notify.outbox.take([Channel.IN_APP.value], now, limit)
@@ -344,6 +352,8 @@ async def deliver_remote(svc: Services, channels: Channels, limit: int = 200) ->
     """Claim due email and webhook rows, send them, record the outcomes; returns how many."""
     pol = policy(svc.settings)
     wanted = [Channel.WEBHOOK.value] + ([Channel.EMAIL.value] if channels.email else [])
+    if not await _any_due(svc, wanted):
+        return 0
     async with svc.db.begin() as tx:
         now = svc.clock.now()
         batch = await tx.notify.outbox.claim(

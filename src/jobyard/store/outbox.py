@@ -66,6 +66,19 @@ class OutboxRepo:
             q = q.with_for_update(skip_locked=True)
         return q
 
+    async def any_due(self, channels: Sequence[str], now: dt.datetime) -> bool:
+        """Whether a row is due (read first: an idle relay takes no write lock)."""
+        q = (
+            sa.select(outbox.c.id)
+            .where(
+                outbox.c.status.in_(_DUE),
+                outbox.c.next_attempt_at <= now,
+                outbox.c.channel.in_(list(channels)),
+            )
+            .limit(1)
+        )
+        return (await self.conn.execute(q)).first() is not None
+
     async def claim(
         self, channels: Sequence[str], now: dt.datetime, lease_until: dt.datetime, limit: int
     ) -> list[Delivery]:
