@@ -18,7 +18,7 @@ Two loads, each with 10,000 enabled triggers of one task:
 
 No agent runs: the jobs stay ``new`` (dispatching is measured by bench.fanout). Every
 event observer of the server is registered (the notification outbox reacts to each new
-job, as in production).
+job, as in production) unless ``--without-notifications`` asks for the scheduler alone.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jobyard.api.app  # noqa: F401  (registers every observer, as in a running server)
 from bench import figures
 from bench.figures import ms, num, table, verdict
 from bench.machine import describe, machine_load, print_machine
@@ -163,7 +162,15 @@ async def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--seconds", type=float, default=75.0, help="measuring window (spread)")
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--without-notifications",
+        action="store_true",
+        help="leave out the server's event observers (the scheduler's own cost only)",
+    )
     args = parser.parse_args()
+    if not args.without_notifications:
+        # Registers every event observer, as in a running server (notifications included).
+        import jobyard.api.app  # noqa: F401
 
     pg = args.db in ("postgresql", "both")
     print_machine(describe(PG_ADMIN_URL if pg else None))
@@ -171,6 +178,8 @@ async def main() -> None:
     print(f"- triggers: {args.triggers:,}, loads: {args.load}, databases: {args.db}")
     print("- scheduler: batch 500 triggers per transaction, grace 10 s, poll 1 s, system clock")
     print(f"- spread window: {args.seconds:.0f} s; herd window: until two minute boundaries passed")
+    observers = "none (--without-notifications)" if args.without_notifications else "all"
+    print(f"- event observers: {observers}")
     print(flush=True)
 
     loads = ["spread", "herd"] if args.load == "both" else [args.load]

@@ -8,7 +8,7 @@ After commit, the event is published on the hub for streams and wake-ups.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobyard.domain.records import Event
@@ -20,6 +20,21 @@ if TYPE_CHECKING:
 Observer = Callable[["Services", Tx, Event], Awaitable[None]]
 # Registered at import time by the parts that react to events (notify, tasks, ...).
 OBSERVERS: list[Observer] = []
+ManyObserver = Callable[["Services", Tx, Sequence[Event]], Awaitable[None]]
+# Batch variants of observers: ``record_many`` hands them every event it appended at once
+# (one statement for many events instead of one each); other observers get one at a time.
+MANY: dict[Observer, ManyObserver] = {}
+
+
+def observe_many(observer: Observer) -> Callable[[ManyObserver], ManyObserver]:
+    """Decorator: register ``fn(svc, tx, events)`` as the batch variant of ``observer``;
+    it must do for the events what ``observer`` does for each of them."""
+
+    def register(many: ManyObserver) -> ManyObserver:
+        MANY[observer] = many
+        return many
+
+    return register
 
 
 def observe(observer: Observer) -> Observer:
@@ -74,3 +89,24 @@ async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
         await observer(svc, tx, event)
     tx.after_commit(lambda: publish(svc, event))
     return event
+
+
+async def record_many(svc: Services, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Event]:
+    """Append many events in one statement (rows from ``event_row``); observers act on them
+    in the same transaction (each observer's batch variant when it has one); publish after
+    commit."""
+    events = await tx.events.append_many_returning(rows)
+    for observer in OBSERVERS:
+        many = MANY.get(observer)
+        if many is not None:
+            await many(svc, tx, events)
+            continue
+        for event in events:
+            await observer(svc, tx, event)
+
+    def publish_all() -> None:
+        for event in events:
+            publish(svc, event)
+
+    tx.after_commit(publish_all)
+    return events

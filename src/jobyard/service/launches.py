@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +20,12 @@ from jobyard.domain.errors import Conflict, Invalid, JobyardError
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import JobSpec
 from jobyard.domain.policies import Admission, Concurrency, ConcurrencyPolicy
-from jobyard.domain.records import Event, Job
+from jobyard.domain.records import Job
 from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Hold, Task, TaskType, bind_arguments, job_spec
 from jobyard.domain.triggers import Stack, Trigger
 from jobyard.service.context import Services
-from jobyard.service.events import OBSERVERS, event_row, publish, record
+from jobyard.service.events import event_row, record, record_many
 from jobyard.service.jobs import abort_job, add_job, placement
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
@@ -422,10 +422,6 @@ async def plan_launch(
     return Planned(org_id, task, stack, origin, row, nodes, place)
 
 
-def _publisher(svc: Services, event: Event) -> Callable[[], None]:
-    return lambda: publish(svc, event)
-
-
 async def launch_planned(svc: Services, tx: Tx, planned: Sequence[Planned]) -> list[Job]:
     """Write planned runs in a few statements: the same rows and events (``job.created`` as
     a draft, then ``job.status`` draft → new) as ``launch`` writes one run at a time."""
@@ -476,10 +472,7 @@ async def launch_planned(svc: Services, tx: Tx, planned: Sequence[Planned]) -> l
                 now=now,
             )
         )
-    for event in await tx.events.append_many_returning(rows):
-        for observer in OBSERVERS:
-            await observer(svc, tx, event)
-        tx.after_commit(_publisher(svc, event))
+    await record_many(svc, tx, rows)
     await tx.jobs.insert_runs_many([(j, p.nodes) for j, p in zip(jobs, planned, strict=True)], now)
     await tx.task_runs.insert_many(
         [
