@@ -86,6 +86,7 @@ def test_watch_run_on_an_agent_and_receive_every_email_once(tmp_path: Path) -> N
         "JOBYARD_PUBLIC_URL": "http://jobyard.acme.test",
     }
     server = Server(tmp_path / "server", env=env)
+    agent: Agent | None = None
     try:
         server.start()
         _, _, token = bootstrap_admin(server)
@@ -131,8 +132,13 @@ def test_watch_run_on_an_agent_and_receive_every_email_once(tmp_path: Path) -> N
         assert text is not None
         assert f"http://jobyard.acme.test/jobs/{first}" in text.get_content()
         assert mails[0].get_body(("html",)) is not None
-        inbox = _json(bob.get("/api/v1/notifications"))
-        assert [n["title"] for n in inbox["results"]] == [subject(first, "greet")]
+
+        def in_app() -> list[str]:
+            return [n["title"] for n in _json(bob.get("/api/v1/notifications"))["results"]]
+
+        assert wait_until(in_app, timeout=30, what="the in-app notification") == [
+            subject(first, "greet")
+        ]
 
         # 2. SMTP is down while jobs finish: the emails wait, with the error visible.
         box.stop()
@@ -195,7 +201,8 @@ def test_watch_run_on_an_agent_and_receive_every_email_once(tmp_path: Path) -> N
             api.get("/api/v1/notifications/deliveries", params={"all": "true", "status": "failed"})
         )
         assert failed["count"] == 0
-        agent.close()
     finally:
+        if agent is not None:
+            agent.close()
         server.close()
         box.stop()

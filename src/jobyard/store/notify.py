@@ -95,6 +95,10 @@ class WatchersRepo:
 
     async def add_creator(self, kind: str, subject_id: int, now: dt.datetime) -> None:
         """The creator of a job or cluster watches it (one statement, no read first)."""
+        await self.add_creators(kind, [subject_id], now)
+
+    async def add_creators(self, kind: str, subject_ids: Sequence[int], now: dt.datetime) -> None:
+        """The creators of several jobs or clusters watch them, in one statement."""
         source = jobs if kind == "job" else clusters
         col = _subject(kind)
         pick = sa.select(
@@ -102,7 +106,7 @@ class WatchersRepo:
             source.c.id,
             source.c.created_by,
             sa.literal(now, watchers.c.created_at.type),
-        ).where(source.c.id == subject_id, source.c.created_by.is_not(None))
+        ).where(source.c.id.in_(list(subject_ids)), source.c.created_by.is_not(None))
         stmt = insert_ignore(self.dialect, watchers, col.name, "user_id").from_select(
             ["org_id", col.name, "user_id", "created_at"], pick
         )
