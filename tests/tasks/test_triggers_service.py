@@ -332,6 +332,7 @@ async def test_batch_launch_writes_what_single_launches_write(
 ) -> None:
     """The scheduler writes many runs at once; the rows and events must be the same as
     one launch at a time (so nothing downstream can tell them apart)."""
+    import jobyard.service.outbox  # noqa: F401  (its observer makes the creator a watcher)
     from jobyard.service.launches import Origin, Placements, launch, launch_planned, plan_launch
 
     spec = TaskSpec(name="greet", command="echo", arguments=(Argument("who"),))
@@ -349,7 +350,8 @@ async def test_batch_launch_writes_what_single_launches_write(
         arguments={"who": "x"},
         name="t",
     )
-    origin = Origin(actor="trigger:t", trigger=trigger)
+    # A creator, so that the notification observer's watch is compared too.
+    origin = Origin(actor="trigger:t", trigger=trigger, created_by=people.alice.user_id)
     async with any_svc.db.begin() as tx:
         one = await launch(
             any_svc,
@@ -373,6 +375,7 @@ async def test_batch_launch_writes_what_single_launches_write(
         pair = [one.job, many]
         runs = [[(r.node_name, r.status) for r in await tx.jobs.runs(j.id)] for j in pair]
         origins = [await tx.task_runs.get(j.id) for j in pair]
+        watching = [[w.user_id for w in await tx.notify.watchers.of("job", j.id)] for j in pair]
         events = [
             [
                 (e.type, e.from_status, e.to_status, e.actor, e.reason)
@@ -385,6 +388,7 @@ async def test_batch_launch_writes_what_single_launches_write(
     assert a == b
     assert runs[0] == runs[1] == [("n1", runs[0][0][1]), ("n2", runs[0][0][1])]
     assert events[0] == events[1]
+    assert watching[0] == watching[1] == [people.alice.user_id]
     assert origins[0] is not None and origins[1] is not None
     assert dataclasses.replace(origins[0], job_id=0, first_job_id=0, created_at=START) == (
         dataclasses.replace(origins[1], job_id=0, first_job_id=0, created_at=START)
