@@ -34,7 +34,14 @@ ops = st.lists(
     st.one_of(
         st.tuples(st.just("submit")),
         st.tuples(st.just("stop")),
-        st.tuples(st.just("rename"), st.text(min_size=1, max_size=8)),
+        st.tuples(
+            st.just("rename"),
+            st.text(
+                st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+                min_size=1,
+                max_size=8,
+            ),
+        ),
         st.tuples(st.just("move"), st.sampled_from(list(JobStatus))),
         st.tuples(st.just("run"), st.sampled_from(NODES), st.sampled_from(list(NodeRunStatus))),
         st.tuples(st.just("settle")),
