@@ -22,6 +22,8 @@ class Settings:
     heartbeat_interval: float = 5.0
     node_ttl: float = 15.0
     node_grace: float = 10.0
+    # A schedule slot at most this many seconds late still fires; older ones are missed.
+    scheduler_grace: float = 10.0
     voting_timeout: float = 60.0
     abort_grace: float = 10.0
     output_cap: int = 1_000_000

@@ -40,14 +40,14 @@ class Scheduler:
         clock: Clock | None = None,
         batch: int = 500,
         poll: float = 1.0,
-        grace: float = triggers.GRACE,
+        grace: float | None = None,
         on_fired: Callable[[FireReport, float], None] | None = None,
     ) -> None:
         self.svc = svc
         self.clock = clock or svc.clock
         self.batch = batch
         self.poll = poll
-        self.grace = grace
+        self.grace = svc.settings.scheduler_grace if grace is None else grace
         # Called after each pass that fired something, with the wall time of its commit.
         self.on_fired = on_fired
         self._last_prune = 0.0
