@@ -43,11 +43,20 @@ def _load(path: Path) -> dict[str, str]:
 
 
 def resolve(server: str | None, token: str | None, org: str | None) -> Profile | None:
+    """The first source that has a token wins, and the organization comes only from a
+    flag, the environment, or that same source: a saved profile never lends its
+    organization (or server) to a token given on the command line."""
+    env_url, env_token = os.environ.get("JOBYARD_URL"), os.environ.get("JOBYARD_TOKEN")
+    org = org or os.environ.get("JOBYARD_ORG")
+    token = token or env_token
+    if token:
+        saved_server = _load(profile_path()).get("server") if not (server or env_url) else None
+        server = server or env_url or saved_server
+        return Profile(server, token, org) if server else None
     saved = _load(profile_path())
     local = _load(Path(os.environ.get("JOBYARD_DATA_DIR", ".jobyard")) / "credentials.json")
-    server = server or os.environ.get("JOBYARD_URL") or saved.get("server") or local.get("url")
-    token = token or os.environ.get("JOBYARD_TOKEN") or saved.get("token") or local.get("token")
-    org = org or os.environ.get("JOBYARD_ORG") or saved.get("org") or local.get("org")
-    if not server or not token:
-        return None
-    return Profile(server, token, org)
+    for source, url_key in ((saved, "server"), (local, "url")):
+        if source.get("token"):
+            url = server or env_url or source.get(url_key)
+            return Profile(url, source["token"], org or source.get("org")) if url else None
+    return None
