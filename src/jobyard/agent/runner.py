@@ -21,6 +21,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from jobyard.agent.asking import InputDesk
 from jobyard.agent.journal import Journal
 from jobyard.agent.process import Process, kill_group, process_has_marker
 from jobyard.wire import agent as wire
@@ -79,6 +80,7 @@ class Agent:
         self.max_backoff = MAX_BACKOFF
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
+        self.desk = InputDesk(self._relay_input, lambda job, attempt: (job, attempt) in self.runs)
         self._last_resend = 0.0
         self.backlog: deque[str] = deque()  # output frames not yet handed to a connection
         self._delivering: set[tuple[int, int]] = set()
@@ -86,6 +88,16 @@ class Agent:
     # -- lifecycle
     async def run_forever(self) -> None:
         self._kill_orphans()
+        await self.desk.start()
+        try:
+            await self._connect_forever()
+        finally:
+            await self.desk.close()
+
+    async def _relay_input(self, request: dict[str, Any]) -> None:
+        await self._send(wire.encode("input_request", **request))
+
+    async def _connect_forever(self) -> None:
         if not self.config.allow:
             log.warning("no --allow patterns: this agent runs any command it is sent")
         delay = 0.5
@@ -234,6 +246,8 @@ class Agent:
         elif kind == "ack":
             job, attempt = wire.job_ref(msg)
             self.journal.acked(job, attempt)
+        elif kind == "input":
+            self.desk.answer(msg)
         elif kind == "error":
             log.warning("server says: %s", msg.get("message"))
 
@@ -313,6 +327,7 @@ class Agent:
                 "JOBYARD_NODE_NAME": node,
                 "JOBYARD_OUTPUT_DIR": str(outputs),
                 "JOBYARD_RUN_MARKER": marker,
+                "JOBYARD_INPUT_SOCKET": str(self.desk.path),
                 "CHEF_PUSH_JOB_ID": job_id,
                 "CHEF_PUSH_NODE_NAME": node,
             }

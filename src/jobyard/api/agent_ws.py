@@ -15,7 +15,7 @@ from jobyard.api.auth import token_from
 from jobyard.dispatch.engine import Engine
 from jobyard.domain.errors import JobyardError
 from jobyard.domain.records import Principal
-from jobyard.service import accounts, nodes, outputs
+from jobyard.service import accounts, approvals, nodes, outputs
 from jobyard.service.context import Services
 from jobyard.service.rounds import Report, node_topic
 from jobyard.wire import agent as wire
@@ -63,6 +63,8 @@ async def _refuse(ws: WebSocket, exc: Exception) -> None:
 
 
 class Session:
+    """One agent connection: its reads, its commands, and the input its commands wait for."""
+
     def __init__(
         self, svc: Services, engine: Engine, ws: WebSocket, who: Principal, node_id: int, name: str
     ) -> None:
@@ -70,6 +72,7 @@ class Session:
         self.node_id, self.name = node_id, name
         self.key = (who.org_id, name)
         self.said_bye = False
+        self.waiting: set[asyncio.Task[None]] = set()
 
     async def serve(self, outbox: asyncio.Queue[Any]) -> None:
         """Serve the connection; ``outbox`` is the node's subscription to its commands."""
@@ -94,6 +97,8 @@ class Session:
             pass
         finally:
             writer.cancel()
+            for waiting in list(self.waiting):
+                waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             if self.engine.sessions.get(self.key) is self:
@@ -158,9 +163,67 @@ class Session:
             await outputs.store_file(
                 self.svc, self.who, job, attempt, self.name, str(msg.get("name")), data
             )
+        elif kind == "input_request":
+            await self._input_request(msg)
         elif kind == "bye":
             self.said_bye = True
             return True
         else:
             raise wire.ProtocolError(f"unknown message type {kind!r}")
         return False
+
+    async def _input_request(self, msg: dict[str, Any]) -> None:
+        """A running command asks a person for input: record it, then relay the answer."""
+        job, attempt = wire.job_ref(msg)
+        fields = msg.get("fields")
+        timeout = msg.get("timeout", 3600)
+        if not isinstance(fields, list) or not isinstance(timeout, (int, float)):
+            raise wire.ProtocolError("input_request needs fields (a list) and a timeout")
+        ask = approvals.InputAsk(
+            job_id=job,
+            node=self.name,
+            attempt=attempt,
+            fields=fields,
+            prompt=str(msg.get("prompt") or ""),
+            timeout=float(timeout),
+        )
+        topic = approvals.input_topic(job)
+        # Subscribe before recording, so that even an instant answer is not missed.
+        ready = asyncio.Event()
+        task = asyncio.create_task(self._relay_answer(topic, job, attempt, ready))
+        self.waiting.add(task)
+        task.add_done_callback(self.waiting.discard)
+        await ready.wait()
+        try:
+            await approvals.request_input(self.svc, self.who.org_id, ask)
+        except JobyardError as exc:
+            task.cancel()
+            await self.ws.send_text(
+                wire.encode(
+                    "input",
+                    job=job,
+                    attempt=attempt,
+                    status="refused",
+                    values=None,
+                    error=exc.detail,
+                )
+            )
+
+    async def _relay_answer(self, topic: str, job: int, attempt: int, ready: asyncio.Event) -> None:
+        async with self.svc.hub.subscribe(topic, maxsize=0) as answers:
+            ready.set()
+            while True:
+                answer = await answers.get()
+                if not isinstance(answer, dict) or answer.get("node") != self.name:
+                    continue
+                await self.ws.send_text(
+                    wire.encode(
+                        "input",
+                        job=job,
+                        attempt=attempt,
+                        request_id=answer.get("request_id"),
+                        status=answer.get("status"),
+                        values=answer.get("values"),
+                    )
+                )
+                return

@@ -11,6 +11,7 @@ import typer
 from jobyard import __version__
 from jobyard.cli import admin, client_cmds, task_cmds
 from jobyard.cli.agent import agent as agent_command
+from jobyard.cli.ask import ask as ask_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(admin.app, name="admin")
 app.command("agent")(agent_command)
+app.command("ask")(ask_command)
 client_cmds.register(app)
 task_cmds.register(app)
 

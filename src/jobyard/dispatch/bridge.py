@@ -56,6 +56,8 @@ class Bridge:
                 self.outgoing.put_nowait({"t": topic, "m": message})
             else:
                 self.outgoing.put_nowait({"t": topic, "resync": True})
+        elif topic.startswith("input:") and isinstance(message, dict):
+            self.outgoing.put_nowait({"t": topic, "j": message})
         elif topic == "events" and isinstance(message, Event):
             self.outgoing.put_nowait({"t": "events", "ids": [message.id]})
 
@@ -92,6 +94,8 @@ class Bridge:
                     events = await tx.events.by_ids([int(i) for i in data.get("ids", [])])
                 for event in events:
                     _publish_local(self.svc, event)
+            elif topic.startswith("input:") and isinstance(data.get("j"), dict):
+                self.svc.hub.publish_local(topic, data["j"])
             elif topic.startswith("node:"):
                 _, org, name = topic.split(":", 2)
                 if not self.has_node(int(org), name):

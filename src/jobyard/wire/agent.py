@@ -11,6 +11,7 @@ agent → server                              server → agent
   output {job, attempt, stream, data}
   file {job, attempt, name, data (base64)}
   result {job, attempt, status, exit_code}
+  input_request {job, attempt, fields, prompt, timeout}   input {job, attempt, status, values}
   bye {}
 
 ``running`` in hello lists every run the agent holds a slot for (committed or running):
@@ -39,9 +40,10 @@ AgentMessage = Literal[
     "output",
     "file",
     "result",
+    "input_request",
     "bye",
 ]
-ServerMessage = Literal["welcome", "commit", "run", "abort", "ack", "error"]
+ServerMessage = Literal["welcome", "commit", "run", "abort", "ack", "input", "error"]
 
 RESULT_STATUSES = ("succeeded", "failed", "aborted")
 STREAMS = ("stdout", "stderr")
