@@ -1,15 +1,19 @@
-"""Every benchmark in one run (``make bench``): submit, then fan-out with the queues beside it.
+"""Every benchmark in one run (``make bench``): submit, fan-out with the queues beside it,
+notification fan-out, and 10,000 cron triggers.
 
     python -m bench.run [--quick] [--json FILE] [--profile DIR]
 
 ``--quick`` shortens every measurement (a smoke run: its figures are not the ones to quote).
 Each part can also run alone: ``python -m bench.submit``, ``python -m bench.fanout``,
-``python -m bench.queues``; ``--help`` on each lists its settings.
+``python -m bench.queues``, ``python -m bench.notify_fanout``, ``python -m bench.schedules``;
+``--help`` on each lists its settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 
 from bench import fanout, processes, submit
@@ -53,6 +57,11 @@ def main() -> None:
     print_machine(describe(processes.PG_ADMIN_URL))
     submit.main(submit_args + common)
     fanout.main(fanout_args + common)
+    # These two run in their own processes (their own event loops and settings).
+    notify_args = ["--watchers", "200", "--repeat", "2"] if args.quick else []
+    schedule_args = ["--triggers", "1000", "--seconds", "10"] if args.quick else []
+    subprocess.run([sys.executable, "-m", "bench.notify_fanout", *notify_args], check=False)
+    subprocess.run([sys.executable, "-m", "bench.schedules", *schedule_args], check=False)
     minutes = (time.monotonic() - started) / 60
     print(f"\nall benchmarks done in {minutes:.1f} min; load average at the end {machine_load()}")
 
