@@ -100,3 +100,26 @@ async def test_share_rules(qsvc: Services) -> None:
     await sharing.unshare_job(qsvc, viewer, job_id, "vic@example.com")
     with pytest.raises(NotFound, match="not shared with"):
         await sharing.unshare_job(qsvc, alice, job_id, "vic@example.com")
+
+
+async def test_a_shared_jobs_files_are_readable_by_the_recipient(qsvc: Services) -> None:
+    import dataclasses
+
+    from jobyard.service import outputs
+
+    acme = await new_org(qsvc, "acme")
+    alice = await person(qsvc, acme, email="alice@example.com")
+    partner = await new_org(qsvc, "partner")
+    bob = await person(qsvc, partner, email="bob@example.com")
+    job_id = await start_job(qsvc, alice)
+    view = await jobs.get_job(qsvc, alice, job_id)
+    node = view.runs[0].node_name
+    agent = dataclasses.replace(alice, role=Role.AGENT)
+    stored = await outputs.store_file(qsvc, agent, job_id, view.job.attempt, node, "r.txt", b"ok")
+    assert stored is not None
+    with pytest.raises(NotFound):
+        await outputs.read_file(qsvc, bob, stored.id)
+    await sharing.share_job(qsvc, alice, job_id, "bob@example.com")
+    got, data = await outputs.read_file(qsvc, bob, stored.id)
+    assert (got.name, data) == ("r.txt", b"ok")
+    assert [f.id for f in await outputs.list_files(qsvc, bob, job_id)] == [stored.id]

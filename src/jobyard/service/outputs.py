@@ -74,6 +74,11 @@ async def read_file(svc: Services, who: Principal, file_id: int) -> tuple[Stored
     require(who.role, Role.VIEWER, "reading an output file")
     async with svc.db.read() as tx:
         stored = await tx.files.get(who.org_id, file_id)
+        if stored is None:
+            # A file of a job shared with the caller from another organization.
+            other = await tx.files.get_any(file_id)
+            if other is not None and await readable_job(tx, who, other.job_id) is not None:
+                stored = other
     if stored is None:
         raise NotFound(f"no file {file_id}")
     try:

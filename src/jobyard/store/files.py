@@ -31,6 +31,11 @@ class FilesRepo:
         q = files.select().where(files.c.org_id == org_id, files.c.id == file_id)
         return record(StoredFile, (await self.conn.execute(q)).mappings().first())
 
+    async def get_any(self, file_id: int) -> StoredFile | None:
+        """A file by id whatever its organization (the caller checks who may read it)."""
+        q = files.select().where(files.c.id == file_id)
+        return record(StoredFile, (await self.conn.execute(q)).mappings().first())
+
     async def delete_of_job(self, job_id: int) -> list[str]:
         keys = [f.storage_key for f in await self.of_job(job_id)]
         await self.conn.execute(files.delete().where(files.c.job_id == job_id))
