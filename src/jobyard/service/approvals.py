@@ -43,7 +43,7 @@ from jobyard.domain.tasks import (
     with_arguments,
 )
 from jobyard.service.context import Services
-from jobyard.service.events import record
+from jobyard.service.events import record, record_job_event
 from jobyard.service.jobs import JobView, release_job
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
@@ -140,18 +140,7 @@ async def _start_with_input(svc: Services, tx: Tx, who: Principal, job: Job, arg
         },
     )
     await tx.task_runs.set_hold(job.id, None)
-    await record(
-        svc,
-        tx,
-        org_id=job.org_id,
-        kind="job",
-        subject_id=job.id,
-        job_id=job.id,
-        type="input.given",
-        actor=who.actor,
-        data={"arguments": values},
-        now=svc.clock.now(),
-    )
+    await record_job_event(svc, tx, job, "input.given", actor=who.actor, data={"arguments": values})
     refreshed = await tx.jobs.get_any(job.id)
     assert refreshed is not None
     return await release_job(svc, tx, refreshed, who.actor)
@@ -174,16 +163,13 @@ async def _answer(
     )
     if not closed:
         raise Conflict(f"input request {request.id} was answered or expired already")
-    await record(
+    await record_job_event(
         svc,
         tx,
-        org_id=job.org_id,
-        kind="job",
-        subject_id=job.id,
-        job_id=job.id,
-        node_name=request.node_name,
-        type="input.given",
+        job,
+        "input.given",
         actor=who.actor,
+        node_name=request.node_name,
         data={"request_id": request.id, "arguments": values},
         now=now,
     )

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jobyard.domain.records import Event
+from jobyard.domain.records import Event, Job
 from jobyard.store import Tx
 
 if TYPE_CHECKING:
@@ -73,6 +73,31 @@ def event_row(
         "data": data,
         "created_at": now,
     }
+
+
+async def record_job_event(
+    svc: Services,
+    tx: Tx,
+    job: Job,
+    type: str,
+    *,
+    actor: str | None,
+    now: dt.datetime | None = None,
+    **fields: Any,
+) -> Event:
+    """Record an event about a job (its subject and its job are the job itself)."""
+    return await record(
+        svc,
+        tx,
+        org_id=job.org_id,
+        kind="job",
+        subject_id=job.id,
+        job_id=job.id,
+        type=type,
+        actor=actor,
+        now=now or svc.clock.now(),
+        **fields,
+    )
 
 
 def publish(svc: Services, event: Event) -> None:

@@ -22,7 +22,7 @@ from jobyard.domain.records import Event, Job, NodeRun
 from jobyard.domain.tasks import Hold, Task, TaskRun
 from jobyard.domain.triggers import Trigger
 from jobyard.service.context import Services
-from jobyard.service.events import observe, record
+from jobyard.service.events import observe, record_job_event
 from jobyard.service.jobs import abort_job, add_job, release_job
 from jobyard.service.launches import admission, replace_runs, wake_scheduler
 from jobyard.service.transitions import move_job
@@ -129,14 +129,11 @@ async def schedule_retry(
             "created_at": now,
         }
     )
-    await record(
+    await record_job_event(
         svc,
         tx,
-        org_id=job.org_id,
-        kind="job",
-        subject_id=job.id,
-        job_id=job.id,
-        type="job.retry_scheduled",
+        job,
+        "job.retry_scheduled",
         actor="retry",
         reason=why,
         data={"next_job_id": retry.id, "attempt": attempt, "delay": delay},

@@ -14,7 +14,7 @@ from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Job, NodeRun, Page, Principal
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
-from jobyard.service.events import record
+from jobyard.service.events import record_job_event
 from jobyard.service.sharing import readable_job
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
@@ -114,16 +114,13 @@ async def add_job(
             "updated_at": now,
         }
     )
-    await record(
+    await record_job_event(
         svc,
         tx,
-        org_id=job.org_id,
-        kind="job",
-        subject_id=job.id,
-        job_id=job.id,
-        type="job.created",
-        to_status=JobStatus.DRAFT.value,
+        job,
+        "job.created",
         actor=actor,
+        to_status=JobStatus.DRAFT.value,
         reason=reason if then is None else None,
         now=now,
     )
@@ -239,17 +236,8 @@ async def update_job(
                 )
         now = svc.clock.now()
         updated = await tx.jobs.update(job.id, {**new_spec.row(), "updated_at": now})
-        await record(
-            svc,
-            tx,
-            org_id=job.org_id,
-            kind="job",
-            subject_id=job.id,
-            job_id=job.id,
-            type="job.updated",
-            actor=who.actor,
-            data={"fields": sorted(changes)},
-            now=now,
+        await record_job_event(
+            svc, tx, job, "job.updated", actor=who.actor, data={"fields": sorted(changes)}, now=now
         )
         return JobView(updated, await tx.jobs.runs(job.id))
 

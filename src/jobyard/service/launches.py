@@ -25,7 +25,7 @@ from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Hold, Task, TaskType, bind_arguments, job_spec
 from jobyard.domain.triggers import Stack, Trigger
 from jobyard.service.context import Services
-from jobyard.service.events import event_row, record, record_many
+from jobyard.service.events import event_row, record_job_event, record_many
 from jobyard.service.jobs import abort_job, add_job, placement
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
@@ -290,14 +290,11 @@ async def _announce(
     """Record what people must act on; finish a notification at once."""
     base = {"task_id": task.id, "task": task.name, "url": svc.url(f"/api/v1/jobs/{job.id}")}
     if kind is TaskType.APPROVAL:
-        await record(
+        await record_job_event(
             svc,
             tx,
-            org_id=job.org_id,
-            kind="job",
-            subject_id=job.id,
-            job_id=job.id,
-            type="approval.requested",
+            job,
+            "approval.requested",
             actor=origin.actor,
             data={
                 **base,
@@ -309,17 +306,13 @@ async def _announce(
                 "approve_url": svc.url(f"/api/v1/jobs/{job.id}/approve"),
                 "reject_url": svc.url(f"/api/v1/jobs/{job.id}/reject"),
             },
-            now=svc.clock.now(),
         )
     elif kind is TaskType.INPUT:
-        await record(
+        await record_job_event(
             svc,
             tx,
-            org_id=job.org_id,
-            kind="job",
-            subject_id=job.id,
-            job_id=job.id,
-            type="input.requested",
+            job,
+            "input.requested",
             actor=origin.actor,
             data={
                 **base,
@@ -327,17 +320,13 @@ async def _announce(
                 "requested_by": origin.created_by,
                 "input_url": svc.url(f"/api/v1/jobs/{job.id}/input"),
             },
-            now=svc.clock.now(),
         )
     elif kind is TaskType.NOTIFICATION:
-        await record(
+        await record_job_event(
             svc,
             tx,
-            org_id=job.org_id,
-            kind="job",
-            subject_id=job.id,
-            job_id=job.id,
-            type="notification.requested",
+            job,
+            "notification.requested",
             actor=origin.actor,
             data={
                 **base,
@@ -345,7 +334,6 @@ async def _announce(
                 "recipients": list(task.spec.recipients),
                 "arguments": values,
             },
-            now=svc.clock.now(),
         )
         done = await move_job(
             svc,

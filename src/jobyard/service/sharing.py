@@ -15,7 +15,7 @@ from jobyard.domain.errors import Invalid, NotFound
 from jobyard.domain.notifications import Share
 from jobyard.domain.records import Job, Principal
 from jobyard.service.context import Services
-from jobyard.service.events import record
+from jobyard.service.events import record_job_event
 from jobyard.store import Tx
 
 MAX_MESSAGE = 10_000
@@ -61,14 +61,11 @@ async def share_job(
             raise Invalid(f"{email} created job {job.id}: they can read it already", "email")
         now = svc.clock.now()
         await tx.notify.shares.put(job.org_id, job.id, user.id, who.user_id, message, now)
-        await record(
+        await record_job_event(
             svc,
             tx,
-            org_id=job.org_id,
-            kind="job",
-            subject_id=job.id,
-            job_id=job.id,
-            type="job.shared",
+            job,
+            "job.shared",
             actor=who.actor,
             data={"user_id": user.id, "email": user.email, "message": message},
             now=now,
@@ -93,17 +90,13 @@ async def unshare_job(svc: Services, who: Principal, job_id: int, email: str) ->
         # Outside the job's organization the share was the only way in: stop telling them.
         if await tx.accounts.role_of(job.org_id, user.id) is None:
             await tx.notify.watchers.remove("job", job.id, user.id)
-        await record(
+        await record_job_event(
             svc,
             tx,
-            org_id=job.org_id,
-            kind="job",
-            subject_id=job.id,
-            job_id=job.id,
-            type="job.unshared",
+            job,
+            "job.unshared",
             actor=who.actor,
             data={"user_id": user.id, "email": user.email},
-            now=svc.clock.now(),
         )
 
 

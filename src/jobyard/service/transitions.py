@@ -14,7 +14,7 @@ from jobyard.domain.jobs import (
 )
 from jobyard.domain.records import Job, NodeRun
 from jobyard.service.context import Services
-from jobyard.service.events import record
+from jobyard.service.events import record, record_job_event
 from jobyard.store import Tx
 
 JOB_TIME_FIELDS = {
@@ -45,17 +45,14 @@ async def move_job(
         changes.setdefault("deadline", None)
     if not await tx.jobs.set_status(job.id, job.status, changes):
         return None
-    await record(
+    await record_job_event(
         svc,
         tx,
-        org_id=job.org_id,
-        kind="job",
-        subject_id=job.id,
-        job_id=job.id,
-        type="job.status",
+        job,
+        "job.status",
+        actor=actor,
         from_status=job.status.value,
         to_status=target.value,
-        actor=actor,
         reason=reason,
         data=data,
         now=now,
