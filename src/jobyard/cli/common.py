@@ -36,8 +36,12 @@ def settings_from(data_dir: str | None, database_url: str | None, **more: object
         overrides["data_dir"] = Path(data_dir)
     if database_url:
         overrides["database_url"] = database_url
-    # Imported here: client commands use this module and need no database layers.
-    from sqlalchemy.exc import ArgumentError
+    # Imported here: client commands and the agent use this module and need no database
+    # layers; a node installs jobyard without the server's dependencies.
+    try:
+        from sqlalchemy.exc import ArgumentError
+    except ImportError:
+        fail("this command needs the server's dependencies: pip install 'jobyard[server]'")
 
     from jobyard.store.database import async_url
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import admin, client_cmds, task_cmds
+from jobyard.cli import admin, backup, client_cmds, config_cmds, task_cmds
 from jobyard.cli.agent import agent as agent_command
 from jobyard.cli.ask import ask as ask_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
@@ -22,7 +22,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+admin.app.command("backup")(backup.backup)
+admin.app.command("restore")(backup.restore)
 app.add_typer(admin.app, name="admin")
+app.add_typer(config_cmds.app, name="config")
 app.command("agent")(agent_command)
 app.command("ask")(ask_command)
 client_cmds.register(app)
@@ -50,17 +53,17 @@ def serve(
     port: PortOpt = None,
 ) -> None:
     """Run the server (migrations run on start)."""
+    settings = settings_from(data_dir, database_url, host=host, port=port)
     from jobyard.cli.server import serve as run
 
-    run(settings_from(data_dir, database_url, host=host, port=port))
+    run(settings)
 
 
 @app.command()
 def migrate(database_url: DatabaseOpt = None, data_dir: DataDirOpt = None) -> None:
     """Bring the database schema up to date."""
-    from jobyard.store import Database
-
     settings = settings_from(data_dir, database_url)
+    from jobyard.store import Database
 
     async def main() -> None:
         db = Database(settings.db_url)
@@ -86,10 +89,9 @@ def up(
     ] = True,
 ) -> None:
     """Everything on one machine: server on embedded SQLite, a first admin, a local agent."""
+    settings = settings_from(data_dir, database_url, host=host, port=port)
     from jobyard.cli.server import bootstrap
     from jobyard.cli.server import serve as run
-
-    settings = settings_from(data_dir, database_url, host=host, port=port)
 
     async def ready(svc: Services) -> None:
         boot = await bootstrap(svc, org, email)
