@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from jobyard.domain.accounts import Role, check_email, check_org_name, require
-from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import Member, Organization, Principal, Token, User
 from jobyard.service.context import Services
 from jobyard.store import Tx
@@ -70,25 +70,65 @@ async def create_user(
     display_name: str | None = None,
     password: str | None = None,
 ) -> User:
-    """Create a user (or reuse one with that email) and give them a role in the organization."""
+    """The operator's way (``jobyard admin create-user``, ``jobyard up``): create a user, or
+    reuse the one with that email, and give them a role in the organization. The operator
+    owns the server and every organization on it, so a password given replaces the user's."""
     email = check_email(email)
+    _human_role(role)
+    pw_hash = hash_password(password) if password else None
+    async with svc.db.begin() as tx:
+        org = await _org(tx, org_name)
+        user = await _enrol(svc, tx, org.id, email, role, display_name, pw_hash, None)
+    forget_tokens(svc)  # a changed role must not linger in remembered authentications
+    return user
+
+
+def _human_role(role: Role) -> None:
     if role is Role.AGENT:
         raise Invalid(
             "agent is a token role: create a user, then a token with --role agent", "role"
         )
-    pw_hash = hash_password(password) if password else None
-    async with svc.db.begin() as tx:
-        org = await _org(tx, org_name)
-        user = await tx.accounts.user_by_email(email)
-        if user is None:
-            user = await tx.accounts.insert_user(
-                email, display_name or email.split("@")[0], pw_hash, svc.clock.now()
-            )
-        elif pw_hash:
-            await tx.accounts.set_password(user.id, pw_hash)
-        await tx.accounts.upsert_membership(org.id, user.id, role, svc.clock.now())
-    forget_tokens(svc)  # a changed role must not linger in remembered authentications
+
+
+async def _enrol(
+    svc: Services,
+    tx: Tx,
+    org_id: int,
+    email: str,
+    role: Role,
+    display_name: str | None,
+    pw_hash: str | None,
+    admin: Principal | None,
+) -> User:
+    """Create the user (with ``pw_hash``) or reuse the existing one, and set their role in
+    the organization. An existing user's password changes only when ``admin`` (None: the
+    operator) is an admin of every organization they belong to."""
+    user = await tx.accounts.user_by_email(email)
+    if user is None:
+        user = await tx.accounts.insert_user(
+            email, display_name or email.split("@")[0], pw_hash, svc.clock.now()
+        )
+    elif pw_hash:
+        if admin is not None:
+            await _check_admin_of_every_org(tx, admin, user.id)
+        await tx.accounts.set_password(user.id, pw_hash)
+    await tx.accounts.upsert_membership(org_id, user.id, role, svc.clock.now())
     return user
+
+
+async def _check_admin_of_every_org(tx: Tx, admin: Principal, user_id: int) -> None:
+    """An account is vouched for by the admins of its organizations: only one who is an
+    admin of each of them may set its password (none may when it belongs to none)."""
+    theirs = {org.id for org, _ in await tx.accounts.orgs_of_user(user_id)}
+    mine = {
+        org.id for org, role in await tx.accounts.orgs_of_user(admin.user_id) if role is Role.ADMIN
+    }
+    if not theirs or not theirs <= mine:
+        raise Forbidden(
+            "this email has an account already, and only an admin of every organization it "
+            "belongs to may set its password; leave the password out to add the member "
+            "with the password they have",
+        )
 
 
 async def issue_token(
@@ -273,11 +313,17 @@ async def set_member(
     display_name: str | None = None,
     password: str | None = None,
 ) -> Member:
+    """Add a member (creating the user when the email is new) or change their role."""
     require(who.role, Role.ADMIN, "managing members")
-    await create_user(svc, who.org_name, email, role, display_name=display_name, password=password)
-    async with svc.db.read() as tx:
-        member = await tx.accounts.member_by_email(who.org_id, check_email(email))
-    assert member is not None
+    email = check_email(email)
+    _human_role(role)
+    pw_hash = hash_password(password) if password else None
+    async with svc.db.begin() as tx:
+        await _enrol(svc, tx, who.org_id, email, role, display_name, pw_hash, who)
+        member = await tx.accounts.member_by_email(who.org_id, email)
+    forget_tokens(svc)
+    if member is None:  # pragma: no cover - the membership was written just above
+        raise NotFound(f"no member with email {email!r}")
     return member
 
 
