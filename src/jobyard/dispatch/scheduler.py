@@ -21,7 +21,7 @@ from typing import Any
 
 from jobyard.dispatch.loops import LOOPS
 from jobyard.domain.clock import Clock
-from jobyard.service import approvals, holds, triggers
+from jobyard.service import approvals, chains, holds, triggers
 from jobyard.service.context import Services
 from jobyard.service.launches import SCHEDULER_TOPIC
 from jobyard.service.triggers import FireReport
@@ -30,6 +30,9 @@ log = logging.getLogger("jobyard.scheduler")
 
 FIRES_KEPT = dt.timedelta(days=1)
 PRUNE_EVERY = 300.0
+# Chains the event observer could not advance (see service/chains.sweep): rare, so looked
+# for every few seconds, and at once when a server starts.
+SWEEP_EVERY = 5.0
 
 
 class Scheduler:
@@ -51,6 +54,7 @@ class Scheduler:
         # Called after each pass that fired something, with the wall time of its commit.
         self.on_fired = on_fired
         self._last_prune = 0.0
+        self._last_sweep = -SWEEP_EVERY
 
     async def tick(self) -> FireReport:
         """Do everything due now; returns the triggers' part of it."""
@@ -70,6 +74,9 @@ class Scheduler:
             await approvals.expire_inputs(self.svc, now)
         if plan.queued:
             await holds.release_queued(self.svc)
+        if time.monotonic() - self._last_sweep >= SWEEP_EVERY:
+            self._last_sweep = time.monotonic()
+            await chains.sweep(self.svc)
         if time.monotonic() - self._last_prune > PRUNE_EVERY:
             self._last_prune = time.monotonic()
             await triggers.prune_fires(self.svc, now - FIRES_KEPT)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from jobyard.domain.chains import Step
 from jobyard.domain.policies import CatchUp, ConcurrencyPolicy
 from jobyard.domain.schedules import Schedule
 from jobyard.domain.targets import Target
@@ -41,6 +42,18 @@ class Stack:
     created_by: int | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    steps: tuple[Step, ...] = ()
+    on_failure: Step | None = None
+    webhook: str | None = None
+    webhook_method: str | None = None
+    webhook_hash: str | None = None
+    webhook_prefix: str | None = None
+    public: bool = False
+
+    @property
+    def chained(self) -> bool:
+        """Whether the stack runs a chain of steps (not its one task or command)."""
+        return bool(self.steps)
 
 
 @dataclass(frozen=True, slots=True)

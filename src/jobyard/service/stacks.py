@@ -11,14 +11,16 @@ import dataclasses
 from typing import Any
 
 from jobyard.domain.accounts import Role, require
+from jobyard.domain.chains import Step, StepIn, parse_step, parse_steps, references
 from jobyard.domain.errors import Conflict, Invalid, NotFound
 from jobyard.domain.records import Page, Principal
 from jobyard.domain.targets import Target
-from jobyard.domain.tasks import TaskSpec
+from jobyard.domain.tasks import TaskSpec, bind_arguments
 from jobyard.domain.triggers import Stack
+from jobyard.service.chains import start
 from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
-from jobyard.service.launches import Origin, launch
+from jobyard.service.launches import Origin
 from jobyard.service.schedules import event, may_change
 from jobyard.store import Tx
 
@@ -31,7 +33,13 @@ async def _stack(tx: Tx, who: Principal, stack_id: int) -> Stack:
 
 
 async def _check_stack(
-    tx: Tx, who: Principal, name: str, env: dict[str, str], task_id: int | None, command: str | None
+    tx: Tx,
+    who: Principal,
+    name: str,
+    env: dict[str, str],
+    task_id: int | None,
+    command: str | None,
+    steps: tuple[Step, ...] = (),
 ) -> None:
     if not 1 <= len(name) <= 200:
         raise Invalid("a stack name is 1 to 200 characters", "name")
@@ -41,6 +49,61 @@ async def _check_stack(
         raise Invalid("a stack's command must not be empty (leave it out instead)", "command")
     if task_id is not None and await tx.tasks.get(who.org_id, task_id) is None:
         raise NotFound(f"no task {task_id}")
+    if steps and (task_id is not None or command is not None):
+        raise Invalid(
+            "a stack runs either a chain of steps or one task or command, not both", "steps"
+        )
+
+
+async def resolve_step(tx: Tx, who: Principal, given: StepIn, where: str) -> Step:
+    """A step as stored: its task by id (a name is looked up), its arguments checked
+    against the task (values read from the previous step are checked when it runs)."""
+    if isinstance(given.task, int):
+        task = await tx.tasks.get(who.org_id, given.task)
+    else:
+        task = await tx.tasks.by_name(who.org_id, given.task)
+    if task is None:
+        raise NotFound(f"{where}: no task {given.task!r}")
+    if not references(given.arguments):
+        try:
+            bind_arguments(task.spec.arguments, given.arguments)
+        except Invalid as exc:
+            raise Invalid(f"{where} ({task.name}): {exc.detail}", where) from None
+    return Step(
+        task_id=task.id,
+        arguments=given.arguments,
+        target=given.target,
+        on_failure=given.on_failure,
+        name=given.name,
+    )
+
+
+async def chain_in(
+    tx: Tx, who: Principal, steps: Any, on_failure: Any
+) -> tuple[tuple[Step, ...], Step | None]:
+    """Check and resolve a chain as given in a request (``steps`` None: no chain)."""
+    if steps is None:
+        if on_failure is not None:
+            raise Invalid(
+                "on_failure needs steps: it runs when a step of the chain fails", "on_failure"
+            )
+        return (), None
+    resolved = [
+        await resolve_step(tx, who, s, f"steps[{i}]") for i, s in enumerate(parse_steps(steps))
+    ]
+    failure = None
+    if on_failure is not None:
+        failure = await resolve_step(
+            tx, who, parse_step(on_failure, "on_failure", failure_step=True), "on_failure"
+        )
+    return tuple(resolved), failure
+
+
+def chain_values(steps: tuple[Step, ...], on_failure: Step | None) -> dict[str, Any]:
+    return {
+        "steps": [s.as_json() for s in steps] if steps else None,
+        "on_failure": on_failure.as_json() if on_failure else None,
+    }
 
 
 async def create_stack(
@@ -53,11 +116,17 @@ async def create_stack(
     description: str = "",
     task_id: int | None = None,
     command: str | None = None,
+    steps: Any = None,
+    on_failure: Any = None,
+    extra: dict[str, Any] | None = None,
 ) -> Stack:
+    """Define a stack; ``steps`` (and ``on_failure``) as given in a request make it a chain.
+    ``extra``: more columns (a dialect's webhook settings)."""
     require(who.role, Role.USER, "creating a stack")
     now = svc.clock.now()
     async with svc.db.begin() as tx:
-        await _check_stack(tx, who, name, env or {}, task_id, command)
+        chain, failure = await chain_in(tx, who, steps, on_failure)
+        await _check_stack(tx, who, name, env or {}, task_id, command, chain)
         if await tx.stacks.by_name(who.org_id, name):
             raise Conflict(f"a stack named {name!r} exists already")
         stack = await tx.stacks.insert(
@@ -69,6 +138,8 @@ async def create_stack(
                 "env": dict(env or {}),
                 "task_id": task_id,
                 "command": command,
+                **chain_values(chain, failure),
+                **(extra or {}),
                 "created_by": who.user_id,
                 "created_at": now,
                 "updated_at": now,
@@ -101,7 +172,19 @@ async def list_stacks(
         return await tx.stacks.page(who.org_id, offset, limit)
 
 
-_STACK_FIELDS = {"name", "target", "env", "description", "task_id", "command"}
+_STACK_FIELDS = {
+    "name",
+    "target",
+    "env",
+    "description",
+    "task_id",
+    "command",
+    "steps",
+    "on_failure",
+    "public",
+    "webhook",
+    "webhook_method",
+}
 
 
 async def update_stack(
@@ -113,8 +196,25 @@ async def update_stack(
     async with svc.db.begin() as tx:
         stack = await _stack(tx, who, stack_id)
         may_change(who, stack.created_by, f"stack {stack_id}", "changing a stack")
+        chained: dict[str, Any] = {}
+        if "steps" in changes or "on_failure" in changes:
+            steps = (
+                changes.pop("steps")
+                if "steps" in changes
+                else [_given(s) for s in stack.steps] or None
+            )
+            failure = (
+                changes.pop("on_failure")
+                if "on_failure" in changes
+                else (_given(stack.on_failure, failure=True) if stack.on_failure else None)
+            )
+            chain, fail_step = await chain_in(tx, who, steps, failure)
+            chained = chain_values(chain, fail_step)
+            changes["steps"], changes["on_failure"] = chain, fail_step
         merged = dataclasses.replace(stack, **changes)
-        await _check_stack(tx, who, merged.name, merged.env, merged.task_id, merged.command)
+        await _check_stack(
+            tx, who, merged.name, merged.env, merged.task_id, merged.command, merged.steps
+        )
         if merged.name != stack.name and await tx.stacks.by_name(who.org_id, merged.name):
             raise Conflict(f"a stack named {merged.name!r} exists already")
         updated = await tx.stacks.update(
@@ -126,6 +226,8 @@ async def update_stack(
                 "env": dict(merged.env),
                 "task_id": merged.task_id,
                 "command": merged.command,
+                **chained,
+                **{k: getattr(merged, k) for k in ("public", "webhook", "webhook_method")},
                 "updated_at": svc.clock.now(),
             },
         )
@@ -146,13 +248,23 @@ async def delete_stack(svc: Services, who: Principal, stack_id: int) -> None:
         await tx.stacks.delete(stack.id)
 
 
+def _given(step: Step, *, failure: bool = False) -> dict[str, Any]:
+    """A stored step in the form a request gives it (to check it again with a change)."""
+    given = step.as_json()
+    given["task"] = given.pop("task_id")
+    if failure:
+        given.pop("on_failure")
+    return given
+
+
 async def run_stack(svc: Services, who: Principal, stack_id: int, arguments: Any = None) -> JobView:
-    """Run a stack now: its task (or its own command) on its target with its environment."""
+    """Run a stack now: its task (or its own command) on its target with its environment,
+    or the first step of its chain (the job's ``meta.stack_run`` names the stack run)."""
     require(who.role, Role.USER, "running a stack")
     async with svc.db.begin() as tx:
         stack = await _stack(tx, who, stack_id)
         task = await tx.tasks.get(who.org_id, stack.task_id) if stack.task_id else None
-        launched = await launch(
+        launched = await start(
             svc,
             tx,
             org_id=who.org_id,

@@ -158,6 +158,7 @@ async def delete_task(svc: Services, who: Principal, task_id: int) -> None:
         task = await task_of(tx, who, task_id, lock=True)
         may_change(who, task, "deleting a task")
         users = await tx.tasks.users_of(task.id)
+        users += [f"stack {n!r}" for n in await tx.stacks.using_task(task.org_id, task.id)]
         if users:
             raise Conflict(
                 f"task {task.name!r} is used by {', '.join(users[:5])}: "

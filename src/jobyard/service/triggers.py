@@ -34,6 +34,7 @@ from jobyard.domain.triggers import (
     Stack,
     Trigger,
 )
+from jobyard.service.chains import start
 from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.service.holds import isolated
@@ -43,7 +44,6 @@ from jobyard.service.launches import (
     Placements,
     Planned,
     batchable,
-    launch,
     launch_planned,
     plan_launch,
     wake_scheduler,
@@ -113,6 +113,13 @@ async def _what(
             raise NotFound(f"no task {task_id}")
     elif stack is not None and stack.task_id is not None:
         task = await tx.tasks.get(org_id, stack.task_id)
+    if task is None and stack is not None and stack.chained:
+        if arguments:
+            raise Invalid(
+                f"stack {stack.name!r} is a chain: its steps carry their own arguments",
+                "arguments",
+            )
+        return None, stack
     if task is None and stack is not None and not stack.command:
         raise Invalid(f"stack {stack.name!r} has neither a task nor a command to run", "stack_id")
     if task is not None and task.type is TaskType.INPUT:
@@ -337,7 +344,7 @@ async def run_trigger(svc: Services, who: Principal, trigger_id: int) -> JobView
         task, stack = await _what(
             tx, who.org_id, trigger.task_id, trigger.stack_id, trigger.arguments
         )
-        launched = await launch(
+        launched = await start(
             svc,
             tx,
             org_id=who.org_id,
@@ -479,7 +486,12 @@ async def fire_due(
                 if fire_id is None:
                     continue  # another server fired this slot
                 task, stack = await cache.what(trigger)
-                if (task is not None or stack is not None) and batchable(task, trigger):
+                chain = stack is not None and stack.chained
+                if (
+                    (task is not None or stack is not None)
+                    and not chain
+                    and batchable(task, trigger)
+                ):
                     try:
                         planned = await plan_launch(
                             places,
@@ -528,7 +540,7 @@ async def _fire(
         return None, "its task and stack no longer exist"
     try:
         async with isolated(tx):
-            launched = await launch(
+            launched = await start(
                 svc,
                 tx,
                 org_id=trigger.org_id,

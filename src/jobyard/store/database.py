@@ -27,6 +27,7 @@ from jobyard.store.files import FilesRepo
 from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
+from jobyard.store.stack_runs import StackRunsRepo
 from jobyard.store.tasks import TaskRunsRepo, TasksRepo
 from jobyard.store.triggers import SchedulesRepo, StacksRepo, TriggersRepo
 
@@ -62,6 +63,7 @@ class Tx:
         self.task_runs = TaskRunsRepo(conn, dialect)
         self.schedules = SchedulesRepo(conn)
         self.stacks = StacksRepo(conn)
+        self.stack_runs = StackRunsRepo(conn, dialect)
         self.triggers = TriggersRepo(conn, dialect)
         self.notify = NotifyStore(conn, dialect)
         self._after_commit: list[Any] = []

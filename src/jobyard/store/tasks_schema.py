@@ -74,7 +74,54 @@ stacks = sa.Table(
     _ref("created_by", "users.id", nullable=True, ondelete="SET NULL"),
     _ts("created_at", False),
     _ts("updated_at", False),
+    # A chain of steps (NULL: the one-step case, the task or command above) and the step
+    # that runs when the chain stops on a failure.
+    sa.Column("steps", sa.JSON()),
+    sa.Column("on_failure", sa.JSON()),
+    # Webhook (Kragle): public | token | user, GET or POST; the token only as a SHA-256.
+    sa.Column("webhook", sa.String(8)),
+    sa.Column("webhook_method", sa.String(8)),
+    sa.Column("webhook_hash", sa.String(64), unique=True),
+    sa.Column("webhook_prefix", sa.String(16)),
+    # Readable without authentication (the public shape only) for its organization.
+    sa.Column("public", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("org_id", "name"),
+)
+
+# One run of a chain: its status and the chain as it was when the run started.
+stack_runs = sa.Table(
+    "stack_runs",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations.id"),
+    sa.Column("stack_id", sa.BigInteger()),
+    sa.Column("stack_name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("steps", sa.JSON(), nullable=False),
+    sa.Column("on_failure", sa.JSON()),
+    sa.Column("env", sa.JSON(), nullable=False),
+    sa.Column("target", sa.JSON(), nullable=False),
+    sa.Column("trigger_id", sa.BigInteger()),
+    sa.Column("created_by", sa.BigInteger()),
+    sa.Column("actor", sa.String(254)),
+    sa.Column("reason", sa.Text()),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    _ts("finished_at"),
+    sa.Index("ix_stack_runs_org", "org_id", "id"),
+    sa.Index("ix_stack_runs_status", "status"),
+)
+
+# The job of each started step. UNIQUE (run, idx) is what makes a step start once, however
+# many writers (an observer, the sweep after a restart, another replica) try to start it.
+stack_run_steps = sa.Table(
+    "stack_run_steps",
+    metadata,
+    _ref("stack_run_id", "stack_runs.id"),
+    sa.Column("idx", sa.Integer(), nullable=False),
+    sa.Column("job_id", sa.BigInteger(), nullable=False, unique=True),
+    _ts("created_at", False),
+    sa.PrimaryKeyConstraint("stack_run_id", "idx"),
 )
 
 triggers = sa.Table(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobyard.domain.chains import Step
 from jobyard.domain.policies import CatchUp, ConcurrencyPolicy
 from jobyard.domain.records import Page
 from jobyard.domain.schedules import Schedule, ScheduleKind
@@ -52,6 +53,8 @@ def _schedule(row: sa.RowMapping) -> SavedSchedule:
 def _stack(row: sa.RowMapping) -> Stack:
     data = dict(row)
     data["target"] = Target.from_json(data["target"])
+    data["steps"] = tuple(Step.from_json(s) for s in data["steps"] or ())
+    data["on_failure"] = Step.from_json(data["on_failure"]) if data["on_failure"] else None
     return Stack(**data)
 
 
@@ -141,6 +144,12 @@ class StacksRepo:
         row = (await self.conn.execute(q)).mappings().first()
         return None if row is None else _stack(row)
 
+    async def get_any(self, stack_id: int) -> Stack | None:
+        """A stack by id whatever its organization (webhooks find their stack this way)."""
+        q = stacks.select().where(stacks.c.id == stack_id)
+        row = (await self.conn.execute(q)).mappings().first()
+        return None if row is None else _stack(row)
+
     async def by_name(self, org_id: int, name: str) -> Stack | None:
         q = stacks.select().where(stacks.c.org_id == org_id, stacks.c.name == name)
         row = (await self.conn.execute(q)).mappings().first()
@@ -149,6 +158,27 @@ class StacksRepo:
     async def page(self, org_id: int, offset: int, limit: int) -> Page[Stack]:
         rows, total = await _page(self.conn, stacks, org_id, offset, limit)
         return Page([_stack(r) for r in rows], total)
+
+    async def public_page(self, org_id: int, offset: int, limit: int) -> Page[Stack]:
+        where = sa.and_(stacks.c.org_id == org_id, stacks.c.public.is_(True))
+        total = (
+            await self.conn.execute(sa.select(sa.func.count()).select_from(stacks).where(where))
+        ).scalar_one()
+        q = stacks.select().where(where).order_by(stacks.c.id).offset(offset).limit(limit)
+        rows = (await self.conn.execute(q)).mappings().all()
+        return Page([_stack(r) for r in rows], total)
+
+    async def using_task(self, org_id: int, task_id: int) -> list[str]:
+        """Names of the stacks whose chain runs this task."""
+        q = sa.select(stacks.c.name, stacks.c.steps, stacks.c.on_failure).where(
+            stacks.c.org_id == org_id, stacks.c.steps.is_not(None)
+        )
+        out = []
+        for name, steps, failure in (await self.conn.execute(q)).all():
+            ids = [s.get("task_id") for s in [*(steps or []), *([failure] if failure else [])]]
+            if task_id in ids:
+                out.append(name)
+        return out
 
     async def delete(self, stack_id: int) -> None:
         await self.conn.execute(stacks.delete().where(stacks.c.id == stack_id))
