@@ -15,6 +15,7 @@ ROUTERS: list[APIRouter] = [
     tasks.router,
     schedules.router,
     stacks.router,
+    stacks.runs_router,
     triggers.router,
     hooks.router,
 ]

@@ -22,6 +22,7 @@ from jobyard.client import Client
 from jobyard.domain.jobs import NodeRunStatus, job_succeeded
 
 task_app = typer.Typer(help="Run tasks.", no_args_is_help=True)
+stack_app = typer.Typer(help="Run stacks.", no_args_is_help=True)
 
 
 def tasks(
@@ -104,6 +105,55 @@ def run_task(
     raise typer.Exit(0 if job["status"] == "complete" and job_succeeded(runs) else 1)
 
 
+def _steps_table(run: dict[str, Any]) -> Table:
+    table = Table(title=f"stack run {run['id']} ({run['stack']}): {_styled(run['status'])}")
+    for col in ("step", "task", "state", "job"):
+        table.add_column(col)
+    for s in run["steps"]:
+        label = "on failure" if s["on_failure_step"] else str(s["index"] + 1)
+        job = "" if s["job_id"] is None else f"{s['job_id']} ({s['job_status']})"
+        table.add_row(label, s["task"] or str(s["task_id"]), _styled(s["state"]), job)
+    return table
+
+
+@stack_app.command("run")
+def run_stack(
+    stack: Annotated[str, typer.Argument(help="The stack's name or id.")],
+    values: Annotated[
+        list[str] | None, typer.Argument(help="Argument values (a one-task stack).")
+    ] = None,
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", help="An argument as NAME=VALUE (repeatable).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the stack run to end.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
+    """Run a stack; with --wait, exit 0 only when it succeeded (every step of a chain)."""
+    client = _client(server, token, org)
+    stack_id = int(stack) if stack.isdigit() else int(_call(client.stack_by_name, stack)["id"])
+    job = _call(client.run_stack, stack_id, _arguments(values or [], arg or []))
+    run_id = job.get("stack_run_id")
+    if run_id is None:
+        console.print(f"job {job['id']}: {_styled(job['status'])} ({job['url']})")
+        if not wait:
+            return
+        job = _call(client.wait, job["id"])
+        console.print(_job_table(job))
+        runs = [NodeRunStatus(r["status"]) for r in job["node_runs"]]
+        raise typer.Exit(0 if job["status"] == "complete" and job_succeeded(runs) else 1)
+    console.print(f"stack run {run_id}: first step is job {job['id']} ({job['stack_run_url']})")
+    if not wait:
+        return
+    run = _call(client.wait_stack_run, run_id)
+    console.print(_steps_table(run))
+    if run.get("reason"):
+        console.print(run["reason"])
+    raise typer.Exit(0 if run["status"] == "succeeded" else 1)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(tasks)
     app.add_typer(task_app, name="task")
+    app.add_typer(stack_app, name="stack")

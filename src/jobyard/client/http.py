@@ -126,3 +126,31 @@ class Client:
         body = {"arguments": arguments} if arguments is not None else {}
         result: dict[str, Any] = self._call("POST", f"/api/v1/tasks/{task_id}/run", json=body)
         return result
+
+    # -- stacks
+    def stack_by_name(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/stacks/by-name/{name}")
+        return result
+
+    def run_stack(self, stack_id: int, arguments: Any = None) -> dict[str, Any]:
+        """Run a stack: the job it started (``stack_run_id`` names the run of a chain)."""
+        body = {"arguments": arguments} if arguments is not None else {}
+        result: dict[str, Any] = self._call("POST", f"/api/v1/stacks/{stack_id}/run", json=body)
+        return result
+
+    def get_stack_run(self, run_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/stack-runs/{run_id}")
+        return result
+
+    def wait_stack_run(
+        self, run_id: int, timeout: float | None = None, interval: float = 0.25
+    ) -> dict[str, Any]:
+        """Poll until the stack run ends (or ``timeout`` seconds pass) and return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.get_stack_run(run_id)
+            if run["status"] != "running":
+                return run
+            if deadline is not None and time.monotonic() > deadline:
+                return run
+            time.sleep(interval)
