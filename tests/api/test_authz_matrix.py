@@ -177,6 +177,12 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("PATCH", "/api/v1/stacks/{stack_id}"): OWN_OBJ,
     ("DELETE", "/api/v1/stacks/{stack_id}"): OWN_OBJ,
     ("POST", "/api/v1/stacks/{stack_id}/run"): but(OWN_OBJ, user2=OK),
+    ("POST", "/api/v1/stacks/{stack_id}/runs"): but(OWN_OBJ, user2=OK),
+    ("GET", "/api/v1/stacks/{stack_id}/runs"): READ_OBJ,
+    ("GET", "/api/v1/stack-runs"): READ,
+    ("GET", "/api/v1/stack-runs/{run_id}"): READ_OBJ,
+    ("GET", "/api/v1/stack-runs/{run_id}/events"): READ_OBJ,
+    ("POST", "/api/v1/stack-runs/{run_id}/stop"): but(OWN_OBJ, user2=OK),
     ("POST", "/api/v1/triggers"): but(CREATE, outsider=404),  # names the org's schedule
     ("GET", "/api/v1/triggers"): READ,
     ("GET", "/api/v1/triggers/by-name/{name}"): READ_OBJ,
@@ -271,6 +277,7 @@ ROUTE_VALUES: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/api/v1/jobs/{job_id}/reject"): {"job_id": "approval_job_id"},
     ("GET", "/api/v1/jobs/{job_id}/input"): {"job_id": "input_job_id"},
     ("POST", "/api/v1/jobs/{job_id}/input"): {"job_id": "input_job_id"},
+    ("POST", "/api/v1/stacks/{stack_id}/runs"): {"stack_id": "chain_stack_id"},
 }
 
 
@@ -364,6 +371,15 @@ class World:
         )
         self.values["stack_id"] = str(stack["id"])
         self.values["stacks.name"] = "web"
+        chain = await self.ok(
+            user,
+            "POST",
+            "/api/v1/stacks",
+            {"name": "chain", "target": {"nodes": ["web1"]}, "steps": [{"task": "deploy"}]},
+        )
+        self.values["chain_stack_id"] = str(chain["id"])
+        chain_run = await self.ok(user, "POST", f"/api/v1/stacks/{chain['id']}/runs")
+        self.values["run_id"] = str(chain_run["id"])
         trigger = await self.ok(
             user,
             "POST",
