@@ -13,6 +13,7 @@ from jobyard import __version__, web
 from jobyard.api import (
     accounts,
     agent_ws,
+    chef_keys,
     errors,
     health,
     jobs,
@@ -74,6 +75,7 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(accounts.router)
+    app.include_router(chef_keys.router)
     for router in SCHEDULING_ROUTERS:  # before jobs: DELETE /api/v1/jobs/finished
         app.include_router(router)
     app.include_router(jobs.router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -134,3 +135,112 @@ def create_token(
         {"id": issued.token.id, "token": issued.secret, "org": org, "role": issued.token.role},
         issued.secret,
     )
+
+
+chef_key = typer.Typer(
+    help="Chef user and client names with the public keys their requests are signed with.",
+    no_args_is_help=True,
+)
+app.add_typer(chef_key, name="chef-key")
+
+
+def _chef_keys() -> Any:
+    from jobyard.service import chef_keys
+
+    return chef_keys
+
+
+@chef_key.command("add")
+def chef_key_add(
+    name: Annotated[str, typer.Argument(help="The Chef user or client name (X-Ops-UserId).")],
+    org: Annotated[str, typer.Option(help="Organization name.")],
+    email: Annotated[str, typer.Option(help="The member this Chef name acts as.")],
+    public_key: Annotated[
+        str | None,
+        typer.Option(help="A PEM file with the public key; without it a key pair is made."),
+    ] = None,
+    private_key_file: Annotated[
+        str | None,
+        typer.Option(help="Write a made private key to this file (0600) instead of printing it."),
+    ] = None,
+    role: Annotated[str | None, typer.Option(help="Limit the name to a role, or 'agent'.")] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a Chef name for a member, with its public key or a new key pair.
+
+    A made private key is printed (or written to --private-key-file) this once only.
+    """
+    parsed = _role(role) if role else None
+    pem = None
+    if public_key is not None:
+        try:
+            with open(public_key, encoding="utf-8") as fh:
+                pem = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read the public key file {public_key!r}: {exc}")
+    added = run_with_services(
+        data_dir,
+        database_url,
+        lambda svc: _chef_keys().add_key(svc, org, name, email, public_key=pem, role=parsed),
+    )
+    private = added.private_key
+    if private is not None and private_key_file is not None:
+        fd = os.open(private_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(private)
+        private = None
+    data: dict[str, Any] = {
+        "name": added.key.name,
+        "org": org,
+        "email": added.key.email,
+        "role": added.key.role,
+        "fingerprint": _chef_keys().fingerprint(added.key.public_key),
+    }
+    if private is not None:
+        data["private_key"] = private
+    text = f"{added.key.name} signs as {added.key.email} in {org}"
+    if private is not None:
+        text = private.rstrip("\n")
+    elif private_key_file is not None:
+        text += f"; private key written to {private_key_file}"
+    _emit(as_json, data, text)
+
+
+@chef_key.command("list")
+def chef_key_list(
+    org: Annotated[str, typer.Option(help="Organization name.")],
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The Chef names of an organization, with the member each acts as."""
+    keys = run_with_services(data_dir, database_url, lambda svc: _chef_keys().list_keys(svc, org))
+    rows = [
+        {
+            "name": k.name,
+            "email": k.email,
+            "role": k.role,
+            "fingerprint": _chef_keys().fingerprint(k.public_key),
+        }
+        for k in keys
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']}\t{r['email']}\t{r['role'] or 'member role'}\t{r['fingerprint']}")
+
+
+@chef_key.command("remove")
+def chef_key_remove(
+    name: Annotated[str, typer.Argument(help="The Chef user or client name.")],
+    org: Annotated[str, typer.Option(help="Organization name.")],
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget a Chef name: its signed requests are refused from now on."""
+    run_with_services(data_dir, database_url, lambda svc: _chef_keys().remove_key(svc, org, name))
+    _emit(as_json, {"name": name, "org": org, "removed": True}, f"removed {name} from {org}")

@@ -192,3 +192,19 @@ class Page(Generic[T]):
 
     items: list[T]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChefKey:
+    """A Chef user or client name of an organization, the jobyard user it stands for
+    (with an optional narrower role) and its public key (PEM)."""
+
+    id: int
+    org_id: int
+    user_id: int
+    name: str
+    role: str | None
+    public_key: str
+    created_at: dt.datetime
+    email: str
+    display_name: str

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jobyard.store.accounts import AccountsRepo
+from jobyard.store.chef_keys import ChefKeysRepo
 from jobyard.store.clusters import ClustersRepo
 from jobyard.store.events import EventsRepo
 from jobyard.store.files import FilesRepo
@@ -54,6 +55,7 @@ class Tx:
         self.conn = conn
         self.dialect = dialect
         self.accounts = AccountsRepo(conn)
+        self.chef_keys = ChefKeysRepo(conn)
         self.jobs = JobsRepo(conn, dialect)
         self.events = EventsRepo(conn)
         self.nodes = NodesRepo(conn)

@@ -24,3 +24,13 @@ class MemberIn(BaseModel):
     role: StrictStr
     display_name: Annotated[StrictStr, Field(max_length=200)] | None = None
     password: Annotated[StrictStr, Field(max_length=1000)] | None = None
+
+
+class ChefKeyIn(BaseModel):
+    """A Chef identity: ``public_key`` (PEM) to register, or none to have a pair made."""
+
+    model_config = Strict
+    name: Annotated[StrictStr, Field(min_length=1, max_length=255)]
+    email: Annotated[StrictStr, Field(max_length=254)]
+    role: StrictStr | None = None
+    public_key: Annotated[StrictStr, Field(max_length=20000)] | None = None

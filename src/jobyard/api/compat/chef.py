@@ -19,16 +19,16 @@ from jobyard.api import errors
 from jobyard.api.auth import principal, services
 from jobyard.api.compat import base_url, boolean, integer, json_object, same_org, string_map, text
 from jobyard.api.responses import JSON, dumps
-from jobyard.domain.dialects import chef
+from jobyard.domain.dialects import chef, chef_signing
 from jobyard.domain.errors import Invalid, NotFound
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Principal
 from jobyard.domain.targets import Target
+from jobyard.service import chef_keys, outputs
 from jobyard.service import feeds as event_log
 from jobyard.service import jobs as uc
 from jobyard.service import nodes as node_uc
-from jobyard.service import outputs
 from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
 from jobyard.store.jobs import JobFilter
@@ -40,7 +40,28 @@ Svc = Annotated[Services, Depends(services)]
 KEEPALIVE = 15.0
 
 
-async def org_member(org: str, who: Annotated[Principal, Depends(principal)]) -> Principal:
+def _signed_path(request: Request) -> str:
+    """The path as the client sent it (still percent-encoded), which is what it signed."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
+
+
+async def org_member(org: str, request: Request) -> Principal:
+    """The caller: a Chef-signed request (X-Ops-* headers) or any jobyard token."""
+    if chef_signing.is_signed(request.headers):
+        svc = services(request)
+        sig = chef_signing.parse(request.headers)
+        who = await chef_keys.authenticate(
+            svc,
+            org,
+            sig,
+            method=request.method,
+            path=_signed_path(request),
+            body=await request.body(),
+        )
+        request.state.principal = who
+    else:
+        who = await principal(request)
     same_org(org, who)
     return who
 
@@ -49,8 +70,10 @@ Who = Annotated[Principal, Depends(org_member)]
 
 
 def render_error(request: Request, status: int, detail: str, extra: dict[str, Any]) -> Response:
-    # Push Jobs answers a bad request with 400, never 422.
-    return JSON({"error": [detail]}, status_code=400 if status == 422 else status)
+    # Push Jobs answers a bad request with 400, never 422; a 401 names the signing
+    # protocol versions the client may use, as Chef servers do.
+    headers = {"WWW-Authenticate": chef_signing.CHALLENGE} if status == 401 else None
+    return JSON({"error": [detail]}, status_code=400 if status == 422 else status, headers=headers)
 
 
 errors.register_renderer("/compat/chef/", render_error)
