@@ -111,6 +111,10 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/members"): READ,
     ("POST", "/api/v1/members"): ADMIN,
     ("DELETE", "/api/v1/members/{user_id}"): ADMIN_OBJ,
+    # -- Chef identities (admins; the outsider names a member it does not have)
+    ("GET", "/api/v1/chef-keys"): ADMIN,
+    ("POST", "/api/v1/chef-keys"): but(ADMIN, outsider=404),
+    ("DELETE", "/api/v1/chef-keys/{name}"): ADMIN_OBJ,
     # -- jobs
     ("POST", "/api/v1/jobs"): CREATE,
     ("GET", "/api/v1/jobs"): READ,
@@ -237,6 +241,7 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
 BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/api/v1/tokens"): lambda w: {"name": "walker"},
     ("POST", "/api/v1/members"): lambda w: {"email": "new@acme.test", "role": "viewer"},
+    ("POST", "/api/v1/chef-keys"): lambda w: {"name": "walker", "email": "user@acme.test"},
     ("POST", "/api/v1/jobs"): lambda w: {"command": "true", "nodes": ["web1"], "draft": True},
     ("PUT", "/api/v1/jobs/{job_id}"): lambda w: {"command": "true", "nodes": ["web2"]},
     ("PATCH", "/api/v1/jobs/{job_id}"): lambda w: {"description": "changed"},
@@ -447,6 +452,10 @@ class World:
             {"url": "http://127.0.0.1:9/jobyard", "event_types": ["job.failed"]},
         )
         self.values["subscription_id"] = str(hook["id"])
+        await self.ok(
+            admin, "POST", "/api/v1/chef-keys", {"name": "knife-user", "email": "user@acme.test"}
+        )
+        self.values["chef-keys.name"] = "knife-user"
 
     def value(self, method: str, path: str, param: str) -> str:
         """The value of a path parameter for this route."""
