@@ -1,8 +1,14 @@
 """What the agent keeps on disk so that a restart neither loses a result nor runs twice.
 
-<state>/runs/<job>-<attempt>.json     written (fsync) before a command starts
-<state>/results/<job>-<attempt>.json  a finished run's result until the server acks it
-<state>/files/<job>-<attempt>/         its output files until each is sent (before the result)
+One journal per server identity (job ids are unique per server database only: a server
+whose database was re-created, or another server, numbers its jobs from 1 again):
+
+<state>/servers/<server id>/runs/<job>-<attempt>.json     written (fsync) before a command starts
+<state>/servers/<server id>/results/<job>-<attempt>.json  a result until that server acks it
+<state>/servers/<server id>/files/<job>-<attempt>/         its output files until each is sent
+
+A journal an older agent kept directly under <state> (runs/, results/, files/) is adopted
+by the first server identity this agent meets.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,32 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 def _name(job: int, attempt: int) -> str:
     return f"{job}-{attempt}.json"
+
+
+_PARTS = ("runs", "results", "files")
+_SERVER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def server_journal(state_dir: Path, server_id: str) -> Journal:
+    """The journal of one server identity (adopting an older agent's unkeyed journal)."""
+    if not _SERVER_ID.fullmatch(server_id):
+        raise ValueError(f"the server sent an unusable identity {server_id[:80]!r}")
+    root = state_dir / "servers" / server_id
+    if not root.exists():
+        legacy = [state_dir / part for part in _PARTS if (state_dir / part).is_dir()]
+        root.mkdir(parents=True)
+        for path in legacy:
+            os.replace(path, root / path.name)
+    return Journal(root)
+
+
+def every_journal(state_dir: Path) -> list[Journal]:
+    """Every journal kept under ``state_dir`` (for orphans an earlier incarnation left)."""
+    roots = [state_dir] if any((state_dir / part).is_dir() for part in _PARTS) else []
+    servers = state_dir / "servers"
+    if servers.is_dir():
+        roots += sorted(p for p in servers.iterdir() if p.is_dir())
+    return [Journal(root) for root in roots]
 
 
 class Journal:

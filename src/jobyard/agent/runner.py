@@ -22,7 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from jobyard.agent.asking import InputDesk
-from jobyard.agent.journal import Journal
+from jobyard.agent.journal import Journal, every_journal, server_journal
 from jobyard.agent.process import Process, kill_group, process_has_marker
 from jobyard.wire import agent as wire
 
@@ -62,6 +62,7 @@ class Run:
     job: int
     attempt: int
     spec: dict[str, Any]
+    journal: Journal  # of the server that sent it
     process: Process | None = None
     task: asyncio.Task[None] | None = None
     sent: int = 0
@@ -73,7 +74,10 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.incarnation = uuid.uuid4().hex
-        self.journal = Journal(config.state_dir)
+        # The journal of the server connected to (or last connected to): picked from the
+        # identity the server sends in the handshake, before hello.
+        self.journal: Journal | None = None
+        self._journals: dict[str, Journal] = {}
         self.runs: dict[tuple[int, int], Run] = {}
         self.ws: ClientConnection | None = None
         self.heartbeat_interval = 5.0
@@ -144,7 +148,7 @@ class Agent:
 
     def _kill_orphans(self) -> None:
         """Kill process groups an earlier incarnation of this agent left running."""
-        for info in self.journal.orphans():
+        for info in (i for j in every_journal(self.config.state_dir) for i in j.orphans()):
             pgid, marker = info.get("pgid"), info.get("marker")
             if info.get("settled") or not isinstance(pgid, int) or not isinstance(marker, str):
                 continue
@@ -164,6 +168,8 @@ class Agent:
             ping_timeout=20,
         ) as ws:
             self.ws = ws
+            server_id = ws.response.headers.get(wire.SERVER_HEADER) if ws.response else None
+            self.journal = self._journal_of(server_id or "")
             await ws.send(self._hello())
             welcome = wire.decode(await asyncio.wait_for(ws.recv(), 10))
             if welcome["type"] != "welcome":
@@ -184,7 +190,17 @@ class Agent:
                 beat.cancel()
                 self.ws = None
 
+    def _journal_of(self, server_id: str) -> Journal:
+        journal = self._journals.get(server_id)
+        if journal is None:
+            # A server without an identity (older) keeps the journal at the state dir's root.
+            root = self.config.state_dir
+            journal = server_journal(root, server_id) if server_id else Journal(root)
+            self._journals[server_id] = journal
+        return journal
+
     def _hello(self) -> str:
+        assert self.journal is not None
         return wire.encode(
             "hello",
             version=wire.PROTOCOL_VERSION,
@@ -194,7 +210,11 @@ class Agent:
             cluster=self.config.cluster,
             # Every run holding a slot, started or only committed: the server aborts the
             # ones it no longer wants (their abort may have been sent while we were away).
-            running=[{"job": r.job, "attempt": r.attempt} for r in self.runs.values()],
+            running=[
+                {"job": r.job, "attempt": r.attempt}
+                for r in self.runs.values()
+                if r.journal is self.journal
+            ],
             pending=[{"job": p["job"], "attempt": p["attempt"]} for p in self.journal.pending()],
             busy=self.busy,
         )
@@ -213,8 +233,11 @@ class Agent:
 
     async def _resend_results(self) -> None:
         self._last_resend = asyncio.get_running_loop().time()
-        for result in self.journal.pending():
-            await self._deliver(result)
+        journal = self.journal
+        if journal is None:
+            return
+        for result in journal.pending():
+            await self._deliver(journal, result)
 
     async def _send(self, message: str) -> bool:
         """Hand a frame to the live connection; False when there is none (or it broke)."""
@@ -245,7 +268,8 @@ class Agent:
             await self._on_abort(*wire.job_ref(msg))
         elif kind == "ack":
             job, attempt = wire.job_ref(msg)
-            self.journal.acked(job, attempt)
+            if self.journal is not None:
+                self.journal.acked(job, attempt)
         elif kind == "input":
             self.desk.answer(msg)
         elif kind == "error":
@@ -260,12 +284,16 @@ class Agent:
     async def _on_commit(self, msg: dict[str, Any]) -> None:
         job, attempt = wire.job_ref(msg)
         key = (job, attempt)
-        if key in self.runs:
+        journal = self.journal
+        assert journal is not None  # set before hello, so before any commit
+        if key in self.runs and self.runs[key].journal is journal:
             await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
             return
         reason = None
-        if self.journal.started(job, attempt) is not None:
+        if journal.started(job, attempt) is not None:
             reason = "already ran this job"
+        elif key in self.runs:
+            reason = "busy"  # the same ids from another server, whose run goes on
         elif not self.allowed(msg):
             reason = "command not on this node's allowlist"
         elif self.busy:
@@ -273,13 +301,15 @@ class Agent:
         if reason:
             await self._send(wire.encode("nack_commit", job=job, attempt=attempt, reason=reason))
             return
-        self.runs[key] = Run(job, attempt, msg)
+        self.runs[key] = Run(job, attempt, msg, journal)
         await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
 
     async def _on_run(self, job: int, attempt: int) -> None:
         run = self.runs.get((job, attempt))
+        if run is not None and run.journal is not self.journal:
+            return  # another server's job with the same ids
         if run is None or run.task is not None:
-            result = self.journal.result(job, attempt)
+            result = self.journal.result(job, attempt) if self.journal is not None else None
             if result is not None:
                 await self._send(wire.encode("result", **result))
             return
@@ -287,7 +317,7 @@ class Agent:
 
     async def _on_abort(self, job: int, attempt: int) -> None:
         run = self.runs.get((job, attempt))
-        if run is None:
+        if run is None or run.journal is not self.journal:
             return
         if run.task is None:
             # Committed but not started (quorum failed, or stopped before run): release.
@@ -352,7 +382,7 @@ class Agent:
                 code = None
             else:
                 # The marker is on disk before the process exists: a restart never re-runs it.
-                self.journal.mark_started(job, attempt, {"marker": marker})
+                run.journal.mark_started(job, attempt, {"marker": marker})
                 await self._send(wire.encode("ack_run", job=job, attempt=attempt))
                 env = self._env(run, outputs, marker)
                 job_file = self._job_file(run, work)
@@ -371,7 +401,7 @@ class Agent:
                 else:
                     if run.aborting:  # the abort arrived while the process was starting
                         await run.process.kill(self.config.abort_grace)
-                    self.journal.mark_started(
+                    run.journal.mark_started(
                         job, attempt, {"marker": marker, "pgid": run.process.pgid}
                     )
                     code = await run.process.wait()
@@ -387,9 +417,10 @@ class Agent:
         finally:
             self.runs.pop((job, attempt), None)
         result = {"job": job, "attempt": attempt, "status": status, "exit_code": code}
-        self.journal.keep_result(job, attempt, result)
-        self.journal.forget(job, attempt)
-        await self._deliver(result)
+        run.journal.keep_result(job, attempt, result)
+        run.journal.forget(job, attempt)
+        if run.journal is self.journal:  # else kept for when that server is back
+            await self._deliver(run.journal, result)
         shutil.rmtree(work, ignore_errors=True)
 
     async def _output(self, run: Run, stream: str, data: str) -> None:
@@ -416,9 +447,9 @@ class Agent:
                     run, "stderr", f"jobyard: {rel} is over {FILE_CAP} bytes; not uploaded\n"
                 )
                 path.unlink()
-        self.journal.keep_files(run.job, run.attempt, outputs)
+        run.journal.keep_files(run.job, run.attempt, outputs)
 
-    async def _deliver(self, result: dict[str, Any]) -> None:
+    async def _deliver(self, journal: Journal, result: dict[str, Any]) -> None:
         """Send a finished run's files still in the journal, then (only if they all went)
         its result: the server acknowledges a result once, so files never trail it."""
         key = (result["job"], result["attempt"])
@@ -426,13 +457,13 @@ class Agent:
             return  # being sent already (a run ending just as the agent reconnects)
         self._delivering.add(key)
         try:
-            for name, path in self.journal.unsent_files(*key):
+            for name, path in journal.unsent_files(*key):
                 data = base64.b64encode(path.read_bytes()).decode()
                 frame = wire.encode("file", job=key[0], attempt=key[1], name=name, data=data)
                 if not await self._send(frame):
                     return  # the rest (and the result) at the next connection
                 path.unlink()
-            self.journal.files_sent(*key)
+            journal.files_sent(*key)
             await self._send(wire.encode("result", **result))
         finally:
             self._delivering.discard(key)

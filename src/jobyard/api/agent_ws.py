@@ -34,7 +34,11 @@ async def agent_socket(ws: WebSocket) -> None:
     except JobyardError as exc:
         await ws.close(code=4401, reason=exc.detail[:120])
         return
-    await ws.accept()
+    # The database's identity rides on the handshake, before hello: the agent picks the
+    # journal of this server (its job ids are only unique per database) before it says
+    # which runs it holds and which results it will re-send.
+    server_id = await nodes.server_identity(svc)
+    await ws.accept(headers=[(wire.SERVER_HEADER.encode(), server_id.encode())])
     try:
         first = wire.decode(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT))
         if first["type"] != "hello":
@@ -85,6 +89,7 @@ class Session:
             wire.encode(
                 "welcome",
                 node=self.name,
+                server=await nodes.server_identity(self.svc),
                 heartbeat_interval=s.heartbeat_interval,
                 # How soon a lost connection must be back before the node's runs crash.
                 reconnect_within=s.node_ttl + s.node_grace,

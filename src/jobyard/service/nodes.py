@@ -89,6 +89,17 @@ async def _node_event(
     )
 
 
+async def server_identity(svc: Services) -> str:
+    """The id agents key their journal by: this database's, made once and kept in it."""
+    known = svc.runtime.get("server_identity")
+    if isinstance(known, str):
+        return known
+    async with svc.db.begin() as tx:
+        found = await tx.nodes.server_identity(svc.clock.now())
+    svc.runtime["server_identity"] = found
+    return found
+
+
 async def node_connected(svc: Services, who: Principal, hello: Hello, replica: str) -> Node:
     """Register an agent's connection; crash what a previous incarnation left running."""
     if who.role is not Role.AGENT:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import Node
 from jobyard.store.rows import record, records
-from jobyard.store.schema import nodes
+from jobyard.store.schema import nodes, server_identity
 
 # Ids per IN (...) list: bound parameters are limited (asyncpg 32,767; SQLite 32,766).
 _IN_CHUNK = 10_000
@@ -116,3 +119,17 @@ class NodesRepo:
     async def online_of_replica(self, replica: str) -> list[Node]:
         q = nodes.select().where(nodes.c.online.is_(True), nodes.c.replica == replica)
         return records(Node, (await self.conn.execute(q)).mappings())
+
+    async def server_identity(self, now: dt.datetime) -> str:
+        """This database's identity (made on first use; concurrent first uses agree)."""
+        q = sa.select(server_identity.c.server_id).where(server_identity.c.slot == 1)
+        found = (await self.conn.execute(q)).scalar()
+        if found is None:
+            insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+            await self.conn.execute(
+                insert(server_identity)
+                .values(slot=1, server_id=uuid.uuid4().hex, created_at=now)
+                .on_conflict_do_nothing()
+            )
+            found = (await self.conn.execute(q)).scalar_one()
+        return str(found)

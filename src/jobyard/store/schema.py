@@ -143,6 +143,16 @@ nodes = sa.Table(
     sa.UniqueConstraint("org_id", "name"),
 )
 
+# One row: this database's identity, made on first use. Agents key their journal by it, so
+# a job id of a re-created database is never mistaken for one an agent ran before.
+server_identity = sa.Table(
+    "server_identity",
+    metadata,
+    sa.Column("slot", sa.Integer(), primary_key=True),
+    sa.Column("server_id", sa.String(64), nullable=False),
+    _ts("created_at", False),
+)
+
 jobs = sa.Table(
     "jobs",
     metadata,

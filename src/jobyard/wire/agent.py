@@ -1,7 +1,7 @@
 """The agent protocol: JSON text frames over one WebSocket the agent dials out.
 
 agent → server                              server → agent
-  hello {node, incarnation, tags, cluster,    welcome {node, heartbeat_interval,
+  hello {node, incarnation, tags, cluster,    welcome {node, server, heartbeat_interval,
          running[], pending[], busy}                   reconnect_within}
                                               commit {job, attempt, command, argv, ...}
   heartbeat {busy}                            run {job, attempt}
@@ -18,6 +18,10 @@ agent → server                              server → agent
 the server answers ``abort`` for those it no longer wants, ``run`` for ready ones whose
 job runs, and crashes a running run the agent does not list.
 
+The server's identity (an id made once per database) is sent as the ``X-Jobyard-Server``
+header of the handshake's response, and again in ``welcome``: job ids are unique per
+database only, so the agent keeps one journal per server identity and picks it before hello.
+
 Every job message carries (job, attempt): the server refuses a result for a stale
 attempt (fencing), and the agent never runs the same (job, attempt) twice.
 """
@@ -30,6 +34,7 @@ import orjson
 
 PROTOCOL_VERSION = 1
 PATH = "/api/v1/agent/ws"
+SERVER_HEADER = "x-jobyard-server"
 
 AgentMessage = Literal[
     "hello",
