@@ -268,3 +268,41 @@ async def test_stacks_schedules_and_triggers_change(
     page = await client.get(url)
     assert "hourly-web" in page.text and 'data-status="enabled"' in page.text
     assert "forbid" in page.text
+
+
+async def test_a_chained_stack_runs_from_its_page_and_draws_its_chain(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    csrf = await sign_in(client, admin.email)
+    await make_task(client, csrf, name="build", arguments="[]", command="make")
+    base = {"csrf_token": csrf, "name": "release", "target_kind": "nodes", "nodes": "web1"}
+    bad = await client.post("/stacks", data={**base, "steps": "[{"})
+    assert bad.status_code == 422 and "steps must be JSON" in words(bad)
+    unknown = await client.post("/stacks", data={**base, "steps": '[{"task": "nope"}]'})
+    assert unknown.status_code == 404 and "no task 'nope'" in words(unknown)
+    made = await client.post(
+        "/stacks", data={**base, "steps": '[{"task": "build"}, {"task": "build"}]'}
+    )
+    assert made.status_code == 303, words(made)
+    stacks = await client.get("/stacks")
+    assert "chain: build → build" in words(stacks)
+    stack_id = re.search(r'action="/stacks/(\d+)/run"', stacks.text)
+    assert stack_id
+    ran = await client.post(f"/stacks/{stack_id.group(1)}/run", data={"csrf_token": csrf})
+    assert ran.status_code == 303 and ran.headers["location"].startswith("/stack-runs/")
+    page = await client.get(ran.headers["location"])
+    assert page.status_code == 200
+    states = re.findall(r'data-step="(\d+)" data-state="(\w+)"', page.text)
+    assert states == [("0", "running"), ("1", "pending")]
+    assert 'data-live-list data-src="/stack-runs/' in page.text
+    fragment = await client.get(ran.headers["location"], headers={"x-fragment": "1"})
+    assert "<html" not in fragment.text and 'data-step="0"' in fragment.text
+    stopped = await client.post(f"{ran.headers['location']}/stop", data={"csrf_token": csrf})
+    assert stopped.status_code == 303
+    page = await client.get(ran.headers["location"])
+    assert re.findall(r'data-state="(\w+)"', page.text) == ["failed", "skipped"]
+    assert 'data-status="stopped"' in page.text
+    missing = await client.get("/stack-runs/999999")
+    assert missing.status_code == 404
+    edit = await client.get(f"/stacks/{stack_id.group(1)}/edit")
+    assert "task_id" in html.unescape(edit.text)

@@ -48,6 +48,7 @@ TONES = {
     "rejected": "bad",
     "timed_out": "warn",
     "aborted": "warn",
+    "stopped": "warn",
     "nacked": "warn",
     "unavailable": "warn",
     "was_ready": "warn",

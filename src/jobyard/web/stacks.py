@@ -3,14 +3,16 @@ or a command of their own; created, changed, run and deleted from one page."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from jobyard.domain.accounts import Role
-from jobyard.domain.errors import JobyardError
+from jobyard.domain.errors import Invalid, JobyardError
 from jobyard.domain.triggers import Stack
+from jobyard.service import chains, feeds
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import nodes as node_uc
 from jobyard.service import stacks as uc
@@ -38,6 +40,7 @@ def _empty_values() -> dict[str, str]:
         "env": "",
         "task_id": "",
         "command": "",
+        "steps": "",
     }
 
 
@@ -85,6 +88,7 @@ async def stacks(page: Viewer) -> Response:
 def _posted(page: Page) -> dict[str, str]:
     values = {k: page.field(k) for k in _empty_values()}
     values["env"] = raw_field(page, "env")
+    values["steps"] = raw_field(page, "steps")
     return values
 
 
@@ -97,7 +101,19 @@ def _changes(page: Page, values: dict[str, str]) -> dict[str, Any]:
         "env": env_from(values["env"]),
         "task_id": path_id(values["task_id"], "task") if values["task_id"] else None,
         "command": values["command"] or None,
+        **_steps_from(values["steps"]),
     }
+
+
+def _steps_from(text: str) -> dict[str, Any]:
+    """The chain typed in the form: a JSON list of steps (empty: no chain)."""
+    if not text.strip():
+        return {"steps": None}
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise Invalid(f"steps must be JSON: a list of steps ({exc})", "steps") from None
+    return {"steps": parsed}
 
 
 @router.post("/stacks")
@@ -131,6 +147,14 @@ def stack_values(stack: Stack) -> dict[str, str]:
         "env": env_text(stack.env),
         "task_id": "" if stack.task_id is None else str(stack.task_id),
         "command": stack.command or "",
+        "steps": json.dumps(
+            [
+                {k: v for k, v in st.as_json().items() if v is not None and v != "stop"}
+                for st in stack.steps
+            ]
+        )
+        if stack.steps
+        else "",
     }
 
 
@@ -161,7 +185,28 @@ async def update_stack(page: Poster, stack_id: str) -> Response:
 @router.post("/stacks/{stack_id}/run")
 async def run_stack(page: Poster, stack_id: str) -> Response:
     view = await uc.run_stack(page.svc, page.user, path_id(stack_id, "stack"))
+    run_id = view.job.meta.get("stack_run")
+    if run_id is not None:
+        return page.redirect(f"/stack-runs/{run_id}")
     return page.redirect(f"/jobs/{view.job.id}")
+
+
+@router.get("/stack-runs/{run_id}")
+async def stack_run(page: Viewer, run_id: str) -> Response:
+    """A stack run: the chain drawn step by step, each step's state kept live."""
+    view = await chains.get_stack_run(page.svc, page.user, path_id(run_id, "stack run"))
+    context: dict[str, Any] = {"view": view, "may_stop": page.user.role.at_least(Role.USER)}
+    if page.fragment:
+        return await page.render("_stack_run.html", **context)
+    context["last_event_id"] = await feeds.last_event_id(page.svc)
+    return await page.render("stack_run.html", **context)
+
+
+@router.post("/stack-runs/{run_id}/stop")
+async def stop_stack_run(page: Poster, run_id: str) -> Response:
+    found = path_id(run_id, "stack run")
+    await chains.stop_stack_run(page.svc, page.user, found)
+    return page.redirect(f"/stack-runs/{found}")
 
 
 @router.post("/stacks/{stack_id}/delete")
