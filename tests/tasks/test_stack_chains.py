@@ -256,3 +256,27 @@ async def test_bad_chains_are_refused_and_change_nothing(any_svc: Services, peop
     with pytest.raises(NotFound):
         await stacks.update_stack(any_svc, people.alice, stack.id, {"steps": [{"task": "zzz"}]})
     assert len((await stacks.get_stack(any_svc, people.alice, stack.id)).steps) == 2
+
+
+async def test_watchers_are_told_when_a_stack_run_ends(any_svc: Services, people: People) -> None:
+    from jobyard.service import notifications, outbox, watchers
+
+    stack = await chain_stack(any_svc, people, steps=[{"task": "build"}])
+    first = await stacks.run_stack(any_svc, people.alice, stack.id)
+    run_id = first.job.meta["stack_run"]
+    # The creator watches; bob asks to; the viewer of another run gets a 404.
+    listed = await watchers.list_watchers(any_svc, people.bob, "stack_run", run_id)
+    assert [w.user_id for w in listed] == [people.alice.user_id]
+    await watchers.watch(any_svc, people.bob, "stack_run", run_id)
+    with pytest.raises(NotFound):
+        await watchers.watch(any_svc, people.bob, "stack_run", run_id + 100)
+    await finish(any_svc, first.job.id)
+    await outbox.deliver_in_app(any_svc)
+    for who in (people.alice, people.bob):
+        inbox = await notifications.list_notifications(any_svc, who)
+        found = [n for n in inbox.items if n.kind == "stack_run.ended"]
+        assert len(found) == 1, inbox.items
+        assert found[0].title == f"Stack run 'release' (#{run_id}) succeeded"
+        assert found[0].url is not None and found[0].url.endswith(f"/stack-runs/{run_id}")
+    viewer_inbox = await notifications.list_notifications(any_svc, people.viewer)
+    assert not [n for n in viewer_inbox.items if n.kind == "stack_run.ended"]

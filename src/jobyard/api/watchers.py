@@ -3,6 +3,7 @@
 /api/v1/jobs/{id}/watchers            GET list, POST watch, DELETE stop watching
 /api/v1/jobs/{id}/watchers/{user}     DELETE (admins: another member)
 /api/v1/clusters/{id}/watchers ...    the same for clusters
+/api/v1/stack-runs/{id}/watchers       GET list, POST watch, DELETE stop watching
 /api/v1/jobs/{id}/shares              GET list, POST share by email
 /api/v1/jobs/{id}/shares/{email}      DELETE unshare
 """
@@ -75,7 +76,7 @@ async def _watch(
             "subject_id": subject_id,
             "user_id": done.user_id,
             "created_at": iso(done.created_at),
-            f"{kind}_url": svc.url(f"/api/v1/{kind}s/{subject_id}"),
+            f"{kind}_url": svc.url(f"/api/v1/{kind.replace('_', '-')}s/{subject_id}"),
         },
         status_code=201 if done.created else 200,
     )
@@ -165,4 +166,29 @@ async def share_job(job_id: IdPath, body: ShareIn, who: Who, svc: Svc) -> Respon
 @router.delete("/jobs/{job_id}/shares/{email}", status_code=204, summary="Take a share back")
 async def unshare_job(job_id: IdPath, email: str, who: Who, svc: Svc) -> Response:
     await sharing.unshare_job(svc, who, job_id, email)
+    return Response(status_code=204)
+
+
+@router.get("/stack-runs/{run_id}/watchers", summary="Who watches a stack run")
+async def stack_run_watchers(
+    request: Request, run_id: IdPath, who: Who, svc: Svc, page: int = 1, page_size: int = 100
+) -> Response:
+    return await _list(request, svc, who, "stack_run", run_id, page, page_size)
+
+
+@router.post(
+    "/stack-runs/{run_id}/watchers",
+    summary="Watch a stack run: be told when it ends (201; 200 when already watching)",
+)
+async def watch_stack_run(
+    run_id: IdPath, who: Who, svc: Svc, body: WatchIn | None = None
+) -> Response:
+    return await _watch(svc, who, "stack_run", run_id, body)
+
+
+@router.delete(
+    "/stack-runs/{run_id}/watchers", status_code=204, summary="Stop watching a stack run"
+)
+async def unwatch_stack_run(run_id: IdPath, who: Who, svc: Svc) -> Response:
+    await watchers.unwatch(svc, who, "stack_run", run_id)
     return Response(status_code=204)

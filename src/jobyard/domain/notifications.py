@@ -15,6 +15,7 @@ An event (a transition) becomes at most one notification *kind*::
     approval.requested                    approval.requested  (the approvers)
     input.requested                       input.requested     (who started the job)
     notification.requested                task.message        (a notification task's recipients)
+    stack_run.status → succeeded|failed|stopped   stack_run.ended  (the run's watchers)
 
 Each kind is delivered per recipient on the channels the recipient chose (in_app,
 email) and, for an organization's webhook subscriptions, as signed JSON. Every
@@ -64,6 +65,7 @@ class Kind(StrEnum):
     APPROVAL_REQUESTED = "approval.requested"
     INPUT_REQUESTED = "input.requested"
     TASK_MESSAGE = "task.message"
+    STACK_RUN_ENDED = "stack_run.ended"
 
 
 # Kinds people are told about (the keys of their settings); the rest go to webhooks only.
@@ -79,6 +81,7 @@ PERSONAL_KINDS = (
     Kind.APPROVAL_REQUESTED,
     Kind.INPUT_REQUESTED,
     Kind.TASK_MESSAGE,
+    Kind.STACK_RUN_ENDED,
 )
 WEBHOOK_KINDS = tuple(Kind)
 # A webhook subscription to every kind.
@@ -127,6 +130,8 @@ def kind_of(event: Event, run_statuses: list[str] | None = None) -> Kind | None:
         return None
     if event.type == "job.shared":
         return Kind.JOB_SHARED
+    if event.kind == "stack_run":
+        return Kind.STACK_RUN_ENDED if event.type == "stack_run.status" else None
     if event.kind == "cluster":
         if event.type == "cluster.created":
             return Kind.CLUSTER_REQUESTED

@@ -37,11 +37,11 @@ class Message:
 
 def page_url(base_url: str, subject_kind: str, subject_id: int) -> str:
     """The dashboard page of a job or cluster: what a person clicks in an email."""
-    return f"{base_url.rstrip('/')}/{subject_kind}s/{subject_id}"
+    return f"{base_url.rstrip('/')}/{subject_kind.replace('_', '-')}s/{subject_id}"
 
 
 def _label(about: About) -> str:
-    noun = "Job" if about.subject_kind == "job" else "Cluster"
+    noun = {"job": "Job", "stack_run": "Stack run"}.get(about.subject_kind, "Cluster")
     if about.name:
         return f"{noun} {about.name!r} (#{about.subject_id})"
     return f"{noun} #{about.subject_id}"
@@ -92,6 +92,9 @@ def compose(kind: str, about: About, base_url: str) -> Message:
         first = text.strip().splitlines()[0] if text.strip() else label
         source = f"task {about.task!r}" if about.task else label
         return Message(first[:200], f"{text}\n\n(sent by {source}, job #{about.subject_id})", url)
+    if kind == Kind.STACK_RUN_ENDED:
+        status = about.status or "ended"
+        return Message(f"{label} {status}", f"{label} {status}.{_why(about)}", url)
     if kind.startswith("cluster."):
         word = kind.split(".", 1)[1]
         return Message(f"{label} is {word}", f"{label} is {word}.{_why(about)}", url)

@@ -66,6 +66,7 @@ _WATCHED = {
     Kind.CLUSTER_AVAILABLE: "cluster",
     Kind.CLUSTER_TERMINATED: "cluster",
     Kind.CLUSTER_ERROR: "cluster",
+    Kind.STACK_RUN_ENDED: "stack_run",
     Kind.CLUSTER_JOB_STARTED: "cluster",
 }
 
@@ -110,6 +111,9 @@ async def notify_on_event(svc: Services, tx: Tx, event: Event) -> None:
         return
     if event.type == "cluster.created" and event.kind == "cluster":
         await tx.notify.watchers.add_creator("cluster", event.subject_id, event.created_at)
+    if event.type == "stack_run.created" and event.kind == "stack_run":
+        await tx.notify.watchers.add_creator("stack_run", event.subject_id, event.created_at)
+        return
     if kind_of(event, []) is None:
         return
     job_id = event.job_id if event.job_id is not None else event.subject_id
@@ -223,6 +227,15 @@ async def _about(tx: Tx, event: Event, kind: Kind, runs: list[str] | None) -> Ab
             reason=event.reason,
             actor=event.actor,
             job_id=started if isinstance(started, int) else None,
+        )
+    if event.kind == "stack_run":
+        return About(
+            subject_kind="stack_run",
+            subject_id=event.subject_id,
+            name=str(data["stack"]) if data.get("stack") else None,
+            status=event.to_status,
+            reason=event.reason,
+            actor=event.actor,
         )
     job_id = event.job_id if event.job_id is not None else event.subject_id
     name = await tx.notify.job_name(job_id)

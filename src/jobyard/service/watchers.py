@@ -18,7 +18,7 @@ from jobyard.service.context import Services
 from jobyard.service.sharing import readable_job
 from jobyard.store import Tx
 
-WATCHABLE = ("job", "cluster")
+WATCHABLE = ("job", "cluster", "stack_run")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,12 @@ async def _subject_org(tx: Tx, who: Principal, kind: str, subject_id: int) -> in
         if cluster is None:
             raise NotFound(f"no cluster {subject_id}")
         return cluster.org_id
-    raise Invalid(f"only {' and '.join(WATCHABLE)}s can be watched, not {kind!r}", "kind")
+    if kind == "stack_run":
+        run = await tx.stack_runs.get(who.org_id, subject_id)
+        if run is None:
+            raise NotFound(f"no stack run {subject_id}")
+        return run.org_id
+    raise Invalid(f"only {', '.join(WATCHABLE)}s can be watched, not {kind!r}", "kind")
 
 
 async def _whom(tx: Tx, who: Principal, user_id: int | None, action: str) -> int:

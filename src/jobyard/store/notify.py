@@ -17,6 +17,7 @@ from jobyard.domain.notifications import Prefs, Share, Watcher
 from jobyard.store.notify_schema import job_shares, notification_settings, watchers
 from jobyard.store.outbox import InboxRepo, OutboxRepo, WebhooksRepo, insert_ignore
 from jobyard.store.schema import clusters, jobs, node_runs, users
+from jobyard.store.tasks_schema import stack_runs
 
 
 def _subject(kind: str) -> sa.Column[int]:
@@ -24,6 +25,8 @@ def _subject(kind: str) -> sa.Column[int]:
         return watchers.c.job_id
     if kind == "cluster":
         return watchers.c.cluster_id
+    if kind == "stack_run":
+        return watchers.c.stack_run_id
     raise ValueError(f"nothing of kind {kind!r} can be watched")
 
 
@@ -99,7 +102,7 @@ class WatchersRepo:
 
     async def add_creators(self, kind: str, subject_ids: Sequence[int], now: dt.datetime) -> None:
         """The creators of several jobs or clusters watch them, in one statement."""
-        source = jobs if kind == "job" else clusters
+        source = {"job": jobs, "cluster": clusters, "stack_run": stack_runs}[kind]
         col = _subject(kind)
         pick = sa.select(
             source.c.org_id,

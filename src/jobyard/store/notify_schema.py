@@ -17,8 +17,11 @@ watchers = sa.Table(
     _ref("cluster_id", "clusters.id", nullable=True),
     _ref("user_id", "users.id"),
     _ts("created_at", False),
+    # A run of a chained stack (migration 0005_stacks_watchers).
+    _ref("stack_run_id", "stack_runs.id", nullable=True),
     sa.UniqueConstraint("job_id", "user_id"),
     sa.UniqueConstraint("cluster_id", "user_id"),
+    sa.UniqueConstraint("stack_run_id", "user_id"),
 )
 
 # Read access to one job for one user, possibly of another organization (Rescale's share).
