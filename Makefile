@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up serve fmt lint typecheck test test-fast bench clean browser
+.PHONY: install up serve fmt lint typecheck test test-fast fuzz bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: install browser
 
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not e2e" $(PYTEST_ARGS)
+
+# A longer schemathesis run than the suite's (examples per operation: FUZZ_EXAMPLES).
+FUZZ_EXAMPLES ?= 100
+fuzz: install
+	JOBYARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/api/test_fuzz_openapi.py
 
 # Benchmarks (bench/, BENCHMARKS.md): the compared queues and py-spy, and Debian's wrk.
 bench: install
