@@ -9,6 +9,7 @@ not crashes. ``JOBYARD_FUZZ_EXAMPLES`` raises the examples per operation (``make
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -20,6 +21,8 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.generation import GenerationMode
 
 from jobyard.api.app import create_app
 from jobyard.domain.accounts import Role
@@ -41,6 +44,7 @@ class FuzzWorld:
         self.svc = Services(db=Database(url), settings=self.settings)
         self.app = create_app(services=self.svc, migrate=False, run_loops=False)
         self.token = ""
+        self.ids: dict[str, str] = {}
 
     async def build(self) -> None:
         await self.svc.db.migrate()
@@ -53,19 +57,20 @@ class FuzzWorld:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", headers=headers
         ) as c:
-            await c.post("/api/v1/jobs", json={"command": "true", "count": 1, "draft": True})
-            await c.post("/api/v1/clusters", json={"name": "pool", "nodes": 1})
+            job = await c.post("/api/v1/jobs", json={"command": "true", "count": 1, "draft": True})
+            cluster = await c.post("/api/v1/clusters", json={"name": "pool", "nodes": 1})
             task = await c.post(
                 "/api/v1/tasks",
                 json={"name": "deploy", "command": "true", "target": {"count": 1}},
             )
             schedule = await c.post("/api/v1/schedules", json={"name": "hourly", "period": 3600})
-            await c.post(
+            stack = await c.post(
                 "/api/v1/stacks",
                 json={"name": "web", "target": {"count": 1}, "command": "true"},
             )
+            trigger = None
             if task.status_code == 201 and schedule.status_code == 201:
-                await c.post(
+                trigger = await c.post(
                     "/api/v1/triggers",
                     json={
                         "name": "t",
@@ -74,6 +79,18 @@ class FuzzWorld:
                         "enabled": False,
                     },
                 )
+        made = {
+            "job_id": job,
+            "cluster_id": cluster,
+            "task_id": task,
+            "schedule_id": schedule,
+            "stack_id": stack,
+            "trigger_id": trigger,
+        }
+        for key, response in made.items():
+            if response is not None and response.status_code == 201:
+                self.ids[key] = str(response.json()["id"])
+        self.ids["user_id"] = str(admin.user_id)
 
 
 def _world() -> FuzzWorld:
@@ -124,6 +141,18 @@ def kragle_fault(path: str, response: Any) -> bool:
     return isinstance(body, dict) and set(body) == {"code", "msg"}
 
 
+def strategy(operation: Any, ids: dict[str, str]) -> Any:
+    """Valid and invalid requests, with random path parameters and, on native routes,
+    also with the world's objects (so that requests reach them, not only 404s)."""
+    modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    options = [operation.as_strategy(mode) for mode in modes]
+    params = re.findall(r"\{([^}]+)\}", operation.path)
+    if params and operation.path.startswith("/api/v1/") and all(p in ids for p in params):
+        fixed = {p: ids[p] for p in params}
+        options += [operation.as_strategy(mode, path_parameters=fixed) for mode in modes]
+    return st.one_of(options)
+
+
 def test_no_generated_request_gets_a_5xx(fuzz_world: FuzzWorld) -> None:
     api = schemathesis.openapi.from_asgi("/openapi.json", fuzz_world.app)
     headers = {"Authorization": f"Bearer {fuzz_world.token}"}
@@ -142,7 +171,7 @@ def test_no_generated_request_gets_a_5xx(fuzz_world: FuzzWorld) -> None:
             derandomize=True,
             database=None,
         )
-        @given(case=operation.as_strategy())
+        @given(case=strategy(operation, fuzz_world.ids))
         def call(case: Any) -> None:
             nonlocal calls
             calls += 1
