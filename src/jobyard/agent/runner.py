@@ -109,6 +109,12 @@ class Agent:
             try:
                 await self._session()
                 delay = 0.5
+            except websockets.InvalidStatus as exc:
+                if exc.response.status_code not in (401, 403):
+                    log.warning("connection to %s refused: %s", self.config.server, exc)
+                else:  # tried again, slowly: the token may be replaced on the server's side
+                    log.error("the server refused this agent's token (revoked or unknown)")
+                    delay = max(delay, 5.0)
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
                 log.warning("connection to %s lost: %s", self.config.server, exc)
             except _Refused as exc:

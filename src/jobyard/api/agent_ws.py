@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ from jobyard.api.auth import token_from
 from jobyard.dispatch.engine import Engine
 from jobyard.domain.errors import JobyardError
 from jobyard.domain.records import Principal
-from jobyard.service import accounts, approvals, nodes, outputs
+from jobyard.service import accounts, approvals, nodes, outputs, revocations
 from jobyard.service.context import Services
 from jobyard.service.rounds import Report, node_topic
 from jobyard.wire import agent as wire
@@ -50,13 +51,20 @@ async def agent_socket(ws: WebSocket) -> None:
     engine = Engine.of(svc)
     # Listen before registering: what node_connected owes the node (commits, runs, aborts
     # sent while it was away) is published as its transaction commits, before serve().
-    async with svc.hub.subscribe(node_topic(who.org_id, hello.node), maxsize=0) as outbox:
+    async with (
+        svc.hub.subscribe(node_topic(who.org_id, hello.node), maxsize=0) as outbox,
+        revocations.watch(svc, who) as changes,
+    ):
         try:
+            # Once more, now that changes are heard: a revocation since the first look
+            # cleared the remembered authentication, so this one reads the database.
+            await accounts.authenticate(svc, secret or "")
             node = await nodes.node_connected(svc, who, hello, engine.replica)
         except JobyardError as exc:
             await _refuse(ws, exc)
             return
-        await Session(svc, engine, ws, who, node.id, hello.node).serve(outbox)
+        session = Session(svc, engine, ws, who, node.id, hello.node)
+        await session.serve(outbox, changes, secret or "")
 
 
 async def _refuse(ws: WebSocket, exc: Exception) -> None:
@@ -76,10 +84,14 @@ class Session:
         self.node_id, self.name = node_id, name
         self.key = (who.org_id, name)
         self.said_bye = False
+        self.revoked_at: dt.datetime | None = None
         self.waiting: set[asyncio.Task[None]] = set()
 
-    async def serve(self, outbox: asyncio.Queue[Any]) -> None:
-        """Serve the connection; ``outbox`` is the node's subscription to its commands."""
+    async def serve(
+        self, outbox: asyncio.Queue[Any], changes: asyncio.Queue[Any], secret: str
+    ) -> None:
+        """Serve the connection; ``outbox`` is the node's subscription to its commands,
+        ``changes`` to changes of the credentials it connected with."""
         previous = self.engine.sessions.get(self.key)
         if previous is not None:
             await previous.close("replaced by a newer connection")
@@ -96,25 +108,49 @@ class Session:
             )
         )
         writer = asyncio.create_task(self._write(outbox))
+        guard = asyncio.create_task(self._guard(changes, secret))
         try:
             await self._read()
         except WebSocketDisconnect:
             pass
         finally:
-            writer.cancel()
-            for waiting in list(self.waiting):
-                waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            for task in (writer, guard, *self.waiting):
+                task.cancel()
+            for task in (writer, guard):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             if self.engine.sessions.get(self.key) is self:
                 del self.engine.sessions[self.key]
-        if self.said_bye:
+        if self.revoked_at is not None:
+            # Gone now, not after TTL + grace: no new job is sent to it meanwhile.
+            await nodes.node_gone(
+                self.svc,
+                self.who.org_id,
+                self.name,
+                "the agent's credentials were revoked",
+                silent_before=self.revoked_at,
+            )
+        elif self.said_bye:
             await self.engine.caught_up()  # what it reported before saying goodbye first
             await nodes.node_gone(self.svc, self.who.org_id, self.name, "agent stopped")
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: str, code: int = 4409) -> None:
         with contextlib.suppress(Exception):
-            await self.ws.close(code=4409, reason=reason)
+            await self.ws.close(code=code, reason=reason)
+
+    async def _guard(self, changes: asyncio.Queue[Any], secret: str) -> None:
+        """End the connection when its credentials change (revoked token, a role change
+        or removal of its user): the agent reconnects and is authenticated afresh."""
+        while not revocations.is_revocation(await changes.get()):
+            pass
+        try:
+            await accounts.authenticate(self.svc, secret)
+        except JobyardError:
+            self.revoked_at = self.svc.clock.now()
+            log.warning("node %s: its credentials were revoked; disconnected", self.name)
+            await self.close("the agent's credentials were revoked", code=4401)
+            return
+        await self.close("the agent's credentials changed; reconnect", code=4000)
 
     async def _write(self, outbox: asyncio.Queue[Any]) -> None:
         while True:

@@ -28,6 +28,7 @@ from jobyard.api.sse import KEEPALIVE, frame, last_event_id
 from jobyard.domain.notifications import PERSONAL_CHANNELS, Delivery, Notification, Prefs
 from jobyard.domain.records import Principal
 from jobyard.service import notifications as uc
+from jobyard.service import revocations
 from jobyard.service.context import Services
 from jobyard.service.hub import SHUTDOWN
 from jobyard.wire.notifications import SettingsIn
@@ -157,7 +158,7 @@ async def stream(request: Request, who: Who, svc: Svc) -> Response:
     async def body() -> AsyncIterator[bytes]:
         nonlocal after
         unread = -1
-        async with svc.hub.subscribe(uc.inbox_topic(who), SHUTDOWN) as queue:
+        async with revocations.watch(svc, who, uc.inbox_topic(who), SHUTDOWN) as queue:
             while True:
                 while batch := await uc.notifications_after(svc, who, after, REPLAY):
                     for n in batch:
@@ -179,7 +180,7 @@ async def stream(request: Request, who: Who, svc: Svc) -> Response:
                     continue
                 while not queue.empty():
                     woken.append(queue.get_nowait())
-                if SHUTDOWN in woken:
+                if SHUTDOWN in woken or any(revocations.is_revocation(m) for m in woken):
                     return
 
     return StreamingResponse(

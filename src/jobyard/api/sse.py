@@ -12,6 +12,7 @@ from starlette.responses import StreamingResponse
 from jobyard.api.ids import is_id
 from jobyard.api.responses import dumps
 from jobyard.domain.records import Event
+from jobyard.service import revocations
 from jobyard.service.hub import SHUTDOWN
 
 KEEPALIVE = 15.0
@@ -44,10 +45,11 @@ def event_stream(
     ``until`` ends the stream after the event it accepts (a finished job's feed ends).
     """
     svc = request.app.state.services
+    who = getattr(request.state, "principal", None)
 
     async def body() -> AsyncIterator[bytes]:
         after = last_event_id(request)
-        async with svc.hub.subscribe(topic, SHUTDOWN) as queue:
+        async with revocations.watch(svc, who, topic, SHUTDOWN) as queue:
             # Replay everything the client missed, then follow the live queue, skipping
             # anything already replayed.
             while True:
@@ -70,6 +72,8 @@ def event_stream(
                     continue
                 if message == SHUTDOWN:
                     return  # the server is stopping: clients reconnect with Last-Event-ID
+                if revocations.is_revocation(message):
+                    return  # its credentials changed: a reconnect is authenticated afresh
                 if not isinstance(message, Event) or message.id <= after:
                     continue
                 event = message

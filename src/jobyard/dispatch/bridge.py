@@ -6,6 +6,9 @@ Agents connect to any replica. A command for a node connected elsewhere, and eve
     {"r": replica, "t": "node:ORG:NAME", "m": "<frame>"}   a command for a node
     {"r": replica, "t": "node:ORG:NAME", "resync": true}   too big to carry: re-derive it
     {"r": replica, "t": "events", "ids": [..]}             events to load and publish
+    {"r": replica, "t": "input:JOB", "j": {..}}            an answer for a waiting command
+    {"r": replica, "t": "revoked:...", "j": {..}}          credentials changed: forget them,
+                                                           end the connections they opened
 
 NOTIFY is delivered only after commit and never to a listener that was not there, so a
 replica that restarts relies on the usual reconnect path (agents re-hello, streams replay
@@ -25,7 +28,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from jobyard.domain.records import Event
-from jobyard.service import nodes
+from jobyard.service import accounts, nodes, revocations
 from jobyard.service.context import Services
 from jobyard.service.events import publish as publish_event
 
@@ -56,7 +59,7 @@ class Bridge:
                 self.outgoing.put_nowait({"t": topic, "m": message})
             else:
                 self.outgoing.put_nowait({"t": topic, "resync": True})
-        elif topic.startswith("input:") and isinstance(message, dict):
+        elif topic.startswith(("input:", revocations.PREFIX)) and isinstance(message, dict):
             self.outgoing.put_nowait({"t": topic, "j": message})
         elif topic == "events" and isinstance(message, Event):
             self.outgoing.put_nowait({"t": "events", "ids": [message.id]})
@@ -95,6 +98,9 @@ class Bridge:
                 for event in events:
                     _publish_local(self.svc, event)
             elif topic.startswith("input:") and isinstance(data.get("j"), dict):
+                self.svc.hub.publish_local(topic, data["j"])
+            elif topic.startswith(revocations.PREFIX) and isinstance(data.get("j"), dict):
+                accounts.forget_tokens(self.svc)  # not 2 s of remembered authentications
                 self.svc.hub.publish_local(topic, data["j"])
             elif topic.startswith("node:"):
                 _, org, name = topic.split(":", 2)

@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from jobyard.domain.accounts import Role, check_email, check_org_name, require
 from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import Member, Organization, Principal, Token, User
+from jobyard.service import revocations
 from jobyard.service.context import Services
 from jobyard.store import Tx
 
@@ -80,6 +81,7 @@ async def create_user(
         org = await _org(tx, org_name)
         user = await _enrol(svc, tx, org.id, email, role, display_name, pw_hash, None)
     forget_tokens(svc)  # a changed role must not linger in remembered authentications
+    revocations.credentials_changed(svc, org.id, user_id=user.id)  # nor in live connections
     return user
 
 
@@ -297,6 +299,7 @@ async def revoke_token(svc: Services, who: Principal, token_id: int) -> None:
             raise NotFound(f"no token {token_id}")
         await tx.accounts.revoke_token(token.id, svc.clock.now())
     forget_tokens(svc)
+    revocations.credentials_changed(svc, who.org_id, token_id=token.id)
 
 
 async def list_members(svc: Services, who: Principal) -> list[Member]:
@@ -324,6 +327,7 @@ async def set_member(
     forget_tokens(svc)
     if member is None:  # pragma: no cover - the membership was written just above
         raise NotFound(f"no member with email {email!r}")
+    revocations.credentials_changed(svc, who.org_id, user_id=member.user_id)
     return member
 
 
@@ -335,3 +339,4 @@ async def remove_member(svc: Services, who: Principal, user_id: int) -> None:
         if not await tx.accounts.delete_membership(who.org_id, user_id):
             raise NotFound(f"no member {user_id}")
     forget_tokens(svc)
+    revocations.credentials_changed(svc, who.org_id, user_id=user_id)
