@@ -125,19 +125,19 @@ def test_quorum_as_a_count_or_a_percentage(
     assert rnd.status is final
 
 
-def test_quorum_fails_early_once_it_cannot_be_met() -> None:
+def test_voting_waits_for_every_vote_even_when_the_quorum_is_already_out_of_reach() -> None:
+    # pushy_job_state: voting ends when no node is new; it never fails early, so no node's
+    # run is cut short (aborted) in a job that nobody stopped.
     rnd = make_round(4, required=3)
-    vote_all(rnd, {"n1": True, "n2": False})
-    assert rnd.status is J.VOTING  # 1 ready + 2 undecided can still make 3
-    vote_all(rnd, {"n3": False})
-    assert rnd.status is J.QUORUM_FAILED  # 1 ready + 1 undecided cannot
-    st_ = statuses(rnd)
-    assert st_["n1"] is R.WAS_READY
-    # The undecided node's run ends with the job: nothing is left new in a finished job.
-    assert st_["n4"] is R.ABORTED
-    assert all(s.terminal for s in st_.values())
-    assert commands(rnd, "abort") == ["n1"]
+    vote_all(rnd, {"n1": True, "n2": False, "n3": False})
+    assert rnd.status is J.VOTING  # 1 ready + 1 undecided cannot make 3, but n4 may vote
+    assert statuses(rnd)["n4"] is R.NEW
+    vote_all(rnd, {"n4": True})
+    assert rnd.status is J.QUORUM_FAILED
+    assert statuses(rnd) == {"n1": R.WAS_READY, "n2": R.NACKED, "n3": R.NACKED, "n4": R.WAS_READY}
+    assert commands(rnd, "abort") == ["n1", "n4"]
     assert commands(rnd, "run") == []
+    assert R.ABORTED not in {c.to_status for c in rnd.run_changes}
 
 
 def test_quorum_failure_turns_ready_into_was_ready_and_aborts_them() -> None:
@@ -152,11 +152,14 @@ def test_quorum_failure_turns_ready_into_was_ready_and_aborts_them() -> None:
 def test_a_late_ack_after_the_job_ended_is_answered_with_abort() -> None:
     rnd = make_round(2)
     vote_all(rnd, {"n1": False})
-    assert rnd.status is J.QUORUM_FAILED and statuses(rnd)["n2"] is R.ABORTED
+    assert rnd.status is J.VOTING
+    rnd.voting_timeout()
+    rnd.settle()
+    assert rnd.status is J.QUORUM_FAILED and statuses(rnd)["n2"] is R.UNAVAILABLE
     rnd.commands.clear()
     rnd.vote("n2", ATTEMPT, True)  # the agent reserved a slot: release it
     assert rnd.commands == [("n2", "abort")]
-    assert statuses(rnd)["n2"] is R.ABORTED
+    assert statuses(rnd)["n2"] is R.UNAVAILABLE
     rnd.commands.clear()
     rnd.vote("n2", ATTEMPT, False)  # a late nack needs nothing
     assert rnd.commands == []
@@ -289,13 +292,15 @@ def test_losing_a_node_with_a_finished_run_or_no_run_changes_nothing() -> None:
     assert rnd.run_changes == []
 
 
-def test_losing_enough_nodes_while_voting_fails_the_quorum() -> None:
+def test_losing_enough_nodes_while_voting_fails_the_quorum_once_all_have_voted() -> None:
     rnd = make_round(3)
     vote_all(rnd, {"n1": True})
     rnd.node_lost("n2", "node is offline")
     rnd.settle()
+    assert rnd.status is J.VOTING  # n3 has not voted yet
+    vote_all(rnd, {"n3": True})
     assert rnd.status is J.QUORUM_FAILED
-    assert statuses(rnd) == {"n1": R.WAS_READY, "n2": R.UNAVAILABLE, "n3": R.ABORTED}
+    assert statuses(rnd) == {"n1": R.WAS_READY, "n2": R.UNAVAILABLE, "n3": R.WAS_READY}
 
 
 # -- stop
@@ -461,11 +466,11 @@ def test_quorum_failure_never_runs_anything(n: int, data: st.DataObject) -> None
     else:
         assert rnd.status is J.QUORUM_FAILED
         assert commands(rnd, "run") == []
-        # Every node that said ready is told to abort: was_ready ones once, and those
-        # whose ack came after the early failure (their runs were aborted) on that ack.
+        # Every node that said ready is was_ready and told to abort; the others nacked.
         acked = sorted(n for n, a in zip(names, acks, strict=True) if a)
         assert commands(rnd, "abort") == acked
-        assert all(rnd.runs[n].status in (R.WAS_READY, R.ABORTED) for n in acked)
+        assert all(rnd.runs[n].status is R.WAS_READY for n in acked)
+        assert all(r.status in (R.WAS_READY, R.NACKED) for r in rnd.runs.values())
         assert all(r.status.terminal for r in rnd.runs.values())
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -32,37 +33,62 @@ def frame(event_id: int | None, name: str | None, data: Any) -> bytes:
     return out + b"data: " + dumps(data) + b"\n\n"
 
 
+Frames = list[tuple[str | None, Any]]
+
+
 def event_stream(
     request: Request,
     topic: str,
     replay: Callable[[int], Awaitable[list[Event]]],
-    render: Callable[[Event], list[tuple[str | None, Any]]],
+    render: Callable[[Event], Frames | Awaitable[Frames]],
     *,
     until: Callable[[Event], bool] | None = None,
+    after: int | None = None,
+    prologue: Sequence[bytes] = (),
+    closed: Callable[[], Awaitable[Sequence[bytes]]] | None = None,
 ) -> StreamingResponse:
     """A stream of ``render(event)`` frames for every event on ``topic``, with replay.
 
     ``until`` ends the stream after the event it accepts (a finished job's feed ends).
+    ``after`` is the id to replay from (default: ``Last-Event-ID``); ``prologue`` frames
+    go first. ``closed`` is for a subject that had already finished: after the replay its
+    frames end the stream, and nothing live is awaited.
     """
     svc = request.app.state.services
     who = getattr(request.state, "principal", None)
+    start = last_event_id(request) if after is None else after
+
+    async def frames(event: Event) -> AsyncIterator[bytes]:
+        rendered = render(event)
+        if inspect.isawaitable(rendered):
+            rendered = await rendered
+        for name, data in rendered:
+            yield frame(event.id, name, data)
 
     async def body() -> AsyncIterator[bytes]:
-        after = last_event_id(request)
+        for chunk in prologue:
+            yield chunk
+        seen = start
         async with revocations.watch(svc, who, topic, SHUTDOWN) as queue:
             # Replay everything the client missed, then follow the live queue, skipping
             # anything already replayed.
-            while True:
-                batch = await replay(after)
+            ended = False
+            while not ended:
+                batch = await replay(seen)
                 for event in batch:
-                    after = event.id
-                    for name, data in render(event):
-                        yield frame(event.id, name, data)
+                    seen = event.id
+                    async for chunk in frames(event):
+                        yield chunk
                     if until is not None and until(event):
-                        return
+                        ended = True
+                        break
                 if len(batch) < 500:
                     break
-            while True:
+            if closed is not None:
+                for chunk in await closed():
+                    yield chunk
+                return
+            while not ended:
                 if await request.is_disconnected():
                     return
                 try:
@@ -74,14 +100,12 @@ def event_stream(
                     return  # the server is stopping: clients reconnect with Last-Event-ID
                 if revocations.is_revocation(message):
                     return  # its credentials changed: a reconnect is authenticated afresh
-                if not isinstance(message, Event) or message.id <= after:
+                if not isinstance(message, Event) or message.id <= seen:
                     continue
-                event = message
-                after = event.id
-                for name, data in render(event):
-                    yield frame(event.id, name, data)
-                if until is not None and until(event):
-                    return
+                seen = message.id
+                async for chunk in frames(message):
+                    yield chunk
+                ended = until is not None and until(message)
 
     return StreamingResponse(
         body(),

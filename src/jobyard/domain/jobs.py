@@ -178,17 +178,16 @@ def next_job_status(
 ) -> JobStatus | None:
     """The job status that the node runs imply, or None when nothing changes.
 
-    Voting ends when no node is ``new``: quorum met → running, else quorum_failed;
-    it fails early once the quorum can no longer be met. A running job with no node
-    ready or running is complete.
+    Voting ends when no node is ``new`` (each voted, was lost, or the voting timeout made
+    it unavailable), as Chef Push Jobs' ``pushy_job_state`` decides: quorum met → running,
+    else quorum_failed. It never ends early, so no node's run is cut short in a job that
+    nobody stopped. A running job with no node ready or running is complete.
     """
     counts = Counter(runs)
     if status is JobStatus.VOTING:
         ready = counts[NodeRunStatus.READY] + counts[NodeRunStatus.RUNNING]
         ready += counts[NodeRunStatus.SUCCEEDED] + counts[NodeRunStatus.FAILED]
         pending = counts[NodeRunStatus.NEW]
-        if ready + pending < quorum_required:
-            return JobStatus.QUORUM_FAILED
         if pending == 0:
             return JobStatus.RUNNING if ready >= quorum_required else JobStatus.QUORUM_FAILED
         return None

@@ -21,6 +21,8 @@ from jobyard.domain.jobs import (
 )
 
 R = NodeRunStatus
+# The reason a node run that never voted gets when the voting timeout passes.
+VOTING_TIMEOUT = "no vote before the voting timeout"
 
 
 @dataclass
@@ -127,7 +129,7 @@ class JobRound:
             return
         for node, run in self.runs.items():
             if run.status is R.NEW:
-                self._move(node, R.UNAVAILABLE, "no vote before the voting timeout")
+                self._move(node, R.UNAVAILABLE, VOTING_TIMEOUT)
 
     def run_timeout(self) -> None:
         if self.status is not JobStatus.RUNNING:
@@ -171,14 +173,12 @@ class JobRound:
                     if run.status is R.READY:
                         self.commands.append((node, "run"))
             elif nxt is JobStatus.QUORUM_FAILED:
+                # Every node has voted (or is unavailable): the ready ones were_ready, the
+                # others keep the word their vote gave them (nacked, unavailable).
                 for node, run in self.runs.items():
                     if run.status is R.READY:
                         self._move(node, R.WAS_READY, "quorum failed")
                         self.commands.append((node, "abort"))
-                    elif run.status is R.NEW:
-                        # Failed early: this node had not voted. The job is over, so its
-                        # run ends too (a late ack is answered with abort, see vote()).
-                        self._move(node, R.ABORTED, "quorum failed before this node voted")
                 ready = sum(1 for r in self.runs.values() if r.status is R.WAS_READY)
                 self._job(nxt, f"{ready} of {self.quorum_required} required nodes ready")
             else:

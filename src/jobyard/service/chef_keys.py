@@ -19,6 +19,7 @@ from jobyard.domain.accounts import Role, check_email, require
 from jobyard.domain.dialects import chef_signing
 from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import ChefKey, Organization, Principal
+from jobyard.service import revocations
 from jobyard.service.context import Services
 from jobyard.store import Tx
 
@@ -106,8 +107,11 @@ async def list_keys(svc: Services, org_name: str) -> list[ChefKey]:
 async def remove_key(svc: Services, org_name: str, name: str) -> None:
     async with svc.db.begin() as tx:
         org = await _org(tx, org_name)
-        if not await tx.chef_keys.delete(org.id, name):
+        key = await tx.chef_keys.by_name(org.id, name)
+        if key is None or not await tx.chef_keys.delete(org.id, name):
             raise NotFound(f"no Chef name {name!r} in {org_name}")
+    # Feeds opened with the key end; a reconnect is authenticated afresh (and refused).
+    revocations.credentials_changed(svc, org.id, user_id=key.user_id)
 
 
 # -- the same for an administrator of the organization (the API)

@@ -7,26 +7,25 @@ event log. Errors are ``{"error": ["message"]}``; ids are 32 hex digits.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
-from starlette.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
 
 from jobyard.api import errors
 from jobyard.api.auth import principal, services
-from jobyard.api.compat import base_url, boolean, integer, json_object, same_org, string_map, text
-from jobyard.api.responses import JSON, dumps
+from jobyard.api.compat import base_url, json_object, same_org, string_map, text
+from jobyard.api.responses import JSON
+from jobyard.api.sse import event_stream, frame
 from jobyard.domain.dialects import chef, chef_signing
 from jobyard.domain.errors import Invalid, NotFound
+from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Principal
 from jobyard.domain.targets import Target
-from jobyard.service import chef_keys, outputs
-from jobyard.service import feeds as event_log
+from jobyard.service import chef_keys, feeds, outputs
 from jobyard.service import jobs as uc
 from jobyard.service import nodes as node_uc
 from jobyard.service.context import Services
@@ -36,8 +35,6 @@ from jobyard.store.jobs import JobFilter
 PREFIX = "/compat/chef/organizations/{org}/pushy"
 router = APIRouter(prefix=PREFIX, tags=["dialect: Chef Push Jobs"])
 Svc = Annotated[Services, Depends(services)]
-# Push Jobs sends a comment line this often so proxies keep an idle feed open.
-KEEPALIVE = 15.0
 
 
 def _signed_path(request: Request) -> str:
@@ -92,7 +89,7 @@ def _job_url(request: Request, org: str, job_id: int) -> str:
     )
 
 
-def _summary(view: JobView) -> dict[str, Any]:
+def _summary(view: JobView, include_file: bool = False) -> dict[str, Any]:
     job = view.job
     return {
         "id": chef.render_id(job.id),
@@ -101,39 +98,84 @@ def _summary(view: JobView) -> dict[str, Any]:
         "status": chef.JOB_STATUS[job.status],
         "created_at": chef.rfc1123(job.created_at),
         "updated_at": chef.rfc1123(job.updated_at),
+        **_options(view, include_file),
     }
 
 
-def _detail(view: JobView) -> dict[str, Any]:
+def _options(view: JobView, include_file: bool = False) -> dict[str, Any]:
+    job = view.job
+    env = job.env if job.env or job.meta.get("env_given") else None
+    return chef.job_options(
+        job.meta.get("user"),
+        job.dir,
+        env,
+        job.capture_output,
+        job.meta.get("file"),
+        include_file=include_file,
+    )
+
+
+def _detail(view: JobView, include_file: bool = False) -> dict[str, Any]:
     nodes: dict[str, list[str]] = {}
     for run in view.runs:
         nodes.setdefault(chef.NODE_STATE[run.status], []).append(run.node_name)
-    return {**_summary(view), "nodes": nodes}
+    return {**_summary(view, include_file), "nodes": nodes}
+
+
+# The body's keys and the message Push Jobs answers for a wrong one (pushy_jobs_resource).
+_KEYS = {
+    "command",
+    "nodes",
+    "run_timeout",
+    "quorum",
+    "user",
+    "dir",
+    "env",
+    "file",
+    "capture_output",
+}
 
 
 def _spec(body: dict[str, Any]) -> JobSpec:
-    command = text(body, "command", required=True)
+    unknown = sorted(set(body) - _KEYS)
+    if unknown:
+        raise Invalid(f"invalid key supplied: {', '.join(unknown)}", unknown[0])
+    command = body.get("command")
+    if not isinstance(command, str) or not command:
+        raise Invalid("invalid command supplied", "command")
     nodes = body.get("nodes")
     if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) for n in nodes):
-        raise Invalid("nodes must be a non-empty list of node names", "nodes")
+        raise Invalid("at least one node must be supplied", "nodes")
     quorum = body.get("quorum")
-    if quorum is not None and not isinstance(quorum, (int, str)):
-        raise Invalid("quorum must be a count or a percentage", "quorum")
-    run_timeout = integer(body, "run_timeout")
+    if quorum is not None and (isinstance(quorum, bool) or not isinstance(quorum, (int, str))):
+        raise Invalid("invalid type supplied for quorum (expected a number)", "quorum")
+    run_timeout = body.get("run_timeout")
+    if isinstance(run_timeout, float) and run_timeout.is_integer():
+        run_timeout = int(run_timeout)
+    if run_timeout is not None and (
+        isinstance(run_timeout, bool) or not isinstance(run_timeout, int)
+    ):
+        raise Invalid("invalid type supplied for run_timeout (expected a number)", "run_timeout")
+    capture = body.get("capture_output", False)
+    if not isinstance(capture, bool):
+        raise Invalid("invalid type supplied for capture_output (expected a boolean)", "capture")
     meta: dict[str, Any] = {}
     for key in ("user", "file"):
         value = text(body, key)
         if value is not None:
             meta[key] = value
-    capture = boolean(body, "capture_output")
+    if "file" in meta:
+        chef.check_file(meta["file"])
+    if "env" in body:
+        meta["env_given"] = True
     return JobSpec(
         target=Target(nodes=tuple(nodes)),
-        command=command or "",
+        command=command,
         quorum=Quorum.parse(quorum),
         run_timeout=DEFAULT_RUN_TIMEOUT if run_timeout is None else run_timeout,
         env=string_map(body, "env") or {},
         dir=text(body, "dir"),
-        capture_output=True if capture is None else capture,
+        capture_output=capture,
         meta=meta,
     )
 
@@ -161,15 +203,20 @@ async def list_jobs(who: Who, svc: Svc) -> Response:
 
 
 @router.get("/jobs/{job_id}", summary="A job, with its nodes grouped by state")
-async def get_job(job_id: str, who: Who, svc: Svc) -> Response:
-    return JSON(_detail(await uc.get_job(svc, who, _job_id(job_id))))
+async def get_job(job_id: str, who: Who, svc: Svc, include_file: str | None = None) -> Response:
+    view = await uc.get_job(svc, who, _job_id(job_id))
+    return JSON(_detail(view, include_file == "true"))
 
 
 @router.get("/jobs/{job_id}/output/{node}/{channel}", summary="A node's stdout or stderr")
 async def output(job_id: str, node: str, channel: str, who: Who, svc: Svc) -> Response:
     if channel not in ("stdout", "stderr"):
         raise NotFound(f"no output channel '{channel}': use stdout or stderr")
-    run = await outputs.node_output(svc, who, _job_id(job_id), node)
+    native = _job_id(job_id)
+    run = await outputs.node_output(svc, who, native, node)
+    if not (await uc.get_job(svc, who, native)).job.capture_output:
+        # Push Jobs keeps no output of a job started without capture_output.
+        raise NotFound(f"job '{job_id}' was started without capture_output: no output kept")
     data = run.stdout if channel == "stdout" else run.stderr
     return Response(data.encode(), media_type="application/octet-stream")
 
@@ -196,148 +243,133 @@ async def node_state(node: str, who: Who, svc: Svc) -> Response:
     return JSON(_node_state(found.name, found.online, found.busy))
 
 
-# -- server-sent events
-
-
-def _sse(name: str, event_id: str, data: dict[str, Any]) -> bytes:
-    return b"event: %s\nid: %s\ndata: %s\n\n" % (name.encode(), event_id.encode(), dumps(data))
-
-
-def _last_id(header: str | None) -> int | None:
-    if header is None or not (header.strip().isascii() and header.strip().isdigit()):
-        return None
-    return int(header.strip())
+# -- server-sent events: the native machinery (api/sse.py) with Push Jobs' words.
+# The real server's path is job_status_feed; its docs print jobs_status_feed: both work.
 
 
 def _start_data(view: JobView, actor: str | None) -> dict[str, Any]:
     job = view.job
     nodes = len(view.runs) or len(job.target.get("nodes", []))
-    return {
+    data: dict[str, Any] = {
         "command": job.command,
         "run_timeout": job.run_timeout,
-        "user": actor,
         "quorum": Quorum.parse(job.quorum).required(nodes),
         "node_count": nodes,
+        "user": actor,
     }
+    # pushy_job_state's start event: job_user, dir, env, file_specified, capture.
+    options = _options(view)
+    for key, name in (
+        ("user", "job_user"),
+        ("dir", "dir"),
+        ("env", "env"),
+        ("file_specified", "file_specified"),
+        ("capture_output", "capture"),
+    ):
+        if key in options:
+            data[name] = options[key]
+    return data
 
 
-async def _wait(queue: asyncio.Queue[Any]) -> bool:
-    """Wait for a wake-up on the hub; False when the keepalive interval passed first."""
-    try:
-        await asyncio.wait_for(queue.get(), timeout=KEEPALIVE)
-    except TimeoutError:
-        return False
-    while not queue.empty():
-        queue.get_nowait()
-    return True
-
-
-async def _job_feed(
-    svc: Services, who: Principal, view: JobView, after: int
-) -> AsyncIterator[bytes]:
-    job_id = view.job.id
-    finished_before = view.job.status.terminal
-    async with svc.hub.subscribe(f"job:{job_id}") as queue:
-        done = False
-        while True:
-            batch = await uc.job_events(svc, who, job_id, after)
-            for e in batch:
-                after = e.id
-                chunk = _job_feed_event(e, view)
-                if chunk is not None:
-                    done = done or chunk[0] == "job_complete"
-                    yield _sse(chunk[0], str(e.id), chunk[1])
-            if batch and len(batch) >= 500:
-                continue
-            if done or finished_before:
-                break
-            if not await _wait(queue):
-                yield b":\n\n"
-    if finished_before:
-        final = await uc.get_job(svc, who, job_id)
-        summary = {"timestamp": chef.feed_timestamp(final.job.updated_at), **_detail(final)}
-        yield _sse("summary", f"{after}.summary", summary)
-
-
-def _job_feed_event(e: Event, view: JobView) -> tuple[str, dict[str, Any]] | None:
-    out = chef.feed_event(e.kind, e.type, e.from_status, e.to_status, e.node_name)
+def _feed_event(e: Event) -> tuple[str, dict[str, Any]] | None:
+    out = chef.feed_event(e.kind, e.type, e.from_status, e.to_status, e.node_name, e.reason)
     if out is None:
         return None
     name, data = out
-    if name == "start":
-        data = _start_data(view, e.actor)
     return name, {"timestamp": chef.feed_timestamp(e.created_at), **data}
 
 
-@router.get("/jobs_status_feed/{job_id}", summary="Server-sent events of one job")
-async def job_feed(
-    job_id: str,
-    who: Who,
-    svc: Svc,
-    last_event_id: Annotated[str | None, Header()] = None,
-) -> Response:
-    view = await uc.get_job(svc, who, _job_id(job_id))
-    after = _last_id(last_event_id) or 0
-    return StreamingResponse(
-        _job_feed(svc, who, view, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+def _job_finished(e: Event) -> bool:
+    return e.type == "job.status" and e.to_status is not None and JobStatus(e.to_status).terminal
+
+
+def _org_last_id(request: Request, newest: int) -> tuple[int, bool]:
+    """Where the organization feed starts, and whether it replays history.
+
+    Without Last-Event-ID it starts now; with an id this server never gave, it says
+    ``start_of_history`` and replays what the event log holds.
+    """
+    header = request.headers.get("last-event-id")
+    if header is None:
+        return newest, False
+    raw = header.strip()
+    known = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+    if known is None or known > newest:
+        return 0, True
+    return known, False
+
+
+async def job_feed(job_id: str, request: Request, who: Who, svc: Svc) -> Response:
+    view = await uc.get_job(svc, who, _job_id(job_id))  # 404 before the stream starts
+    native = view.job.id
+
+    def render(e: Event) -> list[tuple[str | None, Any]]:
+        chunk = _feed_event(e)
+        if chunk is None:
+            return []
+        name, data = chunk
+        if name == "start":
+            data = {"timestamp": data["timestamp"], **_start_data(view, e.actor)}
+        return [(name, data)]
+
+    async def summary() -> list[bytes]:
+        final = await uc.get_job(svc, who, native)
+        data = {"timestamp": chef.feed_timestamp(final.job.updated_at), **_detail(final)}
+        return [frame(None, "summary", data)]
+
+    return event_stream(
+        request,
+        f"job:{native}",
+        lambda after: uc.job_events(svc, who, native, after),
+        render,
+        until=_job_finished,
+        closed=summary if view.job.status.terminal else None,
     )
 
 
-async def _org_feed(
-    svc: Services, who: Principal, after: int, history: bool
-) -> AsyncIterator[bytes]:
-    async with svc.hub.subscribe(f"org:{who.org_id}") as queue:
-        if history:
-            stamp = chef.feed_timestamp(svc.clock.now())
-            yield _sse("start_of_history", f"{after}.history", {"timestamp": stamp})
-        while True:
-            batch = await event_log.org_events(svc, who, after)
-            for e in batch:
-                after = e.id
-                chunk = await _org_feed_event(svc, who, e)
-                if chunk is not None:
-                    yield _sse(chunk[0], str(e.id), chunk[1])
-            if len(batch) >= 500:
-                continue
-            if not await _wait(queue):
-                yield b":\n\n"
+async def org_feed(request: Request, who: Who, svc: Svc) -> Response:
+    feeds.check_reader(who)  # 403 before the stream starts
+    after, history = _org_last_id(request, await feeds.last_event_id(svc))
+    prologue = []
+    if history:
+        stamp = chef.feed_timestamp(svc.clock.now())
+        prologue.append(frame(None, "start_of_history", {"timestamp": stamp}))
+
+    async def render(e: Event) -> list[tuple[str | None, Any]]:
+        if e.kind != "job" or e.job_id is None:
+            return []
+        chunk = _feed_event(e)
+        if chunk is None or chunk[0] not in chef.ORG_FEED_EVENTS:
+            return []
+        name, data = chunk
+        if name == "start":
+            with contextlib.suppress(NotFound):
+                start = _start_data(await uc.get_job(svc, who, e.job_id), e.actor)
+                data = {"timestamp": data["timestamp"], **start}
+        return [(name, {"timestamp": data["timestamp"], "job": chef.render_id(e.job_id), **data})]
+
+    return event_stream(
+        request,
+        f"org:{who.org_id}",
+        lambda since: feeds.org_events(svc, who, since),
+        render,
+        after=after,
+        prologue=prologue,
+    )
 
 
-async def _org_feed_event(
-    svc: Services, who: Principal, e: Event
-) -> tuple[str, dict[str, Any]] | None:
-    if e.kind != "job" or e.job_id is None:
-        return None
-    out = chef.feed_event(e.kind, e.type, e.from_status, e.to_status, e.node_name)
-    if out is None or out[0] not in chef.ORG_FEED_EVENTS:
-        return None
-    name, data = out
-    if name == "start":
-        with contextlib.suppress(NotFound):
-            data = _start_data(await uc.get_job(svc, who, e.job_id), e.actor)
-    stamp = chef.feed_timestamp(e.created_at)
-    return name, {"timestamp": stamp, "job": chef.render_id(e.job_id), **data}
-
-
-@router.get("/jobs_status_feed", summary="Server-sent events of every job of the organization")
-async def org_feed(
-    who: Who,
-    svc: Svc,
-    last_event_id: Annotated[str | None, Header()] = None,
-) -> Response:
-    newest = await event_log.last_event_id(svc)
-    history = False
-    if last_event_id is None:
-        after = newest
-    else:
-        known = _last_id(last_event_id)
-        # An id this server never gave: say so, then replay what the log still holds.
-        history = known is None or known > newest
-        after = 0 if history or known is None else known
-    return StreamingResponse(
-        _org_feed(svc, who, after, history),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+for _path in ("/job_status_feed", "/jobs_status_feed"):
+    router.add_api_route(
+        f"{_path}/{{job_id}}",
+        job_feed,
+        methods=["GET"],
+        summary="Server-sent events of one job",
+        operation_id=f"chef{_path.replace('/', '_')}_job",
+    )
+    router.add_api_route(
+        _path,
+        org_feed,
+        methods=["GET"],
+        summary="Server-sent events of every job of the organization",
+        operation_id=f"chef{_path.replace('/', '_')}_org",
     )
