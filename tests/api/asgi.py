@@ -24,7 +24,13 @@ def schema_app() -> FastAPI:
 
 
 async def asgi_request(
-    app: FastAPI, method: str, url: str, headers: dict[str, str], body: Any
+    app: FastAPI,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: Any,
+    *,
+    content_type: str = "application/json",
 ) -> httpx.Response:
     """Call the ASGI app directly. Unlike httpx's ASGI transport this returns as soon as a
     server-sent-event stream has started, instead of waiting for it to end."""
@@ -33,7 +39,7 @@ async def asgi_request(
     raw = body if isinstance(body, bytes) else (b"" if body is None else dumps(body))
     sent_headers = {**headers, "host": "testserver"}
     if body is not None:
-        sent_headers["content-type"] = "application/json"
+        sent_headers["content-type"] = content_type
         sent_headers["content-length"] = str(len(raw))
     scope = {
         "type": "http",
