@@ -174,6 +174,17 @@ async def build_tenant(svc: Services, app: FastAPI, factory: Factory, org: str) 
             "enabled": False,
         },
     )
+    chain = await _ok(
+        app,
+        user,
+        "POST",
+        "/api/v1/stacks",
+        {"name": f"{org}-chain", "target": {"nodes": [node]}, "steps": [{"task": task["id"]}]},
+    )
+    run = await _ok(app, user, "POST", f"/api/v1/stacks/{chain['id']}/runs", {})
+    await _ok(
+        app, admin, "POST", "/api/v1/chef-keys", {"name": f"{org}-knife", "email": user.email}
+    )
     token = await _ok(app, user, "POST", "/api/v1/tokens", {"name": "spare"})
     hook = await _ok(
         app,
@@ -202,6 +213,9 @@ async def build_tenant(svc: Services, app: FastAPI, factory: Factory, org: str) 
         "schedule_id": str(schedule["id"]),
         "stack_id": str(stack["id"]),
         "trigger_id": str(trigger["id"]),
+        "chain_id": str(chain["id"]),
+        "run_id": str(run["id"]),
+        "chef-keys.name": f"{org}-knife",
         "token_id": str(token["id"]),
         "subscription_id": str(hook["id"]),
         "notification_id": str(items[0]["id"]) if items else "1",
@@ -295,7 +309,7 @@ def victim_value(victim: Tenant, route: RouteSpec, param: str) -> str:
             return v["node"]
         if "/compat/kragle/jobs" in path:
             return v["triggers.name"]
-        for collection in ("jobs", "tasks", "stacks", "triggers"):
+        for collection in ("jobs", "tasks", "stacks", "triggers", "chef-keys"):
             if f"/{collection}/" in path:
                 return v[f"{collection}.name"]
         return v["jobs.name"]
@@ -304,6 +318,8 @@ def victim_value(victim: Tenant, route: RouteSpec, param: str) -> str:
             return v["trigger_id"]  # a Kragle "job" binds a stack to a schedule
         key = "active_job_id" if "/output/" in path or "/files" in path else "job_id"
         return _render(dialect, v[key])
+    if param == "stack_id" and path.endswith("/runs"):
+        return v["chain_id"]
     if param == "package_id":
         return _render(dialect, v["task_id"])
     if param == "file_id":
@@ -578,13 +594,14 @@ OWNER_REFUSED = {
 }
 
 
-def control_order(route: RouteSpec) -> tuple[int, int, int]:
-    """The native API first, then the dialects, then the dashboard; within each, deletions
-    last and the deepest first, so every route still finds the objects it names."""
+def control_order(route: RouteSpec) -> tuple[int, int, int, int]:
+    """Deletions last, the deepest first; before them the native API, then the dialects,
+    then the dashboard: so every route still finds the objects it names."""
     surface = dialect_of(route.path)
     rank = 0 if surface == "api" else 2 if surface == "web" else 1
     deletes = route.method == "DELETE" or route.path.endswith(("/delete", "/remove"))
-    return (rank, int(deletes), -route.path.count("/"))
+    sweeping = "{" not in route.path  # e.g. delete every finished job: after the others
+    return (int(deletes), rank, int(sweeping), -route.path.count("/"))
 
 
 @pytest.mark.asyncio(loop_scope="module")
