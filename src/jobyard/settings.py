@@ -42,6 +42,10 @@ class Settings:
     # Failed email and webhook deliveries are retried after base * 2**(attempt-1) s, capped.
     outbox_retry_base: float = 2.0
     outbox_retry_cap: float = 3600.0
+    # Kragle: the organization whose public stacks GET /blockstacks shows without a log-in
+    # (empty: none, unless the URL names one), and how long exec and webhooks wait for a run.
+    kragle_org: str = ""
+    kragle_exec_wait: float = 30.0
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -45,6 +45,17 @@ WEIRD: list[Any] = [
     {"name": "s", "command": "x", "nodes": ["a"], "env": {"A": 1}},
     {"name": "s", "command": "x", "nodes": ["a"], "task_id": 999},
     {"name": "x" * 500, "command": "x", "nodes": ["a"]},
+    {"name": "s", "blocks": "t"},
+    {"name": "s", "blocks": [["t", {}, {"state": 1, "x": 2}]]},
+    {"name": "s", "blocks": [[None]]},
+    {"name": "s", "blocks": [["t", 5]]},
+    {"name": "s", "blocks": [["t", {"n": "\x01\x01/a\x02\x02"}]], "nodes": ["a"]},
+    {"name": "s", "blocks": [["t", {"n": 1}, {"target": {"nodes": "a"}}]]},
+    {"name": "s", "blocks": [["t", {"n": 1}, {"on_failure": "later"}]]},
+    {"name": "s", "blocks": [["t", {"n": 1}]], "webhook": 5},
+    {"name": "s", "blocks": [["t", {"n": 1}]], "webhook": "token", "webhook_method": "PUT"},
+    {"name": "s", "blocks": [["t", {"n": 1}]], "public": "yes"},
+    {"name": "s", "blocks": [["t", {"n": 1}]], "schedule_id": 999999},
     {"auth": "me", "payload": {}},
     {"auth": {"email": 5, "password": []}, "payload": {}},
     {"auth": {}, "payload": []},
@@ -55,7 +66,7 @@ def kragle_client_error(r: httpx.Response) -> None:
     assert r.status_code == 500, r.text
     body = r.json()
     assert set(body) == {"code", "msg"}
-    assert body["code"] in (1, 2, 3, 4, 6, 10, 12), body
+    assert body["code"] in (1, 2, 3, 4, 6, 10, 11, 12, 22), body
 
 
 @pytest.mark.parametrize("body", WEIRD, ids=[repr(b)[:40] for b in WEIRD])
@@ -67,6 +78,10 @@ async def test_kragle_bad_bodies(client: httpx.AsyncClient, admin: Account, body
         ("POST", "/schedules"),
         ("PUT", "/schedules/1"),
         ("POST", "/stacks"),
+        ("POST", "/blockstacks"),
+        ("PUT", "/blockstacks/1"),
+        ("POST", "/blockstacks/hook/1"),
+        ("POST", "/blockstacks/exec/1"),
         ("POST", "/authenticate"),
     ]:
         r = await client.request(method, f"/compat/kragle{path}", json=body, headers=h)

@@ -173,3 +173,39 @@ def test_a_server_killed_while_a_step_ends_neither_loses_nor_repeats_a_step(
     assert api.get("/api/v1/jobs").json()["count"] == 3
     events = api.get(f"/api/v1/stack-runs/{run_id}/events").json()
     assert [e["data"]["step"] for e in events if e["type"] == "stack_run.step_started"] == [0, 1, 2]
+
+
+def test_a_kragle_webhook_and_exec_run_the_chain(
+    yard: tuple[Server, httpx.Client, Agent, str],
+) -> None:
+    server, api, _, _ = yard
+    _release_tasks(api)
+    r = api.post(
+        "/compat/kragle/blockstacks",
+        json={
+            "name": "release",
+            "nodes": [NODE],
+            "webhook": "token",
+            "webhook_method": "POST",
+            "blocks": [
+                ["build", {}],
+                ["test", {"version": "\x01\x01/stdout\x02\x02"}],
+                ["ship", {"version": "\x01\x01/version\x02\x02"}],
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    stack_id, token = r.json()["id"], r.json()["webhook_token"]
+    # The webhook: no credential but its token; it answers once the chain has ended.
+    with httpx.Client(base_url=server.url, timeout=60) as anonymous:
+        r = anonymous.post(
+            f"/compat/kragle/blockstacks/hook/{stack_id}", params={"token": token}, json={}
+        )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": 0, "result": "shipped 1.2.3\n"}
+    # exec, signed in.
+    r = api.get(f"/compat/kragle/blockstacks/exec/{stack_id}", timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["success"] == [1, 2, 3], r.json()
+    runs = api.get("/api/v1/stack-runs").json()["results"]
+    assert [x["status"] for x in runs] == ["succeeded", "succeeded"]

@@ -275,3 +275,50 @@ async def run_stack(svc: Services, who: Principal, stack_id: int, arguments: Any
         )
         assert launched.job is not None
         return JobView(launched.job, await tx.jobs.runs(launched.job.id))
+
+
+# -- public reads (Kragle's unauthenticated GET /blockstacks): one organization's public
+# stacks, in their public shape, without a credential
+
+
+async def public_org(svc: Services, name: str) -> int:
+    """The organization an anonymous reader named (by the URL or the deployment)."""
+    async with svc.db.read() as tx:
+        org = await tx.accounts.org_by_name(name)
+    if org is None:
+        raise NotFound(f"no organization {name!r}")
+    return org.id
+
+
+async def _task_names(tx: Tx, org_id: int, stacks: list[Stack]) -> dict[int, str]:
+    ids = {s.task_id for st in stacks for s in st.steps}
+    names: dict[int, str] = {}
+    for task_id in sorted(ids):
+        task = await tx.tasks.get(org_id, task_id)
+        if task is not None:
+            names[task_id] = task.name
+    return names
+
+
+async def list_public_stacks(
+    svc: Services, org_id: int, offset: int, limit: int
+) -> tuple[Page[Stack], dict[int, str]]:
+    async with svc.db.read() as tx:
+        page = await tx.stacks.public_page(org_id, offset, limit)
+        return page, await _task_names(tx, org_id, page.items)
+
+
+async def get_public_stack(
+    svc: Services, org_id: int, stack_id: int | None, name: str | None
+) -> tuple[Stack, dict[int, str]]:
+    """A public stack of the organization; a private one (or another organization's) is
+    not found: an anonymous reader learns nothing of it."""
+    async with svc.db.read() as tx:
+        if stack_id is not None:
+            found = await tx.stacks.get(org_id, stack_id)
+        else:
+            assert name is not None
+            found = await tx.stacks.by_name(org_id, name)
+        if found is None or not found.public:
+            raise NotFound(f"no public stack {stack_id if stack_id is not None else name!r}")
+        return found, await _task_names(tx, org_id, [found])

@@ -28,9 +28,10 @@ from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import Page, Principal
 from jobyard.domain.targets import Target
 from jobyard.domain.triggers import SavedSchedule, Stack, Trigger
-from jobyard.service import accounts, sessions
+from jobyard.service import accounts, sessions, stack_hooks
 from jobyard.service import schedules as schedules_uc
 from jobyard.service import stacks as stacks_uc
+from jobyard.service import tasks as tasks_uc
 from jobyard.service import triggers as triggers_uc
 from jobyard.service.context import Services
 from jobyard.service.cookies import SessionCodec
@@ -370,7 +371,7 @@ async def update_schedule(schedule_id: str, c: Caller, svc: Svc) -> Response:
     return JSON(schedule(saved))
 
 
-# -- stacks
+# -- stacks: a stack's blocks are the steps of its chain (a block names a jobyard task)
 
 
 async def _jobs_by_stack(svc: Services, who: Principal) -> dict[int, list[dict[str, Any]]]:
@@ -394,16 +395,43 @@ async def _jobs_by_stack(svc: Services, who: Principal) -> dict[int, list[dict[s
     return out
 
 
-def stack(found: Stack, jobs: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+def blocks(found: Stack, names: dict[int, str], *, full: bool) -> list[dict[str, Any]]:
+    """A stack's steps as Kragle blocks; an instance id is the step's position (from 1)."""
+    out: list[dict[str, Any]] = []
+    for i, step in enumerate(found.steps):
+        block: dict[str, Any] = {"id": i + 1, "type": names.get(step.task_id, str(step.task_id))}
+        if full:
+            block["conversion"] = kragle.conversion_out(step.arguments or {})
+            block["state"] = {"input": {}, "output": {}}
+            if step.name is not None:
+                block["name"] = step.name
+        out.append(block)
+    return out
+
+
+def public_stack(found: Stack, names: dict[int, str]) -> dict[str, Any]:
+    """What anyone may read of a public stack (Kragle's unauthenticated shape)."""
     return {
         "id": found.id,
         "owner": found.created_by,
         "name": found.name,
-        "webhook": None,
-        "webhook_method": None,
+        "webhook": found.webhook,
+        "webhook_method": found.webhook_method,
+        "blocks": blocks(found, names, full=False),
+    }
+
+
+def stack(
+    found: Stack, jobs: dict[int, list[dict[str, Any]]], names: dict[int, str] | None = None
+) -> dict[str, Any]:
+    return {
+        **public_stack(found, names or {}),
+        # The token is shown once (create, token_refresh); reads show its first characters.
         "webhook_token": None,
-        "blocks": [],
+        "webhook_token_prefix": found.webhook_prefix,
+        "blocks": blocks(found, names or {}, full=True),
         "jobs": jobs.get(found.id, []),
+        "public": found.public,
         # What jobyard runs: the stack's task or command, where, with what environment.
         "description": found.description,
         "task_id": found.task_id,
@@ -413,17 +441,83 @@ def stack(found: Stack, jobs: dict[int, list[dict[str, Any]]]) -> dict[str, Any]
     }
 
 
-async def _list_stacks(request: Request, c: Call, svc: Services) -> Response:
+async def _task_names(svc: Services, who: Principal) -> dict[int, str]:
+    return {
+        t.id: t.name
+        for t in await _all(lambda o, n: tasks_uc.list_tasks(svc, who, offset=o, limit=n))
+    }
+
+
+# -- who reads: a caller, or nobody (public stacks of the organization the URL or the
+# deployment names)
+
+
+@dataclass
+class Reader:
+    call: Call | None
+    org_id: int | None  # the organization whose public stacks an anonymous reader sees
+
+
+async def reader(request: Request, svc: Svc) -> Reader:
+    """FastAPI dependency: the signed-in caller, or an anonymous reader of one
+    organization's public stacks (``?organization=NAME``, else ``JOBYARD_KRAGLE_ORG``)."""
+    anonymous = (
+        not token_from(request)
+        and codec(svc).loads(request.cookies.get(COOKIE)) is None
+        and request.method == "GET"
+    )
+    if not anonymous:
+        return Reader(await call(request, svc), None)
+    name = request.query_params.get("organization") or svc.settings.kragle_org
+    if not name:
+        raise Unauthenticated(
+            "log in first (POST /authenticate), send an API token, or name the organization "
+            "whose public stacks to read (?organization=NAME)"
+        )
+    return Reader(None, await stacks_uc.public_org(svc, name))
+
+
+Readers = Annotated[Reader, Depends(reader)]
+
+
+async def _list_stacks(request: Request, r: Reader, svc: Services) -> Response:
     number = page_number(request)
+    if r.call is None:
+        assert r.org_id is not None
+        page, names = await stacks_uc.list_public_stacks(
+            svc, r.org_id, offset(number), kragle.PAGE_SIZE
+        )
+        return JSON(paged("stacks", number, page, lambda s: public_stack(s, names)))
+    c = r.call
     page = await stacks_uc.list_stacks(svc, c.who, offset(number), kragle.PAGE_SIZE)
     jobs = await _jobs_by_stack(svc, c.who)
-    return JSON(paged("stacks", number, page, lambda s: stack(s, jobs)))
+    names = await _task_names(svc, c.who)
+    return JSON(paged("stacks", number, page, lambda s: stack(s, jobs, names)))
 
 
-def _target(body: dict[str, Any]) -> Target:
+async def _read_one(
+    r: Reader, svc: Services, *, stack_id: int | None, name: str | None
+) -> Response:
+    if r.call is None:
+        assert r.org_id is not None
+        found, names = await stacks_uc.get_public_stack(svc, r.org_id, stack_id, name)
+        return JSON(public_stack(found, names))
+    c = r.call
+    if stack_id is not None:
+        found = await stacks_uc.get_stack(svc, c.who, stack_id)
+    else:
+        assert name is not None
+        found = await stacks_uc.get_stack_by_name(svc, c.who, name)
+    names = await _task_names(svc, c.who)
+    return JSON(stack(found, await _jobs_by_stack(svc, c.who), names))
+
+
+def _target(body: dict[str, Any], required: bool = True) -> Target | None:
     given = body.get("target")
     if given is None:
         given = {k: body[k] for k in ("nodes", "tags", "cluster", "count") if k in body}
+    if not given and not required:
+        return None
     if not isinstance(given, dict) or not given:
         raise Invalid("a stack needs a target: target {nodes | tags | cluster}, or nodes", "target")
     unknown = sorted(set(given) - {"nodes", "tags", "cluster", "count"})
@@ -457,7 +551,58 @@ _STACK_KEYS = {
     "description",
     "schedule_id",
     "enabled",
+    "blocks",
+    "webhook",
+    "webhook_method",
+    "needs_approval",
+    "public",
 }
+
+
+def _text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(f"{key} must be a string", key)
+    return value
+
+
+async def _blocks_in(svc: Services, who: Principal, body: dict[str, Any]) -> Any:
+    """The chain that ``blocks`` asks for (native steps), or None without blocks."""
+    if "blocks" not in body:
+        return None
+    steps = kragle.steps_from_blocks(body["blocks"])
+    known = set((await _task_names(svc, who)).values())
+    for i, step in enumerate(steps):
+        if step["task"] not in known:
+            raise Invalid(
+                f"blocks[{i}]: no block (jobyard task) named {step['task']!r}",
+                "blocks",
+                kragle_code=kragle.NO_SUCH_BLOCK,
+            )
+    return steps
+
+
+async def _default_target(svc: Services, who: Principal, steps: Any) -> Target:
+    """A stack of blocks without a target runs each block where its task runs."""
+    by_name = {
+        t.name: t for t in await _all(lambda o, n: tasks_uc.list_tasks(svc, who, offset=o, limit=n))
+    }
+    for step in steps:
+        task = by_name[step["task"]]
+        if task.spec.target is None and "target" not in step:
+            raise Invalid(
+                f"task {task.name!r} has no target: give the stack a target (nodes, tags or "
+                "cluster)",
+                "target",
+            )
+        if "target" not in step and task.spec.target is not None:
+            step["target"] = task.spec.target.as_json()
+    first = steps[0]["target"]
+    return Target.from_json(first) if isinstance(first, dict) else _must_target(first)
+
+
+def _must_target(value: Any) -> Target:
+    raise Invalid("a block's target is an object: nodes, tags or cluster", "target")
 
 
 async def _create_stack(c: Call, svc: Services) -> Response:
@@ -466,9 +611,7 @@ async def _create_stack(c: Call, svc: Services) -> Response:
     name = name_of(body)
     if not name:
         raise Invalid("name is required", "name")
-    command = body.get("command")
-    if command is not None and not isinstance(command, str):
-        raise Invalid("command must be a string", "command")
+    command = _text(body, "command")
     env = body.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise Invalid("env must be an object of names to strings", "env")
@@ -476,16 +619,28 @@ async def _create_stack(c: Call, svc: Services) -> Response:
     if not isinstance(description, str):
         raise Invalid("description must be a string", "description")
     schedule_id = whole(body, "schedule_id")
+    flag(body, "needs_approval")
+    public = flag(body, "public") or False
+    mode, method = stack_hooks.check_webhook(_text(body, "webhook"), _text(body, "webhook_method"))
+    steps = await _blocks_in(svc, c.who, body)
+    target = _target(body, required=steps is None)
+    if target is None:
+        target = await _default_target(svc, c.who, steps)
+    token, hook = stack_hooks.webhook_values(mode, method, False)
+    if schedule_id is not None:
+        await schedules_uc.get_schedule(svc, c.who, schedule_id)
     try:
         created = await stacks_uc.create_stack(
             svc,
             c.who,
             name,
-            _target(body),
+            target,
             env=env,
             description=description,
             task_id=whole(body, "task_id"),
             command=command,
+            steps=steps,
+            extra={**hook, "public": public},
         )
     except Conflict as exc:
         raise Conflict(exc.detail, kragle_code=kragle.STACK_EXISTS) from None
@@ -498,29 +653,22 @@ async def _create_stack(c: Call, svc: Services) -> Response:
             stack_id=created.id,
             enabled=flag(body, "enabled") or False,
         )
-    return JSON({"id": created.id})
+    out: dict[str, Any] = {"id": created.id}
+    if token is not None:
+        out["webhook_token"] = token  # shown this once
+    return JSON(out)
 
 
-async def _stack_by_id(stack_id: str, c: Call, svc: Services) -> Response:
-    found = await stacks_uc.get_stack(svc, c.who, object_id(stack_id, "stack"))
-    return JSON(stack(found, await _jobs_by_stack(svc, c.who)))
+async def list_stacks(request: Request, r: Readers, svc: Svc) -> Response:
+    return await _list_stacks(request, r, svc)
 
 
-async def _stack_by_name(name: str, c: Call, svc: Services) -> Response:
-    found = await stacks_uc.get_stack_by_name(svc, c.who, name)
-    return JSON(stack(found, await _jobs_by_stack(svc, c.who)))
+async def stack_by_id(stack_id: str, r: Readers, svc: Svc) -> Response:
+    return await _read_one(r, svc, stack_id=object_id(stack_id, "stack"), name=None)
 
 
-async def list_stacks(request: Request, c: Caller, svc: Svc) -> Response:
-    return await _list_stacks(request, c, svc)
-
-
-async def stack_by_id(stack_id: str, c: Caller, svc: Svc) -> Response:
-    return await _stack_by_id(stack_id, c, svc)
-
-
-async def stack_by_name(name: str, c: Caller, svc: Svc) -> Response:
-    return await _stack_by_name(name, c, svc)
+async def stack_by_name(name: str, r: Readers, svc: Svc) -> Response:
+    return await _read_one(r, svc, stack_id=None, name=name)
 
 
 async def create_stack(c: Caller, svc: Svc) -> Response:
@@ -531,10 +679,10 @@ async def create_stack(c: Caller, svc: Svc) -> Response:
 for _root in ("/stacks", "/blockstacks"):
     _shown = _root == "/stacks"
     for _path, _handler, _method, _summary in (
-        ("", list_stacks, "GET", "Stacks, ten a page"),
+        ("", list_stacks, "GET", "Stacks, ten a page (public ones without a log-in)"),
         ("/byid/{stack_id}", stack_by_id, "GET", "A stack by id"),
         ("/byname/{name}", stack_by_name, "GET", "A stack by name"),
-        ("", create_stack, "POST", "Create a stack"),
+        ("", create_stack, "POST", "Create a stack (blocks: its chain of steps)"),
     ):
         router.add_api_route(
             _root + _path,
@@ -544,3 +692,174 @@ for _root in ("/stacks", "/blockstacks"):
             include_in_schema=_shown,
             name=f"kragle_{_handler.__name__}{'' if _shown else '_blockstacks'}",
         )
+
+
+@router.put("/blockstacks/{stack_id}", summary="Change a stack (what is not sent stays)")
+async def update_stack(stack_id: str, c: Caller, svc: Svc) -> Response:
+    native = object_id(stack_id, "stack")
+    body = c.body
+    only(body, _STACK_KEYS - {"task_id", "command"})
+    current = await stacks_uc.get_stack(svc, c.who, native)
+    changes: dict[str, Any] = {}
+    name = name_of(body)
+    if name is not None:
+        changes["name"] = name
+    if "blocks" in body:
+        changes["steps"] = await _blocks_in(svc, c.who, body)
+    target = _target(body, required=False)
+    if target is not None:
+        changes["target"] = target
+    if "env" in body:
+        env = body["env"] or {}
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise Invalid("env must be an object of names to strings", "env")
+        changes["env"] = env
+    public = flag(body, "public")
+    if public is not None:
+        changes["public"] = public
+    flag(body, "needs_approval")
+    schedule_id = whole(body, "schedule_id")
+    hook_given = "webhook" in body or "webhook_method" in body
+    mode = _text(body, "webhook") if "webhook" in body else current.webhook
+    method = _text(body, "webhook_method") if "webhook_method" in body else current.webhook_method
+    if hook_given:
+        stack_hooks.check_webhook(mode, method)
+    if schedule_id is not None:
+        await schedules_uc.get_schedule(svc, c.who, schedule_id)
+    try:
+        updated = await stacks_uc.update_stack(svc, c.who, native, changes) if changes else current
+    except Conflict as exc:
+        raise Conflict(exc.detail, kragle_code=kragle.STACK_EXISTS) from None
+    token = None
+    if hook_given:
+        hooked = await stack_hooks.set_webhook(svc, c.who, native, mode, method)
+        updated, token = hooked.stack, hooked.token
+    if schedule_id is not None:
+        await triggers_uc.create_trigger(
+            svc,
+            c.who,
+            schedule_id=schedule_id,
+            stack_id=native,
+            enabled=flag(body, "enabled") or False,
+        )
+    jobs = await _jobs_by_stack(svc, c.who)
+    return JSON(
+        {
+            "id": updated.id,
+            "owner": updated.created_by,
+            "name": updated.name,
+            "is_approved": updated.public,
+            "needs_approval": False,
+            "webhook": updated.webhook,
+            "webhook_method": updated.webhook_method,
+            "webhook_token": token,
+            "instances": [i + 1 for i in range(len(updated.steps))],
+            "jobs": [j["id"] for j in jobs.get(updated.id, [])],
+        }
+    )
+
+
+def _wait(request: Request, svc: Services) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return svc.settings.kragle_exec_wait
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 300:
+        raise Invalid(
+            f"wait is a whole number of seconds up to 300, not {raw!r}", "wait", kragle_code=1
+        )
+    return float(raw)
+
+
+async def _exec(request: Request, stack_id: str, c: Call, svc: Services) -> Response:
+    wait = _wait(request, svc)
+    started = await stack_hooks.run_stack(svc, c.who, object_id(stack_id, "stack"))
+    outcome = await stack_hooks.wait_for(svc, started, wait)
+    if outcome.ended and not outcome.ok:
+        return JSON({"error": outcome.reason or "a block failed", **_ids(started)})
+    out: dict[str, Any] = {"success": outcome.executed, **_ids(started)}
+    if not outcome.ended:
+        out["running"] = True
+    return JSON(out)
+
+
+def _ids(started: stack_hooks.Started) -> dict[str, Any]:
+    """jobyard's names for what ran: the stack run (a chain) and its first job."""
+    return {"stack_run_id": started.run_id, "job_id": started.job_id}
+
+
+@router.get("/blockstacks/exec/{stack_id}", summary="Run a stack now; answers once it ends")
+async def exec_get(request: Request, stack_id: str, c: Caller, svc: Svc) -> Response:
+    return await _exec(request, stack_id, c, svc)
+
+
+@router.post("/blockstacks/exec/{stack_id}", summary="Run a stack now (POST)")
+async def exec_post(request: Request, stack_id: str, c: Caller, svc: Svc) -> Response:
+    return await _exec(request, stack_id, c, svc)
+
+
+@router.get("/blockstacks/hook/token_refresh/{stack_id}", summary="A new webhook token")
+async def token_refresh(stack_id: str, c: Caller, svc: Svc) -> Response:
+    done = await stack_hooks.refresh_token(svc, c.who, object_id(stack_id, "stack"))
+    return JSON({"token": done.token})
+
+
+def _values(items: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key in out:
+            out[key] = [*out[key], value] if isinstance(out[key], list) else [out[key], value]
+        else:
+            out[key] = value
+    return out
+
+
+async def _hook(request: Request, stack_id: str, svc: Services) -> Response:
+    native = object_id(stack_id, "stack")
+    query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("token", "wait")]
+    form: dict[str, Any] = {}
+    body: Any = {}
+    kind = request.headers.get("content-type", "")
+    if request.method == "POST":
+        if kind.startswith("application/json"):
+            body = await json_object(request)
+        elif kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = _values([(k, str(v)) for k, v in (await request.form()).multi_items()])
+    who = None
+    secret = token_from(request) if request.headers.get("authorization") else None
+    if secret:
+        who = await accounts.authenticate(svc, secret)
+    else:
+        session = codec(svc).loads(request.cookies.get(COOKIE))
+        if session is not None and session.user_id is not None and session.org is not None:
+            who = await sessions.resume(svc, session.user_id, session.org)
+    hidden = {"authorization", "cookie", "x-webhook-token"}
+    started = await stack_hooks.run_by_webhook(
+        svc,
+        native,
+        request.method,
+        token=request.query_params.get("token") or request.headers.get("x-webhook-token"),
+        who=who,
+        client=_client(request),
+        hook_input={
+            "GET": _values(query),
+            "POST": form,
+            "JSON": body,
+            "HEADERS": {k: v for k, v in request.headers.items() if k.lower() not in hidden},
+        },
+    )
+    outcome = await stack_hooks.wait_for(svc, started, _wait(request, svc))
+    if outcome.ended and not outcome.ok:
+        return JSON({"status": 1, "err": outcome.reason or "a block failed"})
+    if not outcome.ended:
+        return JSON({"status": 0, "result": None, "running": True, **_ids(started)})
+    return JSON({"status": 0, "result": outcome.output})
+
+
+@router.get("/blockstacks/hook/{stack_id}", summary="Call a stack's webhook (GET)")
+async def hook_get(request: Request, stack_id: str, svc: Svc) -> Response:
+    return await _hook(request, stack_id, svc)
+
+
+@router.post("/blockstacks/hook/{stack_id}", summary="Call a stack's webhook (POST)")
+async def hook_post(request: Request, stack_id: str, svc: Svc) -> Response:
+    return await _hook(request, stack_id, svc)

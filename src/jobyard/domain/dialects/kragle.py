@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,9 @@ BAD_LOGIN = 3
 BAD_PAYLOAD = 4
 NOT_FOUND = 6
 STACK_EXISTS = 10
+BAD_BLOCK_EXTRA = 11
 JOB_EXISTS = 12
+NO_SUCH_BLOCK = 22
 INTERNAL = 0
 
 # Code -> Kragle's message (API_Reference/Faults.md). jobyard appends what to fix.
@@ -39,7 +42,9 @@ FAULTS: Mapping[int, str] = {
     BAD_PAYLOAD: "Your json request payload is inappropriate for the requested operation.",
     NOT_FOUND: "The specified object does not exist.",
     STACK_EXISTS: "The named Stack already exists.",
+    BAD_BLOCK_EXTRA: 'The Stack contained a Block with invalid "extra" args.',
     JOB_EXISTS: "The named Job already exists.",
+    NO_SUCH_BLOCK: "You passed a non-existent Block type in your list of Blocks for a Stack.",
     INTERNAL: "The server failed; see its log.",
 }
 
@@ -145,3 +150,89 @@ def schedule_from(config: Any, once: bool) -> Schedule:
         raise Invalid("config.period must be a whole number of seconds", "config")
     start = _timestamp(timestamp) if timestamp is not None else None
     return Schedule(kind=ScheduleKind.PERIOD, period=period, start=start)
+
+
+# -- blocks: a Kragle block names a jobyard task; its conversion is the task's arguments
+
+# A replacement marker: \x01\x01/path\x02\x02 (or single \x01 ... \x02), a path into the
+# output of the block above.
+_MARKER = re.compile(r"\x01\x01?(/[^\x01\x02]*)\x02\x02?")
+_BLOCK_OPTIONS = {"name", "state", "target", "on_failure"}
+
+
+def _native_reference(match: re.Match[str]) -> str:
+    path = match.group(1).strip("/")
+    if path in ("", "stdout"):
+        return "${previous.stdout}"
+    return "${previous.output." + path.replace("/", ".") + "}"
+
+
+def conversion_in(value: Any) -> Any:
+    """A block's conversion specifier as native argument values (markers become
+    ``${previous...}`` references)."""
+    if isinstance(value, str):
+        return _MARKER.sub(_native_reference, value)
+    if isinstance(value, dict):
+        return {k: conversion_in(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [conversion_in(v) for v in value]
+    return value
+
+
+_NATIVE = re.compile(r"\$\{previous\.(stdout|output\.([^}]+))\}")
+
+
+def conversion_out(value: Any) -> Any:
+    """Native argument values shown as a Kragle conversion specifier."""
+    if isinstance(value, str):
+        return _NATIVE.sub(
+            lambda m: (
+                "\x01\x01/" + ("stdout" if m.group(1) == "stdout" else m.group(2)) + "\x02\x02"
+            ),
+            value,
+        )
+    if isinstance(value, dict):
+        return {k: conversion_out(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [conversion_out(v) for v in value]
+    return value
+
+
+def steps_from_blocks(blocks: Any) -> list[dict[str, Any]]:
+    """Native steps (``{task, arguments, ...}``) from Kragle's ``blocks``:
+    ``[[block name, conversion, {name, state}], ...]``."""
+    if not isinstance(blocks, list) or not blocks:
+        raise Invalid("blocks is a non-empty list of [block name, conversion, {options}]", "blocks")
+    steps: list[dict[str, Any]] = []
+    for i, block in enumerate(blocks):
+        if not isinstance(block, list) or not 1 <= len(block) <= 3:
+            raise Invalid(
+                f"blocks[{i}] is an array: [block name, conversion, {{options}}]", "blocks"
+            )
+        name = block[0]
+        if not isinstance(name, str) or not name:
+            raise Invalid(f"blocks[{i}][0] is the name of a block (a jobyard task)", "blocks")
+        conversion = block[1] if len(block) > 1 else None
+        if conversion is not None and not isinstance(conversion, (dict, list)):
+            raise Invalid(
+                f"blocks[{i}][1]: a conversion is an object of the task's arguments "
+                "(or a list of their values)",
+                "blocks",
+            )
+        step: dict[str, Any] = {"task": name, "arguments": conversion_in(conversion)}
+        if len(block) == 3:
+            options = block[2]
+            if not isinstance(options, dict):
+                raise Invalid(f"blocks[{i}][2] is an object of options", "blocks", kragle_code=11)
+            unknown = sorted(set(options) - _BLOCK_OPTIONS)
+            if unknown:
+                raise Invalid(
+                    f"unknown option {unknown[0]!r} in blocks[{i}][2]: use name or state",
+                    "blocks",
+                    kragle_code=11,
+                )
+            for key in ("name", "target", "on_failure"):
+                if key in options:
+                    step[key] = options[key]
+        steps.append(step)
+    return steps
