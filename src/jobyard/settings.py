@@ -28,6 +28,9 @@ class Settings:
     abort_grace: float = 10.0
     output_cap: int = 1_000_000
     file_cap: int = 50_000_000
+    # An uploaded input file at most this size; a run's output files at most this in total.
+    upload_cap: int = 500_000_000
+    run_files_cap: int = 200_000_000
     # HTTP
     max_body: int = 1_048_576
     max_page_size: int = 100

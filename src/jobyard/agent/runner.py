@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import fnmatch
+import hashlib
 import logging
 import os
 import random
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -46,6 +48,8 @@ class AgentConfig:
     max_jobs: int = 1
     abort_grace: float = 10.0
     shell: str = "/bin/sh"
+    # Finished runs' directories kept under <state>/work for debugging (0: none).
+    keep_runs: int = 0
 
     @property
     def ws_url(self) -> str:
@@ -352,7 +356,7 @@ class Agent:
         path.write_bytes(data)
         return path
 
-    def _env(self, run: Run, outputs: Path, marker: str) -> dict[str, str]:
+    def _env(self, run: Run, outputs: Path, marker: str, cwd: Path) -> dict[str, str]:
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in (run.spec.get("env") or {}).items()})
         job_id, node = str(run.job), self.config.name
@@ -362,6 +366,7 @@ class Agent:
                 "JOBYARD_ATTEMPT": str(run.attempt),
                 "JOBYARD_NODE_NAME": node,
                 "JOBYARD_OUTPUT_DIR": str(outputs),
+                "JOBYARD_RUN_DIR": str(cwd),
                 "JOBYARD_RUN_MARKER": marker,
                 "JOBYARD_INPUT_SOCKET": str(self.desk.path),
                 "CHEF_PUSH_JOB_ID": job_id,
@@ -373,16 +378,20 @@ class Agent:
     async def _execute(self, run: Run) -> None:
         job, attempt = run.job, run.attempt
         work = self.config.state_dir / "work" / f"{job}-{attempt}"
-        outputs = work / "outputs"
-        outputs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)  # a fresh directory for every node run
+        given = run.spec.get("dir") or None
+        # Without ``dir`` the command runs in its own fresh directory, which is also where
+        # its output files are collected; with ``dir`` they go to JOBYARD_OUTPUT_DIR.
+        cwd = Path(given) if given else work / "run"
+        outputs = work / "outputs" if given else cwd
+        outputs.mkdir(parents=True, exist_ok=True)  # the run directory itself, without dir
         marker = uuid.uuid4().hex
-        status, code = "failed", None
+        status, code, reason = "failed", None, None
+        inputs: dict[str, str] = {}
         try:
-            cwd = run.spec.get("dir") or None
-            if cwd and not Path(cwd).is_dir():
-                await self._output(
-                    run, "stderr", f"jobyard: working directory {cwd} does not exist\n"
-                )
+            if given and not cwd.is_dir():
+                reason = f"working directory {given} does not exist"
+                await self._output(run, "stderr", f"jobyard: {reason}\n")
                 code = 127
             elif run.aborting:
                 code = None
@@ -390,44 +399,86 @@ class Agent:
                 # The marker is on disk before the process exists: a restart never re-runs it.
                 run.journal.mark_started(job, attempt, {"marker": marker})
                 await self._send(wire.encode("ack_run", job=job, attempt=attempt))
-                env = self._env(run, outputs, marker)
-                job_file = self._job_file(run, work)
-                if job_file is not None:
-                    env["CHEF_PUSH_JOB_FILE"] = env["JOBYARD_JOB_FILE"] = str(job_file)
                 try:
-                    run.process = await Process.start(
-                        self._argv(run.spec),
-                        env,
-                        cwd,
-                        lambda stream, data: self._output(run, stream, data),
-                    )
-                except OSError as exc:
-                    await self._output(run, "stderr", f"jobyard: cannot start the command: {exc}\n")
-                    code = 127
+                    inputs = await self._fetch_inputs(run, cwd)
+                except InputError as exc:
+                    reason = str(exc)
+                    await self._output(run, "stderr", f"jobyard: {reason}\n")
                 else:
-                    if run.aborting:  # the abort arrived while the process was starting
-                        await run.process.kill(self.config.abort_grace)
-                    run.journal.mark_started(
-                        job, attempt, {"marker": marker, "pgid": run.process.pgid}
-                    )
-                    code = await run.process.wait()
-                    if run.process.killed:
-                        await run.process.kill(self.config.abort_grace)
+                    code = await self._start_and_wait(run, work, outputs, marker, cwd)
             status = "aborted" if run.aborting else "succeeded" if code == 0 else "failed"
-            await self._keep_files(run, outputs)
+            if reason is None or status == "aborted":
+                too_big = await self._keep_files(run, work, outputs, cwd, inputs)
+                if too_big and status != "aborted":
+                    status, reason = "failed", too_big
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("job %s failed on this node", job)
             await self._output(run, "stderr", f"jobyard agent error: {exc}\n")
+            status, reason = "failed", f"agent error: {exc}"
         finally:
             self.runs.pop((job, attempt), None)
-        result = {"job": job, "attempt": attempt, "status": status, "exit_code": code}
+        result: dict[str, Any] = {"job": job, "attempt": attempt, "status": status}
+        result["exit_code"] = code
+        if reason and status == "failed":
+            result["reason"] = reason
         run.journal.keep_result(job, attempt, result)
         run.journal.forget(job, attempt)
         if run.journal is self.journal:  # else kept for when that server is back
             await self._deliver(run.journal, result)
-        shutil.rmtree(work, ignore_errors=True)
+        self._tidy_work(work)
+
+    async def _start_and_wait(
+        self, run: Run, work: Path, outputs: Path, marker: str, cwd: Path
+    ) -> int | None:
+        env = self._env(run, outputs, marker, cwd)
+        job_file = self._job_file(run, work)
+        if job_file is not None:
+            env["CHEF_PUSH_JOB_FILE"] = env["JOBYARD_JOB_FILE"] = str(job_file)
+        try:
+            run.process = await Process.start(
+                self._argv(run.spec),
+                env,
+                str(cwd),
+                lambda stream, data: self._output(run, stream, data),
+            )
+        except OSError as exc:
+            await self._output(run, "stderr", f"jobyard: cannot start the command: {exc}\n")
+            return 127
+        if run.aborting:  # the abort arrived while the process was starting
+            await run.process.kill(self.config.abort_grace)
+        run.journal.mark_started(run.job, run.attempt, {"marker": marker, "pgid": run.process.pgid})
+        code = await run.process.wait()
+        if run.process.killed:
+            await run.process.kill(self.config.abort_grace)
+        return code
+
+    async def _fetch_inputs(self, run: Run, into: Path) -> dict[str, str]:
+        """Download the job's input files into the run directory, checking each sha256;
+        answer {name: sha256} (to leave unchanged inputs out of the outputs)."""
+        wanted = run.spec.get("input_files") or []
+        if not wanted:
+            return {}
+        got: dict[str, str] = {}
+        headers = {"Authorization": f"Bearer {self.config.token}"}
+        base = self.config.server.rstrip("/")
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=300.0)) as http:
+            for item in wanted:
+                got.update(await fetch_input(http, base, headers, item, into))
+        return got
+
+    def _tidy_work(self, work: Path) -> None:
+        """Remove the run's directory, or keep the newest ``keep_runs`` finished ones."""
+        if self.config.keep_runs <= 0:
+            shutil.rmtree(work, ignore_errors=True)
+            return
+        live = {f"{r.job}-{r.attempt}" for r in self.runs.values()}
+        root = work.parent
+        done = [p for p in root.iterdir() if p.is_dir() and p.name not in live]
+        done.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in done[self.config.keep_runs :]:
+            shutil.rmtree(old, ignore_errors=True)
 
     async def _output(self, run: Run, stream: str, data: str) -> None:
         if not run.spec.get("capture_output", True) or run.truncated:
@@ -443,17 +494,43 @@ class Agent:
         if self.backlog or not await self._send(frame):
             self.backlog.append(frame)
 
-    async def _keep_files(self, run: Run, outputs: Path) -> None:
+    async def _keep_files(
+        self, run: Run, work: Path, outputs: Path, cwd: Path, inputs: dict[str, str]
+    ) -> str | None:
         """Hand the run's output files to the journal: sent before its result, even after
-        a reconnect or a restart of this agent."""
-        for path in sorted(p for p in outputs.rglob("*") if p.is_file()):
+        a reconnect or a restart of this agent. Answers why none were kept when their
+        total is over the per-run cap, else None."""
+        chosen = collect_outputs(
+            outputs, cwd if cwd != outputs else None, run.spec.get("outputs"), inputs
+        )
+        kept: list[tuple[str, Path]] = []
+        for rel, path in chosen:
             if path.stat().st_size > FILE_CAP:
-                rel = path.relative_to(outputs).as_posix()
                 await self._output(
                     run, "stderr", f"jobyard: {rel} is over {FILE_CAP} bytes; not uploaded\n"
                 )
-                path.unlink()
-        run.journal.keep_files(run.job, run.attempt, outputs)
+                continue
+            kept.append((rel, path))
+        total = sum(p.stat().st_size for _, p in kept)
+        cap = run.spec.get("files_cap")
+        if isinstance(cap, int) and total > cap:
+            reason = (
+                f"output files total {total} bytes, over the limit of {cap} bytes per run;"
+                " none were uploaded"
+            )
+            await self._output(run, "stderr", f"jobyard: {reason}\n")
+            return reason
+        staging = work / "keep"
+        shutil.rmtree(staging, ignore_errors=True)
+        for rel, path in kept:
+            dest = staging / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copy2(path, dest)
+        run.journal.keep_files(run.job, run.attempt, staging)
+        return None
 
     async def _deliver(self, journal: Journal, result: dict[str, Any]) -> None:
         """Send a finished run's files still in the journal, then (only if they all went)
@@ -477,6 +554,74 @@ class Agent:
 
 class _Refused(Exception):
     pass
+
+
+class InputError(Exception):
+    """An input file could not be put in the run directory: the run fails with this."""
+
+
+async def fetch_input(
+    http: httpx.AsyncClient, base: str, headers: dict[str, str], item: Any, into: Path
+) -> dict[str, str]:
+    """Stream one input file to ``into``; check its size and sha256 against the job's."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+        raise InputError(f"input file {item!r} is not a file reference")
+    file_id, name = item["id"], Path(str(item.get("name") or item["id"])).name
+    expected = item.get("sha256")
+    label = f"input file {name} (id {file_id})"
+    dest = into / name
+    digest = hashlib.sha256()
+    try:
+        async with http.stream(
+            "GET", f"{base}/api/v1/files/{file_id}/contents", headers=headers
+        ) as r:
+            if r.status_code == 404:
+                raise InputError(f"{label} is missing on the server")
+            if r.status_code != 200:
+                raise InputError(f"{label} could not be downloaded: HTTP {r.status_code}")
+            with open(dest, "wb") as fh:
+                async for chunk in r.aiter_bytes():
+                    digest.update(chunk)
+                    fh.write(chunk)
+    except httpx.HTTPError as exc:
+        raise InputError(f"{label} could not be downloaded: {exc}") from None
+    actual = digest.hexdigest()
+    if isinstance(expected, str) and expected and actual != expected:
+        dest.unlink(missing_ok=True)
+        raise InputError(f"{label} is corrupt: its sha256 is {actual}, expected {expected}")
+    return {name: actual}
+
+
+def collect_outputs(
+    outputs: Path, extra_root: Path | None, globs: Any, inputs: dict[str, str]
+) -> list[tuple[str, Path]]:
+    """The files a run keeps, as (name, path), input files left unchanged excepted.
+
+    Without a job ``dir`` the run directory is ``outputs``: every file there, or those
+    matching ``globs`` when the job gives them. With a ``dir`` (``extra_root``) every file
+    in ``outputs`` (JOBYARD_OUTPUT_DIR) and the files in ``dir`` matching ``globs``."""
+    patterns = [g for g in globs if isinstance(g, str)] if isinstance(globs, list) else None
+    roots: list[tuple[Path, list[str] | None]] = [(outputs, patterns)]
+    if extra_root is not None:
+        roots = [(outputs, None)] + ([(extra_root, patterns)] if patterns else [])
+    found: dict[str, Path] = {}
+    for root, only in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            rel = path.relative_to(root).as_posix()
+            if only is not None and not any(fnmatch.fnmatchcase(rel, g) for g in only):
+                continue
+            if rel in inputs and _sha256(path) == inputs[rel]:
+                continue  # an input file, unchanged: not an output
+            found[rel] = path
+    return sorted(found.items())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 async def run_agent(config: AgentConfig) -> None:

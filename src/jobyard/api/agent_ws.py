@@ -192,8 +192,19 @@ class Session:
                 raise wire.ProtocolError(f"result status is one of {wire.RESULT_STATUSES}")
             if code is not None and not isinstance(code, int):
                 raise wire.ProtocolError("exit_code must be an integer")
+            why = msg.get("reason")  # why a run failed before or after its command
+            reason = why[:500] if isinstance(why, str) and why else None
             self.engine.report(
-                Report("result", org, self.name, job, attempt, status=status, exit_code=code)
+                Report(
+                    "result",
+                    org,
+                    self.name,
+                    job,
+                    attempt,
+                    status=status,
+                    exit_code=code,
+                    reason=reason,
+                )
             )
         elif kind == "file":
             job, attempt = wire.job_ref(msg)

@@ -15,6 +15,7 @@ from jobyard.api import (
     agent_ws,
     chef_keys,
     errors,
+    files,
     health,
     jobs,
     nodes,
@@ -24,6 +25,7 @@ from jobyard.api import (
     webhooks,
 )
 from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty
+from jobyard.api.files import UPLOAD_OVERHEAD, UPLOAD_PATHS
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
 from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
@@ -81,6 +83,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(nodes.router)
     app.include_router(streams.router)
+    app.include_router(files.router)
     app.include_router(watchers.router)
     app.include_router(notifications.router)
     app.include_router(webhooks.router)
@@ -91,6 +94,11 @@ def create_app(
     app.include_router(theeye.router)
     app.include_router(kragle.router)
     web.install(app, svc)  # the dashboard: pages at /, its session middleware, /static
-    app.add_middleware(BodyLimit, limit=settings.max_body)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body,
+        uploads=UPLOAD_PATHS,
+        upload_limit=settings.upload_cap + UPLOAD_OVERHEAD,
+    )
     app.add_middleware(Metrics)
     return app

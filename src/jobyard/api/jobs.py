@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from jobyard.domain.jobspec import JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Principal
 from jobyard.domain.targets import Target
+from jobyard.service import inputs
 from jobyard.service import jobs as uc
 from jobyard.service.context import Services
 from jobyard.store.jobs import SORTABLE, JobFilter
@@ -102,7 +104,11 @@ def _render(svc: Services) -> Any:
 
 @router.post("", status_code=201, response_model=JobOut, summary="Create a job (or save a draft)")
 async def create(body: JobIn, who: Who, svc: Svc) -> Response:
-    view = await uc.create_job(svc, who, spec_from(body), draft=body.draft)
+    spec = spec_from(body)
+    files = await inputs.job_meta(svc, who, body.input_files, body.outputs)
+    if files:
+        spec = dataclasses.replace(spec, meta={**spec.meta, **files})
+    view = await uc.create_job(svc, who, spec, draft=body.draft)
     return JSON(
         _render(svc)(view), status_code=201, headers={"Location": f"/api/v1/jobs/{view.job.id}"}
     )

@@ -18,22 +18,35 @@ LATENCY = Histogram("jobyard_http_request_seconds", "HTTP request latency", ["me
 class BodyLimit:
     """Answer 413 as soon as a body is known to exceed ``limit`` bytes."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        uploads: tuple[str, ...] = (),
+        upload_limit: int = 0,
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.uploads = uploads  # paths that take file uploads: upload_limit, not limit
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = str(scope.get("path", "")).rstrip("/")
+        limit = self.upload_limit if path in self.uploads else self.default
+        await self._limited(limit, scope, receive, send)
+
+    async def _limited(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._reject(send)
+                    await self._reject(send, limit)
                     return
         seen = 0
         started = False
@@ -43,8 +56,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge(self.limit)
+                if seen > limit:
+                    raise _TooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -57,15 +70,15 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, limit)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         body = dumps(
             {
                 "type": "about:blank",
                 "title": "Too large",
                 "status": 413,
-                "detail": f"the body is over the {self.limit}-byte limit",
+                "detail": f"the body is over the {limit}-byte limit",
             }
         )
         await send(

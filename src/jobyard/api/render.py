@@ -54,6 +54,8 @@ def job(view: JobView, base_url: str) -> dict[str, Any]:
         "env": j.env,
         "dir": j.dir,
         "capture_output": j.capture_output,
+        "input_files": list(j.meta.get("input_files") or []),
+        "outputs": j.meta.get("outputs"),
         "status": j.status.value,
         "attempt": j.attempt,
         "created_by": j.created_by,

@@ -76,6 +76,7 @@ def file_json(f: StoredFile, base: str) -> dict[str, Any]:
         "name": f.name,
         "size": f.size,
         "md5": f.md5,
+        "sha256": f.sha256,
         "created_at": iso(f.created_at),
         "download_url": f"{base}/api/v1/files/{f.id}/contents",
     }

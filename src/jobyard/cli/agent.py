@@ -32,6 +32,14 @@ def agent(
     ] = None,
     max_jobs: Annotated[int, typer.Option(help="Jobs run at once before answering busy.")] = 1,
     abort_grace: Annotated[float, typer.Option(help="Seconds between TERM and KILL.")] = 10.0,
+    keep_runs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            envvar="JOBYARD_AGENT_KEEP_RUNS",
+            help="Keep the newest N finished run directories (under the state dir) for debugging.",
+        ),
+    ] = 0,
 ) -> None:
     """Run a node agent: dial the server, run the commands it is sent (and allowed)."""
     setup_logs("info")
@@ -46,5 +54,6 @@ def agent(
         state_dir=state_dir or Path.home() / ".jobyard" / "agent" / node,
         max_jobs=max_jobs,
         abort_grace=abort_grace,
+        keep_runs=keep_runs,
     )
     asyncio.run(run_agent(config))

@@ -174,13 +174,16 @@ class Cluster:
 class StoredFile:
     id: int
     org_id: int
-    job_id: int
+    job_id: int | None
     node_name: str
     name: str
     size: int
     md5: str
     storage_key: str
     created_at: dt.datetime
+    sha256: str | None = None
+    kind: str = "output"  # output (a run wrote it) | input (uploaded for jobs to read)
+    uploaded_by: int | None = None
 
 
 T = TypeVar("T")

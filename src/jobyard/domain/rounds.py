@@ -101,7 +101,9 @@ class JobRound:
         if self._fresh(node, attempt) and self.status is JobStatus.RUNNING:
             self._move(node, R.RUNNING, None)
 
-    def finished(self, node: str, attempt: int, status: str, exit_code: int | None) -> None:
+    def finished(
+        self, node: str, attempt: int, status: str, exit_code: int | None, reason: str | None = None
+    ) -> None:
         if not self._fresh(node, attempt):
             return
         target = {"succeeded": R.SUCCEEDED, "failed": R.FAILED, "aborted": R.ABORTED}.get(status)
@@ -110,9 +112,10 @@ class JobRound:
         if target is R.ABORTED and self.runs[node].status in (R.READY, R.RUNNING):
             self._move(node, R.ABORTED, "aborted on the node", exit_code)
             return
-        self._move(
-            node, target, None if target is not R.FAILED else f"exit code {exit_code}", exit_code
-        )
+        if target is R.FAILED:
+            self._move(node, target, reason or f"exit code {exit_code}", exit_code)
+        else:
+            self._move(node, target, None, exit_code)
 
     def node_lost(self, node: str, reason: str) -> None:
         """The node went away: before running it is unavailable, while running it crashed."""

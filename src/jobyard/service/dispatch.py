@@ -25,7 +25,13 @@ async def start_jobs(svc: Services, limit: int = 200) -> int:
                 if run.status is not NodeRunStatus.NEW:
                     continue
                 if node in online:
-                    send(svc, tx, job.org_id, node, commit_message(job, node))
+                    send(
+                        svc,
+                        tx,
+                        job.org_id,
+                        node,
+                        commit_message(job, node, svc.settings.run_files_cap),
+                    )
                 else:
                     rnd.node_lost(node, "node is offline")
             rnd.settle()

@@ -5,7 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from jobyard.domain.errors import TooLarge
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: str
+    size: int
+    md5: str
+    sha256: str
 
 
 class FileStorage:
@@ -30,6 +42,31 @@ class FileStorage:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         return key, hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    async def put_stream(self, chunks: AsyncIterable[bytes], limit: int, what: str) -> Stored:
+        """Write chunks to disk as they arrive, hashing them; past ``limit`` bytes the
+        partial file is removed and TooLarge raised (nothing is kept)."""
+        key = f"{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}"
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as fh:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge(f"{what} is over the {limit}-byte upload limit")
+                    md5.update(chunk)
+                    sha.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return Stored(key, size, md5.hexdigest(), sha.hexdigest())
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()

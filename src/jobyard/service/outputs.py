@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 
 from jobyard.domain.accounts import Role, require
@@ -36,6 +37,10 @@ async def store_file(
         if job is None or run is None or run.attempt != attempt:
             tx.after_commit(lambda: svc.files.delete(key))
             return None
+        cap = svc.settings.run_files_cap
+        if await tx.files.run_total(job_id, node) + len(data) > cap:
+            svc.files.delete(key)
+            raise TooLarge(f"{name}: the run's output files would be over {cap} bytes in total")
         return await tx.files.insert(
             {
                 "org_id": who.org_id,
@@ -44,6 +49,7 @@ async def store_file(
                 "name": name,
                 "size": len(data),
                 "md5": md5,
+                "sha256": hashlib.sha256(data).hexdigest(),
                 "storage_key": key,
                 "created_at": svc.clock.now(),
             }
@@ -71,13 +77,20 @@ async def list_files(svc: Services, who: Principal, job_id: int) -> list[StoredF
 
 
 async def read_file(svc: Services, who: Principal, file_id: int) -> tuple[StoredFile, bytes]:
-    require(who.role, Role.VIEWER, "reading an output file")
+    if who.role is not Role.AGENT:
+        require(who.role, Role.VIEWER, "reading a file")
     async with svc.db.read() as tx:
         stored = await tx.files.get(who.org_id, file_id)
-        if stored is None:
+        if stored is not None and who.role is Role.AGENT and stored.kind != "input":
+            stored = None  # an agent fetches the input files of the jobs it runs, only
+        if stored is None and who.role is not Role.AGENT:
             # A file of a job shared with the caller from another organization.
             other = await tx.files.get_any(file_id)
-            if other is not None and await readable_job(tx, who, other.job_id) is not None:
+            if (
+                other is not None
+                and other.job_id is not None
+                and await readable_job(tx, who, other.job_id) is not None
+            ):
                 stored = other
     if stored is None:
         raise NotFound(f"no file {file_id}")

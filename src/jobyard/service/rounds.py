@@ -71,7 +71,7 @@ def command_for(job: Job, kind: str) -> str:
     return wire.encode("abort", job=job.id, attempt=job.attempt)
 
 
-def commit_message(job: Job, node: str) -> str:
+def commit_message(job: Job, node: str, files_cap: int | None = None) -> str:
     return wire.encode(
         "commit",
         job=job.id,
@@ -86,6 +86,10 @@ def commit_message(job: Job, node: str) -> str:
         # Chef Push Jobs: a file the command receives (CHEF_PUSH_JOB_FILE) and the user to run as.
         file=job.meta.get("file"),
         user=job.meta.get("user"),
+        # Files: what to download into the run directory (with sha256), what to keep.
+        input_files=job.meta.get("input_files") or [],
+        outputs=job.meta.get("outputs"),
+        files_cap=files_cap,
     )
 
 
@@ -225,7 +229,7 @@ def _apply(rnd: JobRound, r: Report) -> None:
     elif r.kind == "ack_run":
         rnd.run_started(r.node, r.attempt)
     elif r.kind == "result":
-        rnd.finished(r.node, r.attempt, r.status or "failed", r.exit_code)
+        rnd.finished(r.node, r.attempt, r.status or "failed", r.exit_code, r.reason)
     elif r.kind == "lost":
         rnd.node_lost(r.node, r.reason or "node lost")
 

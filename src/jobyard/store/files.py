@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import StoredFile
@@ -35,6 +36,20 @@ class FilesRepo:
         """A file by id whatever its organization (the caller checks who may read it)."""
         q = files.select().where(files.c.id == file_id)
         return record(StoredFile, (await self.conn.execute(q)).mappings().first())
+
+    async def inputs(self, org_id: int, offset: int, limit: int) -> tuple[list[StoredFile], int]:
+        where = (files.c.org_id == org_id, files.c.kind == "input")
+        q = files.select().where(*where).order_by(files.c.id.desc()).offset(offset).limit(limit)
+        total = (
+            await self.conn.execute(sa.select(sa.func.count()).select_from(files).where(*where))
+        ).scalar_one()
+        return records(StoredFile, (await self.conn.execute(q)).mappings()), int(total)
+
+    async def run_total(self, job_id: int, node: str) -> int:
+        q = sa.select(sa.func.coalesce(sa.func.sum(files.c.size), 0)).where(
+            files.c.job_id == job_id, files.c.node_name == node
+        )
+        return int((await self.conn.execute(q)).scalar_one())
 
     async def delete_of_job(self, job_id: int) -> list[str]:
         keys = [f.storage_key for f in await self.of_job(job_id)]

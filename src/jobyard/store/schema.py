@@ -241,12 +241,17 @@ files = sa.Table(
     metadata,
     _id(),
     _ref("org_id", "organizations.id"),
-    _ref("job_id", "jobs.id"),
+    # An input file is uploaded before any job: no job, no node; jobs name it by id.
+    _ref("job_id", "jobs.id", nullable=True),
     sa.Column("node_name", sa.String(253), nullable=False),
     sa.Column("name", sa.String(1024), nullable=False),
     sa.Column("size", sa.BigInteger(), nullable=False),
     sa.Column("md5", sa.String(32), nullable=False),
     sa.Column("storage_key", sa.String(1024), nullable=False),
     _ts("created_at", False),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="output"),  # output | input
+    sa.Column("uploaded_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
     sa.Index("ix_files_job", "job_id", "id"),
+    sa.Index("ix_files_org_kind", "org_id", "kind", "id"),
 )

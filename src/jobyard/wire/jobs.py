@@ -48,6 +48,10 @@ class JobIn(BaseModel):
     name: Annotated[StrictStr, Field(max_length=200)] | None = None
     description: Annotated[StrictStr, Field(max_length=10000)] = ""
     draft: StrictBool = False
+    # Uploaded input files (POST /api/v1/files) written into each run's directory.
+    input_files: list[StrictInt] | None = None
+    # Globs of the files a run keeps as output files; default: every file the run writes.
+    outputs: list[StrictStr] | None = None
 
 
 class JobPatch(BaseModel):
@@ -99,6 +103,8 @@ class JobOut(BaseModel):
     env: dict[str, str]
     dir: str | None
     capture_output: bool
+    input_files: list[dict[str, Any]] = []
+    outputs: list[str] | None = None
     status: str
     attempt: int
     created_by: int | None
