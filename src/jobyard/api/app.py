@@ -54,6 +54,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await svc.db.migrate()
+        # Counters of ended jobs count from here: what ended before is history, not news.
+        await app.state.metrics.jobs.start(svc)
         async with contextlib.AsyncExitStack() as stack:
             if run_loops:
                 for loop in LOOPS:
@@ -74,6 +76,7 @@ def create_app(
         strict_content_type=False,
     )
     app.state.services = svc
+    app.state.metrics = health.AppMetrics()
     errors.install(app)
     app.include_router(health.router)
     app.include_router(accounts.router)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Depends, Request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.responses import Response
 
 from jobyard.api.auth import services
 from jobyard.api.responses import JSON
 from jobyard.service.context import Services
+from jobyard.service.metrics import JobMetrics
 
+log = logging.getLogger("jobyard.api")
 router = APIRouter(tags=["health"])
 Svc = Annotated[Services, Depends(services)]
 
@@ -30,6 +33,27 @@ async def readyz(svc: Svc) -> Response:
     return JSON({"status": "ok"})
 
 
+class AppMetrics:
+    """The app's own registry of job-level metrics, beside the process-wide one (HTTP,
+    Python runtime): an app made twice in one process (tests) registers twice freely."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.jobs = JobMetrics(self.registry)
+
+
+def _agents_connected(svc: Services) -> int:
+    engine = svc.runtime.get("engine")
+    sessions = getattr(engine, "sessions", None)
+    return len(sessions) if sessions is not None else 0
+
+
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, svc: Svc) -> Response:
+    app_metrics: AppMetrics = request.app.state.metrics
+    try:
+        await app_metrics.jobs.refresh(svc, agents_connected=_agents_connected(svc))
+    except Exception:  # the database is down: still serve what the process knows
+        log.warning("metrics: the database could not be read", exc_info=True)
+    body = generate_latest(REGISTRY) + generate_latest(app_metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

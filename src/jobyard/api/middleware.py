@@ -11,8 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard.api.responses import dumps
 
-REQUESTS = Counter("jobyard_http_requests_total", "HTTP requests", ["method", "status"])
-LATENCY = Histogram("jobyard_http_request_seconds", "HTTP request latency", ["method"])
+# Labelled by the route's template (``/api/v1/jobs/{job_id}``), never the raw path: one
+# series per route, however many ids are asked for.
+REQUESTS = Counter("jobyard_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("jobyard_http_request_seconds", "HTTP request latency", ["method", "route"])
 
 
 class BodyLimit:
@@ -125,5 +127,6 @@ class Metrics:
             await self.app(scope, receive, capture)
         finally:
             method = scope.get("method", "")
-            REQUESTS.labels(method, str(status["code"])).inc()
-            LATENCY.labels(method).observe(time.perf_counter() - start)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            REQUESTS.labels(method, route, str(status["code"])).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - start)
