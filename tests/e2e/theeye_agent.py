@@ -1,7 +1,10 @@
 """A polling agent that speaks TheEye's agent protocol, as theeye-agent does
-(core/worker/listener): every cycle it asks ``GET /{customer}/job?process_next=1&hostname=H``
-for its next job, downloads the job's script, runs it, and sends the result with
-``PUT /{customer}/job/{id}`` as ``{result: {state, data}}``; then a keep-alive.
+(core/app.js, core/worker/listener): it gets a token (``POST /token``, HTTP Basic), registers
+its host (``POST /{customer}/host/H``) and reads its configuration
+(``GET /{customer}/agent/H/config``); then every cycle it asks
+``GET /{customer}/job?process_next=1&hostname=H`` for its next job, downloads the job's
+script, runs it, and sends the result with ``PUT /{customer}/job/{id}`` as
+``{result: {state, data}}``; then a keep-alive.
 
 Run: ``python tests/e2e/theeye_agent.py --url URL --customer ORG --token T --hostname H
 --workdir DIR [--interval 0.2]``. It stops on SIGTERM.
@@ -68,9 +71,22 @@ def main() -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     base = f"/compat/theeye/{args.customer}"
-    headers = {"Authorization": f"Bearer {args.token}", "User-Agent": "Golum/v0.9.8"}
-    with httpx.Client(base_url=args.url, headers=headers, timeout=10.0) as api:
-        print(f"polling as {args.hostname}", flush=True)
+    agent = {"User-Agent": "Golum/v0.9.8"}
+    with httpx.Client(base_url=args.url, headers=agent, timeout=10.0) as api:
+        # As theeye-agent starts (core/app.js): a token for its client id and secret, its
+        # host registered, its workers' configuration read; then the listener polls.
+        r = api.post("/compat/theeye/token", auth=(args.token, "client-secret"))
+        r.raise_for_status()
+        api.headers["Authorization"] = f"Bearer {r.json()}"
+        r = api.post(
+            f"{base}/host/{args.hostname}",
+            json={"version": "jobyard-test", "info": {"hostname": args.hostname}},
+        )
+        r.raise_for_status()
+        print(f"registered as host {r.json()['host_id']}", flush=True)
+        r = api.get(f"{base}/agent/{args.hostname}/config")
+        r.raise_for_status()
+        print(f"polling as {args.hostname} with {len(r.json()['workers'])} workers", flush=True)
         while running:
             try:
                 r = api.get(f"{base}/job", params={"process_next": 1, "hostname": args.hostname})

@@ -264,8 +264,15 @@ async def abort_job(
 
 
 async def stop_job(
-    svc: Services, who: Principal, job_id: int, reason: str | None = None
+    svc: Services,
+    who: Principal,
+    job_id: int,
+    reason: str | None = None,
+    *,
+    record_stopper: bool = False,
 ) -> JobView:
+    """Abort an active job. ``record_stopper``: keep who stopped it as the job's result
+    (``{"stopped_by": {...}}``), written with the abort (TheEye's cancel shows it)."""
     async with svc.db.begin() as tx:
         job = await _visible_job(tx, who, job_id, lock=True)
         _may_change(who, job, "stopping a job")
@@ -282,6 +289,9 @@ async def stop_job(
         )
         if moved is None:
             raise Conflict("the job changed while it was being stopped; try again")
+        if record_stopper:
+            stopper = {"user_id": who.user_id, "email": who.email, "name": who.display_name}
+            moved = await tx.jobs.update(job.id, {"result": {"stopped_by": stopper}})
         return JobView(moved, await tx.jobs.runs(job.id))
 
 

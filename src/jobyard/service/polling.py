@@ -93,6 +93,25 @@ async def agent_alive(svc: Services, who: Principal, node: str) -> None:
         await _seen(svc, tx, who, node, svc.clock.now())
 
 
+async def register_agent(svc: Services, who: Principal, node: str) -> Node:
+    """A polling agent registers its host (TheEye's ``POST /{customer}/host/{hostname}``):
+    the node, online from now on."""
+    _agent(who)
+    check_node_name(node)
+    async with svc.db.begin() as tx:
+        return await _seen(svc, tx, who, node, svc.clock.now())
+
+
+async def registered_node(svc: Services, who: Principal, node: str) -> Node:
+    """A node this agent credential's organization has (its configuration is asked for)."""
+    _agent(who)
+    async with svc.db.read() as tx:
+        found = await tx.nodes.get(who.org_id, node)
+    if found is None:
+        raise NotFound(f"no host {node!r}: register it first (POST /{{customer}}/host/{node})")
+    return found
+
+
 async def handed_job(svc: Services, who: Principal, job_id: int) -> JobView:
     """A job handed out to a node of this agent credential's organization (its script)."""
     _agent(who)

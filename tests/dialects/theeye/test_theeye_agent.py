@@ -218,6 +218,6 @@ async def test_agent_errors(client: httpx.AsyncClient, admin: Account, factory: 
     r = await client.get(f"{base}/script/{job_id:024x}/download", headers=credential.headers)
     assert r.status_code == 404
     r = await client.get(f"{base}/script/nothex/download", headers=credential.headers)
-    assert r.status_code == 404
+    assert r.status_code == 400 and r.json()["message"].startswith("script id is invalid")
     r = await client.put(f"{base}/agent/web9", headers=credential.headers)
     assert r.status_code == 200

@@ -239,17 +239,26 @@ async def test_cancel_as_documented(client: httpx.AsyncClient, admin: Account) -
 
 
 @pytest.mark.parametrize("bad", ["5eff3019f3707500121284a", "zzff3019f3707500121284a8", "42"])
-async def test_wrong_form_ids_are_404(client: httpx.AsyncClient, admin: Account, bad: str) -> None:
+async def test_malformed_ids_are_400(client: httpx.AsyncClient, admin: Account, bad: str) -> None:
+    """The supervisor's param resolver: an id that is not a Mongo id answers 400
+    ("job id is invalid"); a well-formed id of nothing answers 404."""
     for method, path in [
         ("GET", f"{v1(admin)}/job/{bad}"),
         ("GET", f"{v1(admin)}/job/{bad}/lifecycle"),
         ("PUT", f"{v1(admin)}/job/{bad}/cancel"),
+        ("PUT", f"/compat/theeye/job/{bad}/approve"),
+        ("PUT", f"/compat/theeye/job/{bad}/reject"),
+        ("PUT", f"/compat/theeye/job/{bad}/input"),
+        ("GET", f"/compat/theeye/job/{bad}"),
     ]:
         r = await client.request(method, path, params=token(admin))
-        assert r.status_code == 404, (method, path, r.text)
+        assert r.status_code == 400, (method, path, r.text)
         body = r.json()
         assert set(body) == {"message", "code", "statusCode"}
-        assert body["code"] == "NotFound" and body["statusCode"] == 404
+        assert body["code"] == "BadRequest" and body["statusCode"] == 400
+        assert body["message"].startswith("job id is invalid")
+    r = await client.get(f"{v1(admin)}/job/{'0' * 24}", params=token(admin))
+    assert r.status_code == 404 and r.json()["code"] == "NotFound"
 
 
 async def test_unknown_job_and_other_org_are_404(

@@ -101,6 +101,8 @@ async def test_create_errors(client: httpx.AsyncClient, admin: Account, svc: Ser
     assert r.status_code == 400
     assert r.json()["statusCode"] == 400 and "env" in r.json()["message"]
     r = await client.post(url, params=params, json={"task": "nothex"})
+    assert r.status_code == 400 and r.json()["message"].startswith("task id is invalid")
+    r = await client.post(url, params=params, json={"task": "00000000" + "7" + "f" * 15})
     assert r.status_code == 404 and r.json()["code"] == "NotFound"
     r = await client.post(url, params=params, json={})
     assert r.status_code == 400

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from jobyard.api import errors
-from jobyard.api.auth import principal, services
+from jobyard.api.auth import principal, services, token_from
 from jobyard.api.compat import json_object, same_org
 from jobyard.api.compat import theeye_views as views
 from jobyard.api.responses import JSON
@@ -81,11 +81,19 @@ def need(who: Principal, credential: str) -> None:
         raise Forbidden(f"forbidden: this needs the {credential} credential")
 
 
-def job_id(text: str) -> int:
+def native_id(text: str, what: str) -> int:
+    """A TheEye id: malformed answers 400 ("job id is invalid", as the supervisor's param
+    resolver says); well formed but naming nothing here, 404."""
+    if not theeye.well_formed_id(text):
+        raise Invalid(f"{what} id is invalid: an id is 24 hex digits", what)
     native = theeye.parse_id(text)
     if native is None:
-        raise NotFound(f"job {text} not found: a job id is 24 hex digits")
+        raise NotFound(f"{what} {text} not found")
     return native
+
+
+def job_id(text: str) -> int:
+    return native_id(text, "job")
 
 
 async def publish(svc: Services, who: Principal, view: JobView) -> dict[str, Any]:
@@ -193,7 +201,7 @@ async def cancel(svc: Services, who: Principal, text_id: str) -> Response:
             f'cannot cancel job. current state lifecycle "{word}" does not allow the transition'
         )
     try:
-        await uc.stop_job(svc, who, native, reason=f"canceled by {who.actor}")
+        await uc.stop_job(svc, who, native, reason=f"canceled by {who.actor}", record_stopper=True)
     except Conflict as exc:
         raise Invalid(
             f"cannot cancel job. current state does not allow the transition: {exc.detail}"
@@ -263,7 +271,7 @@ async def finish_job(job: str, request: Request, who: Who, svc: Svc) -> Response
 
 @router.get("/{customer}/script/{script}/download", summary="The script of a job (agent)")
 async def download_script(script: str, who: Who, svc: Svc) -> Response:
-    view = await polling.handed_job(svc, who, job_id(script))
+    view = await polling.handed_job(svc, who, native_id(script, "script"))
     return Response(views.script_of(view).encode(), media_type="application/octet-stream")
 
 
@@ -273,14 +281,57 @@ async def keep_alive(hostname: str, who: Who, svc: Svc) -> Response:
     return JSON({})
 
 
+# -- agents: a token, registration, configuration (what theeye-agent does when it starts)
+
+# What the supervisor adds to a registration answer (config.agent.core_workers.host_ping).
+HOST_PING = {"type": "keepAlive", "looptime": 30000}
+
+
+@router.post("/token", summary="An access token for a client id and secret (agent)")
+async def access_token(request: Request, who: Annotated[Principal, Depends(principal)]) -> Response:
+    """theeye-agent asks for a token with HTTP Basic (client id, client secret) first. A
+    jobyard credential is both: the answer is the token it presented, as a JSON string."""
+    presented = token_from(request)
+    assert presented is not None  # principal() authenticated it
+    return JSON(presented)
+
+
+async def register(svc: Services, who: Principal, hostname: str) -> Response:
+    node = await polling.register_agent(svc, who, hostname)
+    return JSON(
+        {
+            "resource_id": theeye.render_id(node.id),
+            "host_id": theeye.render_id(node.id),
+            **HOST_PING,
+        }
+    )
+
+
+@router.post("/{customer}/host/{hostname}", summary="Register an agent's host")
+async def register_host(hostname: str, who: Who, svc: Svc) -> Response:
+    return await register(svc, who, hostname)
+
+
+@router.post("/host/{hostname}", summary="Register an agent's host (V2)")
+async def register_host_v2(hostname: str, who: WhoV2, svc: Svc) -> Response:
+    return await register(svc, who, hostname)
+
+
+@router.get("/{customer}/agent/{hostname}/config", summary="An agent's workers")
+async def agent_config(hostname: str, who: Who, svc: Svc) -> Response:
+    """The workers the supervisor configures on the host (its monitors): jobyard runs no
+    monitors, so none; the agent's job listener is its own (local) worker."""
+    await polling.registered_node(svc, who, hostname)
+    return JSON({"workers": []})
+
+
 # -- people: create from a task, approve, reject, input
 
 
 def task_id(text: Any) -> int:
-    native = theeye.parse_id(text) if isinstance(text, str) else None
-    if native is None:
-        raise NotFound(f"task {text} not found: a task id is 24 hex digits")
-    return native
+    if not isinstance(text, str):
+        raise Invalid("task id is invalid: an id is 24 hex digits", "task")
+    return native_id(text, "task")
 
 
 def task_arguments(body: Any, query: Any) -> Any:

@@ -93,11 +93,15 @@ def job(view: JobView, origin: Origin, org_name: str | None) -> dict[str, Any]:
     lifecycle = lifecycle_of(view, origin)
     state = state_of(view)
     _type, type_ = theeye.job_type(j.kind)
-    result = j.result if isinstance(j.result, dict) else {}
+    result = _result(j.result, j.kind, j.arguments)
     cancellable = origin.task.spec.cancellable if origin.task is not None else True
     trigger = None
     if lifecycle == theeye.FINISHED:
         trigger = theeye.FAILURE if state == theeye.FAILURE else theeye.SUCCESS
+    elif lifecycle in (theeye.CANCELED, theeye.TERMINATED) and "stopped_by" in (
+        j.result if isinstance(j.result, dict) else {}
+    ):
+        trigger = theeye.STATE_CANCELED
     return {
         "id": theeye.render_id(j.id),
         "_type": _type,
@@ -123,6 +127,21 @@ def job(view: JobView, origin: Origin, org_name: str | None) -> dict[str, Any]:
         "timeout": j.run_timeout * 1000 if j.run_timeout is not None else None,
         "acl": [],
     }
+
+
+def _result(stored: Any, kind: str, arguments: Any) -> dict[str, Any]:
+    """The supervisor's result: a cancel records ``{user, output: [user]}``; an approval's
+    decision ``{user, output: [*arguments, user]}``; a script's result is kept as given."""
+    if not isinstance(stored, dict):
+        return {}
+    stopper = stored.get("stopped_by")
+    if isinstance(stopper, dict):
+        who = theeye.person(stopper.get("user_id"), stopper.get("email"))
+        return {"user": who, "output": [who]}
+    if kind == "approval" and "decision" in stored:
+        who = theeye.person(stored.get("by"), stored.get("email"))
+        return {"user": who, "output": [*_arguments(arguments), who]}
+    return stored
 
 
 def script_of(view: JobView) -> str:
@@ -156,6 +175,7 @@ class ListQuery:
 
     where: dict[str, str] = field(default_factory=dict)
     include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
     sort: str = "id"
     descending: bool = False
     limit: int = MAX_LIST
@@ -177,9 +197,12 @@ class ListQuery:
         return all(str(item.get(k)) == v for k, v in self.where.items() if k != "name")
 
     def project(self, item: dict[str, Any]) -> dict[str, Any]:
-        if not self.include:
-            return item
-        return {"id": item["id"], **{k: item[k] for k in self.include if k in item}}
+        """The supervisor's fetch: ``include[f]=1`` selects fields (the id always comes);
+        without, a list item leaves out the heavy fields (and those ``include[f]=0`` names)."""
+        if self.include:
+            return {"id": item["id"], **{k: item[k] for k in self.include if k in item}}
+        dropped = {*theeye.HEAVY_FIELDS, *self.exclude}
+        return {k: v for k, v in item.items() if k not in dropped}
 
 
 def _bracketed(key: str) -> tuple[str, str] | None:
@@ -205,8 +228,7 @@ def list_query(params: QueryParams) -> ListQuery:
                 )
             q.where[inner] = value
         elif outer == "include":
-            if value not in ("0", "false"):
-                q.include.append(inner)
+            (q.exclude if value in ("0", "false") else q.include).append(inner)
         elif outer == "sort":
             sorts.append((inner, value))
     if sorts:

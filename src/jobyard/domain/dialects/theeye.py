@@ -143,6 +143,11 @@ def render_id(native: int) -> str:
     return f"{native:024x}"
 
 
+def well_formed_id(text: str) -> bool:
+    """Whether the text has the form of an id (24 hex digits), whether or not it exists."""
+    return bool(_HEX_ID.match(text))
+
+
 def parse_id(text: str) -> int | None:
     """The native id of a TheEye id, or None when the text is not one."""
     if not _HEX_ID.match(text):
@@ -250,3 +255,20 @@ def script(
 
 def script_md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+# Fields a job list leaves out unless ``include[...]`` names them (the supervisor's fetch).
+HEAVY_FIELDS = (
+    "task_arguments_values",
+    "script_arguments",
+    "output",
+    "result",
+    "task",
+    "script",
+    "env",
+)
+
+
+def person(user_id: int | None, email: str | None) -> dict[str, Any]:
+    """Who acted on a job, as the supervisor records it in a result: ``{email, id, username}``."""
+    return {"email": email, "id": render_id(user_id) if user_id else None, "username": email}
