@@ -37,7 +37,7 @@ async def test_an_email_has_text_html_and_a_link_to_the_job(
     [msg] = smtp.messages
     assert msg["To"] == "alice@example.com"
     assert msg["From"] == "jobyard@example.com"
-    assert msg["Subject"] == f"Job 'nightly' (#{job_id}) failed"
+    assert msg["Subject"] == f"Job 'nightly' (#{job_id}) partially failed: 1 of 2 nodes failed"
     assert msg["Message-ID"].startswith("<jobyard.") and msg["Message-ID"].endswith("@example.com>")
     text = msg.get_body(("plain",))
     html = msg.get_body(("html",))

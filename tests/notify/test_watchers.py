@@ -94,8 +94,8 @@ async def test_job_watchers_hear_completed_failed_and_stopped(qsvc: Services) ->
 
     assert await titles(qsvc, alice) == [
         f"Job 'nightly' (#{stopped}) stopped",
-        f"Job 'nightly' (#{quorum}) failed",
-        f"Job 'nightly' (#{bad}) failed",
+        f"Job 'nightly' (#{quorum}) quorum failed",
+        f"Job 'nightly' (#{bad}) partially failed: 1 of 2 nodes failed",
         f"Job 'nightly' (#{ok}) completed",
     ]
     assert await titles(qsvc, bob) == [f"Job 'nightly' (#{ok}) completed"]

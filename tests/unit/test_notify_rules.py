@@ -155,7 +155,13 @@ async def test_urls_are_checked_before_any_request() -> None:
 def test_messages_say_what_happened_and_link_to_the_page() -> None:
     about = About("job", 42, name="backup", status="complete", runs={"succeeded": 2, "failed": 1})
     msg = compose(Kind.JOB_FAILED, about, "https://jy.example.com/")
-    assert msg.title == "Job 'backup' (#42) failed"
+    assert msg.title == "Job 'backup' (#42) partially failed: 1 of 3 nodes failed"
+    assert "(complete · 1 of 3 failed)" in msg.text
+    every = About("job", 43, status="complete", runs={"crashed": 2, "timed_out": 1})
+    title = compose(Kind.JOB_FAILED, every, "http://h").title
+    assert title == "Job #43 failed: 3 of 3 nodes failed"
+    quorum = compose(Kind.JOB_FAILED, About("job", 44, status="quorum_failed"), "http://h")
+    assert quorum.title == "Job #44 quorum failed"
     assert "1 failed, 2 succeeded" in msg.text
     assert msg.url == "https://jy.example.com/jobs/42"
     cluster = compose(

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from jobyard.api.responses import iso
 from jobyard.domain.errors import Invalid
+from jobyard.domain.outcomes import job_outcome
 from jobyard.domain.records import Event, NodeRun, Page
 from jobyard.service.jobs import JobView
 
@@ -41,6 +42,7 @@ def node_states(runs: Sequence[NodeRun]) -> dict[str, list[str]]:
 
 def job(view: JobView, base_url: str) -> dict[str, Any]:
     j = view.job
+    outcome = job_outcome(j, view.runs)
     return {
         "id": j.id,
         "name": j.name,
@@ -57,6 +59,8 @@ def job(view: JobView, base_url: str) -> dict[str, Any]:
         "input_files": list(j.meta.get("input_files") or []),
         "outputs": j.meta.get("outputs"),
         "status": j.status.value,
+        "outcome": outcome.outcome.value,
+        "outcome_label": outcome.label,
         "attempt": j.attempt,
         "created_by": j.created_by,
         "created_at": iso(j.created_at),

@@ -14,6 +14,7 @@ from jobyard.client import ApiError, Client, Profile, resolve
 from jobyard.client.http import FINISHED
 from jobyard.client.profile import save
 from jobyard.domain.jobs import NodeRunStatus, job_succeeded
+from jobyard.domain.outcomes import Tone, tone_of
 
 console = Console()
 err = Console(stderr=True)
@@ -22,21 +23,13 @@ ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL (els
 TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (else JOBYARD_TOKEN).")]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Organization (else JOBYARD_ORG).")]
 
-STATE_STYLE = {
-    "succeeded": "green",
-    "complete": "green",
-    "running": "cyan",
-    "ready": "cyan",
-    "voting": "yellow",
-    "new": "yellow",
-    "failed": "red",
-    "crashed": "red",
-    "timed_out": "red",
-    "quorum_failed": "red",
-    "aborted": "magenta",
-    "was_ready": "magenta",
-    "nacked": "dim",
-    "unavailable": "dim",
+# The colour of each tone of the outcome rule (domain.outcomes).
+TONE_STYLE = {
+    Tone.OK: "green",
+    Tone.BAD: "red",
+    Tone.WARN: "yellow",
+    Tone.LIVE: "cyan",
+    Tone.IDLE: "dim",
 }
 
 
@@ -69,13 +62,19 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise typer.Exit(codes.get(exc.status, 1)) from None
 
 
-def _styled(word: str) -> str:
-    style = STATE_STYLE.get(word)
-    return f"[{style}]{word}[/]" if style else word
+def _styled(word: str, text: str | None = None) -> str:
+    tone = tone_of(word)
+    shown = word if text is None else text
+    return shown if tone is Tone.IDLE else f"[{TONE_STYLE[tone]}]{shown}[/]"
+
+
+def _job_status(job: dict[str, Any]) -> str:
+    """The job's status with its outcome, coloured by the outcome: complete · 3 of 3 failed."""
+    return _styled(job.get("outcome") or job["status"], job.get("outcome_label") or job["status"])
 
 
 def _job_table(job: dict[str, Any]) -> Table:
-    table = Table(title=f"job {job['id']}: {_styled(job['status'])}", title_justify="left")
+    table = Table(title=f"job {job['id']}: {_job_status(job)}", title_justify="left")
     table.add_column("node")
     table.add_column("state")
     table.add_column("exit")
@@ -187,9 +186,7 @@ def jobs(
         table.add_column(col)
     for j in page["results"]:
         states = ", ".join(f"{k} {len(v)}" for k, v in j["node_states"].items())
-        table.add_row(
-            str(j["id"]), _styled(j["status"]), j["command"][:60], states, j["created_at"]
-        )
+        table.add_row(str(j["id"]), _job_status(j), j["command"][:60], states, j["created_at"])
     console.print(table)
     if not page["results"]:
         console.print("no jobs yet: try `jobyard run --nodes NODE -- uptime`")

@@ -147,15 +147,7 @@ RUN_TRANSITIONS: Mapping[NodeRunStatus, frozenset[NodeRunStatus]] = {
 RUN_OK_FOR_EXIT = frozenset(
     {NodeRunStatus.SUCCEEDED, NodeRunStatus.NACKED, NodeRunStatus.UNAVAILABLE}
 )
-# A node run that makes a finished job "failed" in the eyes of watchers and dialects.
-RUN_FAILED = frozenset(
-    {
-        NodeRunStatus.FAILED,
-        NodeRunStatus.CRASHED,
-        NodeRunStatus.TIMED_OUT,
-        NodeRunStatus.ABORTED,
-    }
-)
+# A node run that makes a finished job failed: see domain.outcomes (RUN_FAILED, job_outcome).
 
 
 def check_job_transition(current: JobStatus, target: JobStatus) -> None:

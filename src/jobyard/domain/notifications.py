@@ -37,6 +37,8 @@ from enum import StrEnum
 from typing import Any
 
 from jobyard.domain.errors import Invalid
+from jobyard.domain.jobs import JobStatus
+from jobyard.domain.outcomes import job_outcome
 from jobyard.domain.records import Event
 
 
@@ -99,8 +101,6 @@ _REQUESTS = {
     "input.requested": Kind.INPUT_REQUESTED,
     "notification.requested": Kind.TASK_MESSAGE,
 }
-# Node-run states that make a complete job "failed" for watchers (domain.jobs.RUN_FAILED).
-RUN_FAILED_WORDS = frozenset({"failed", "crashed", "timed_out", "aborted"})
 
 
 def needs_runs(event: Event) -> bool:
@@ -117,8 +117,8 @@ def kind_of(event: Event, run_statuses: list[str] | None = None) -> Kind | None:
     if event.kind == "job" and event.type == "job.status":
         to = event.to_status
         if to == "complete":
-            failed = any(s in RUN_FAILED_WORDS for s in run_statuses or ())
-            return Kind.JOB_FAILED if failed else Kind.JOB_COMPLETED
+            outcome = job_outcome(JobStatus.COMPLETE, run_statuses or ())
+            return Kind.JOB_FAILED if outcome.is_failure else Kind.JOB_COMPLETED
         if to in _JOB_FAILED_STATUSES:
             return Kind.JOB_FAILED
         if to == "aborted":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobyard.domain.notifications import Kind
+from jobyard.domain.outcomes import JobOutcome, job_outcome
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,28 @@ def _why(about: About) -> str:
     return f" Reason: {about.reason}." if about.reason else ""
 
 
+def _outcome(about: About) -> JobOutcome | None:
+    try:
+        return job_outcome(about.status or "", about.runs or {})
+    except ValueError:  # not a job status word
+        return None
+
+
 def compose(kind: str, about: About, base_url: str) -> Message:
     label = _label(about)
     url = page_url(base_url, about.subject_kind, about.subject_id)
     if kind == Kind.JOB_COMPLETED:
         return Message(f"{label} completed", f"{label} completed.{_runs(about)}", url)
     if kind == Kind.JOB_FAILED:
-        status = (about.status or "failed").replace("_", " ")
-        text = f"{label} failed ({status}).{_why(about)}{_runs(about)}"
-        return Message(f"{label} failed", text, url)
+        outcome = _outcome(about)
+        if outcome is None:
+            text = f"{label} failed.{_why(about)}{_runs(about)}"
+            return Message(f"{label} failed", text, url)
+        said = outcome.title
+        if outcome.failed:
+            said += f": {outcome.failed} of {outcome.total} nodes failed"
+        text = f"{label} {outcome.title} ({outcome.label}).{_why(about)}{_runs(about)}"
+        return Message(f"{label} {said}", text, url)
     if kind == Kind.JOB_STOPPED:
         by = f" by {about.actor}" if about.actor else ""
         return Message(f"{label} stopped", f"{label} was stopped{by}.{_why(about)}", url)

@@ -16,7 +16,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from jobyard.domain.jobs import JOB_TERMINAL, JobStatus, NodeRunStatus
+from jobyard.domain.jobs import JOB_TERMINAL, JobStatus
+from jobyard.domain.outcomes import job_outcome
 from jobyard.domain.policies import Admission
 from jobyard.domain.records import Event, Job, NodeRun
 from jobyard.domain.tasks import Hold, Task, TaskRun
@@ -31,7 +32,6 @@ from jobyard.store import Tx
 log = logging.getLogger("jobyard.tasks")
 
 _TERMINAL = frozenset(s.value for s in JOB_TERMINAL)
-_RUN_FAILED = frozenset({NodeRunStatus.FAILED, NodeRunStatus.CRASHED, NodeRunStatus.TIMED_OUT})
 # Columns a retry copies from the failed attempt: the same command on the same target.
 _CLONED = (
     "name",
@@ -65,9 +65,7 @@ async def isolated(tx: Tx) -> AsyncIterator[None]:
 
 def ended_failed(job: Job, runs: list[NodeRun]) -> bool:
     """Whether a finished job counts as a failed attempt for its task's retry policy."""
-    if job.status in (JobStatus.QUORUM_FAILED, JobStatus.TIMED_OUT):
-        return True
-    return job.status is JobStatus.COMPLETE and any(r.status in _RUN_FAILED for r in runs)
+    return job_outcome(job, runs).is_failure
 
 
 @observe

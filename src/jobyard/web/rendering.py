@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from jobyard import __version__
+from jobyard.domain.outcomes import STATUS_TONE, job_outcome
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -29,10 +30,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-# How each status word looks: ok (green), bad (red), warn (amber), live (blue), idle (grey).
+# How the words of other objects look (clusters, triggers, decisions); job and node-run
+# words take their tone from the outcome rule (domain.outcomes).
 TONES = {
-    "complete": "ok",
-    "succeeded": "ok",
     "available": "ok",
     "online": "ok",
     "success": "ok",
@@ -40,33 +40,20 @@ TONES = {
     "fired": "ok",
     "enabled": "ok",
     "skipped": "warn",
-    "failed": "bad",
-    "quorum_failed": "bad",
-    "crashed": "bad",
     "error": "bad",
     "failure": "bad",
     "rejected": "bad",
-    "timed_out": "warn",
-    "aborted": "warn",
-    "stopped": "warn",
-    "nacked": "warn",
-    "unavailable": "warn",
-    "was_ready": "warn",
-    "onhold": "warn",
-    "scaling": "live",
     "pending_terminate": "warn",
     "terminating": "warn",
-    "new": "live",
-    "voting": "live",
-    "ready": "live",
-    "running": "live",
+    "scaling": "live",
     "pending": "live",
     "creating": "live",
 }
 
 
 def tone(status: object) -> str:
-    return TONES.get(str(status), "idle")
+    word = str(status)
+    return STATUS_TONE[word].value if word in STATUS_TONE else TONES.get(word, "idle")
 
 
 def when(value: dt.datetime | None) -> str:
@@ -120,7 +107,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(tone=tone, when=when, iso=iso, seconds=seconds, plural=plural)
-    env.globals.update(duration=duration, version=__version__)
+    env.globals.update(duration=duration, version=__version__, outcome=job_outcome)
     return env
 
 

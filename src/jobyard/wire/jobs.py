@@ -106,6 +106,15 @@ class JobOut(BaseModel):
     input_files: list[dict[str, Any]] = []
     outputs: list[str] | None = None
     status: str
+    outcome: str = Field(
+        description="How the job went, from its status and node runs: draft, waiting, running, "
+        "succeeded, partially_failed, failed, quorum_failed, timed_out or stopped.",
+        examples=["partially_failed"],
+    )
+    outcome_label: str = Field(
+        description="The status with what happened to the nodes, as the dashboard shows it.",
+        examples=["complete · 1 of 3 failed"],
+    )
     attempt: int
     created_by: int | None
     created_at: str

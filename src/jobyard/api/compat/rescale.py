@@ -21,8 +21,9 @@ from jobyard.api.compat import base_url, integer, json_object, string_map, text
 from jobyard.api.responses import JSON
 from jobyard.domain.dialects import rescale
 from jobyard.domain.errors import Invalid, NotFound
-from jobyard.domain.jobs import RUN_FAILED, JobStatus
+from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
+from jobyard.domain.outcomes import run_failed
 from jobyard.domain.records import Page, Principal, StoredFile
 from jobyard.domain.targets import Target
 from jobyard.service import accounts as accounts_uc
@@ -106,7 +107,7 @@ def _display(word: str) -> dict[str, Any]:
 
 
 def _run_failed(view: JobView) -> bool:
-    return any(r.status in RUN_FAILED for r in view.runs)
+    return run_failed(view.runs)
 
 
 def _analyses(view: JobView) -> list[dict[str, Any]]:

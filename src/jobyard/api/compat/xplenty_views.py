@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobyard.domain.dialects import xplenty
-from jobyard.domain.jobs import RUN_FAILED
+from jobyard.domain.outcomes import RUN_FAILED, job_outcome
 from jobyard.domain.records import Cluster
 from jobyard.domain.tasks import Task
 from jobyard.domain.triggers import SavedSchedule, Stack, Trigger
@@ -48,7 +48,7 @@ def creator(links: Links, user_id: int | None, names: Mapping[int, str]) -> Any:
 
 
 def run_failed(view: JobView) -> bool:
-    return any(r.status in RUN_FAILED for r in view.runs)
+    return job_outcome(view.job, view.runs).failed > 0
 
 
 def job_word(view: JobView) -> str:

@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jobyard.domain.accounts import Role
-from jobyard.domain.jobs import RUN_FAILED, JobStatus, NodeRunStatus
+from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.outcomes import run_failed
 
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{24}\Z")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -180,7 +181,7 @@ def state(status: JobStatus, stored: str | None, runs: Iterable[NodeRunStatus]) 
     if stored:
         return stored
     if status is JobStatus.COMPLETE:
-        return FAILURE if any(r in RUN_FAILED for r in runs) else SUCCESS
+        return FAILURE if run_failed(runs) else SUCCESS
     return STATE[status]
 
 
