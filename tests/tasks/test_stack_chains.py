@@ -280,3 +280,29 @@ async def test_watchers_are_told_when_a_stack_run_ends(any_svc: Services, people
         assert found[0].url is not None and found[0].url.endswith(f"/stack-runs/{run_id}")
     viewer_inbox = await notifications.list_notifications(any_svc, people.viewer)
     assert not [n for n in viewer_inbox.items if n.kind == "stack_run.ended"]
+
+
+async def test_a_step_whose_task_retries_waits_for_the_retry(
+    any_svc: Services, people: People, clock: FakeClock
+) -> None:
+    from jobyard.domain.policies import RetryPolicy
+    from jobyard.service import holds
+
+    flaky = TaskSpec(name="flaky", command="./flaky.sh", retry=RetryPolicy(attempts=2, backoff=5))
+    await tasks.create_task(any_svc, people.alice, flaky)
+    stack = await chain_stack(any_svc, people, steps=[{"task": "flaky"}, {"task": "build"}])
+    first = await stacks.run_stack(any_svc, people.alice, stack.id)
+    run_id = first.job.meta["stack_run"]
+    await finish_with(any_svc, first.job.id, "x\n", NodeRunStatus.FAILED)
+    view = await chains.get_stack_run(any_svc, people.alice, run_id)
+    assert view.run.status is StackRunStatus.RUNNING
+    retry = view.steps[0].job
+    assert retry is not None and retry.id != first.job.id and retry.status is JobStatus.ONHOLD
+    assert view.steps[1].state is StepState.PENDING
+    assert await holds.release_due(any_svc, clock.advance(5)) == 1
+    await finish(any_svc, retry.id)
+    view = await chains.get_stack_run(any_svc, people.alice, run_id)
+    assert view.steps[0].state is StepState.SUCCEEDED
+    assert view.steps[1].state is StepState.RUNNING
+    history = [e.type for e in await chains.stack_run_history(any_svc, people.alice, run_id)]
+    assert "stack_run.step_retried" in history

@@ -272,6 +272,21 @@ async def advance(svc: Services, tx: Tx, row: StackRunStep, job: Job) -> None:
         await _finish(svc, tx, run, StackRunStatus.FAILED, reason, None)
         return
     step = run.steps[row.idx]
+    if not ok and job.status is not JobStatus.ABORTED:
+        retry = await _retry_of(tx, job)
+        if retry is not None and await tx.stack_runs.move_step(run.id, row.idx, job.id, retry):
+            # The task's retry policy tries again: the step waits for that attempt.
+            await run_event(
+                svc,
+                tx,
+                run,
+                "stack_run.step_retried",
+                actor=origin.actor,
+                job_id=retry,
+                reason=f"step {row.idx + 1}: job {job.id} failed, the task tries again",
+                data={"step": row.idx, "job_id": retry, "failed_job_id": job.id},
+            )
+            return
     if not ok and (step.on_failure is OnFailure.STOP or job.status is JobStatus.ABORTED):
         why = f"step {row.idx + 1} failed (job {job.id}: {job.status.value})"
         await _failed(svc, tx, run, why, output, origin)
@@ -286,6 +301,17 @@ async def advance(svc: Services, tx: Tx, row: StackRunStep, job: Job) -> None:
         return
     except JobyardError as exc:
         await _failed(svc, tx, run, f"step {nxt + 1} could not start: {exc.detail}", output, origin)
+
+
+async def _retry_of(tx: Tx, job: Job) -> int | None:
+    """The next attempt the task's retry policy made of a failed job (in this transaction,
+    before this observer: ``holds`` observes first), if any."""
+    for event in await tx.events.of_job(job.id):
+        if event.type == "job.retry_scheduled" and event.data:
+            found = event.data.get("next_job_id")
+            if isinstance(found, int):
+                return found
+    return None
 
 
 @observe

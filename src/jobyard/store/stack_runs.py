@@ -99,6 +99,19 @@ class StackRunsRepo:
         )
         return (await self.conn.execute(q)).first() is not None
 
+    async def move_step(self, run_id: int, idx: int, old_job: int, new_job: int) -> bool:
+        """Step ``idx`` now waits for ``new_job`` (a retry of ``old_job``); compare-and-set."""
+        q = (
+            stack_run_steps.update()
+            .where(
+                stack_run_steps.c.stack_run_id == run_id,
+                stack_run_steps.c.idx == idx,
+                stack_run_steps.c.job_id == old_job,
+            )
+            .values(job_id=new_job)
+        )
+        return bool((await self.conn.execute(q)).rowcount)
+
     async def steps(self, run_id: int) -> list[StackRunStep]:
         q = (
             stack_run_steps.select()
