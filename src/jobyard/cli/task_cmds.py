@@ -99,6 +99,11 @@ def run_task(
         if job["status"] == "onhold":
             console.print("it waits for a person: approve, reject or give input to it")
         return
+    _wait_job(client, job)
+
+
+def _wait_job(client: Client, job: dict[str, Any]) -> None:
+    """Wait for the job to finish, show it, and exit 0 only when every node succeeded."""
     job = _call(client.wait, job["id"])
     console.print(_job_table(job))
     runs = [NodeRunStatus(r["status"]) for r in job["node_runs"]]
@@ -137,12 +142,9 @@ def run_stack(
     run_id = job.get("stack_run_id")
     if run_id is None:
         console.print(f"job {job['id']}: {_styled(job['status'])} ({job['url']})")
-        if not wait:
-            return
-        job = _call(client.wait, job["id"])
-        console.print(_job_table(job))
-        runs = [NodeRunStatus(r["status"]) for r in job["node_runs"]]
-        raise typer.Exit(0 if job["status"] == "complete" and job_succeeded(runs) else 1)
+        if wait:
+            _wait_job(client, job)
+        return
     console.print(f"stack run {run_id}: first step is job {job['id']} ({job['stack_run_url']})")
     if not wait:
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -98,14 +99,9 @@ class Client:
         self, job_id: int, timeout: float | None = None, interval: float = 0.25
     ) -> dict[str, Any]:
         """Poll until the job finishes (or ``timeout`` seconds pass) and return it."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.get_job(job_id)
-            if job["status"] in FINISHED:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                return job
-            time.sleep(interval)
+        return _poll(
+            lambda: self.get_job(job_id), lambda j: j["status"] in FINISHED, timeout, interval
+        )
 
     # -- nodes
     def nodes(self) -> list[dict[str, Any]]:
@@ -146,11 +142,24 @@ class Client:
         self, run_id: int, timeout: float | None = None, interval: float = 0.25
     ) -> dict[str, Any]:
         """Poll until the stack run ends (or ``timeout`` seconds pass) and return it."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            run = self.get_stack_run(run_id)
-            if run["status"] != "running":
-                return run
-            if deadline is not None and time.monotonic() > deadline:
-                return run
-            time.sleep(interval)
+        return _poll(
+            lambda: self.get_stack_run(run_id),
+            lambda r: r["status"] != "running",
+            timeout,
+            interval,
+        )
+
+
+def _poll(
+    read: Callable[[], dict[str, Any]],
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float | None,
+    interval: float,
+) -> dict[str, Any]:
+    """``read()`` until ``done`` says so or ``timeout`` seconds pass; the last answer."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        found = read()
+        if done(found) or (deadline is not None and time.monotonic() > deadline):
+            return found
+        time.sleep(interval)

@@ -49,6 +49,19 @@ def budget(svc: Services) -> FailureBudget:
     return found
 
 
+def within_budget(svc: Services, client: str) -> tuple[FailureBudget, float]:
+    """The failure budget, after checking ``client`` has not spent it (429 if it has)."""
+    limiter = budget(svc)
+    now = time.monotonic()
+    wait = limiter.retry_after(client, now)
+    if wait is not None:
+        raise RateLimited(
+            f"too many failed attempts from this address; retry in {wait:.0f} s",
+            retry_after=max(1, round(wait)),
+        )
+    return limiter, now
+
+
 async def rotate_secret(svc: Services, who: Principal, task_id: int) -> IssuedSecret:
     """Give the task a new secret (its first, or instead of the old one, which stops now)."""
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -121,14 +134,7 @@ async def run_by_secret(
     ``org_name`` and ``task_id`` (TheEye sends both beside the secret) must match when
     given. Unknown or mismatched secrets answer 404 and count as failures of ``client``.
     """
-    limiter = budget(svc)
-    now = time.monotonic()
-    wait = limiter.retry_after(client, now)
-    if wait is not None:
-        raise RateLimited(
-            f"too many failed attempts from this address; retry in {wait:.0f} s",
-            retry_after=max(1, round(wait)),
-        )
+    limiter, now = within_budget(svc, client)
     presented = hash_secret(secret or "")
     async with svc.db.begin() as tx:
         task = await tx.tasks.by_secret_hash(presented) if secret else None

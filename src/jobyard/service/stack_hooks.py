@@ -24,7 +24,7 @@ from typing import Any
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.chains import StackRunStatus, named_outputs, step_succeeded
-from jobyard.domain.errors import Invalid, JobyardError, NotFound, RateLimited
+from jobyard.domain.errors import Invalid, JobyardError, NotFound
 from jobyard.domain.records import Job, Principal
 from jobyard.domain.triggers import Stack
 from jobyard.service import hooks
@@ -158,14 +158,7 @@ async def run_by_webhook(
     hook_input: dict[str, Any],
 ) -> Started:
     """Run the stack whose webhook this is, if the caller may call it."""
-    limiter = hooks.budget(svc)
-    now = time.monotonic()
-    wait = limiter.retry_after(client, now)
-    if wait is not None:
-        raise RateLimited(
-            f"too many failed attempts from this address; retry in {wait:.0f} s",
-            retry_after=max(1, round(wait)),
-        )
+    limiter, now = hooks.within_budget(svc, client)
     async with svc.db.begin() as tx:
         stack = await tx.stacks.get_any(stack_id)
         allowed = stack is not None and stack.webhook is not None

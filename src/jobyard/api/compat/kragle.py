@@ -787,13 +787,12 @@ def _ids(started: stack_hooks.Started) -> dict[str, Any]:
     return {"stack_run_id": started.run_id, "job_id": started.job_id}
 
 
-@router.get("/blockstacks/exec/{stack_id}", summary="Run a stack now; answers once it ends")
-async def exec_get(request: Request, stack_id: str, c: Caller, svc: Svc) -> Response:
-    return await _exec(request, stack_id, c, svc)
-
-
-@router.post("/blockstacks/exec/{stack_id}", summary="Run a stack now (POST)")
-async def exec_post(request: Request, stack_id: str, c: Caller, svc: Svc) -> Response:
+@router.api_route(
+    "/blockstacks/exec/{stack_id}",
+    methods=["GET", "POST"],
+    summary="Run a stack now; answers once it ends",
+)
+async def exec_stack(request: Request, stack_id: str, c: Caller, svc: Svc) -> Response:
     return await _exec(request, stack_id, c, svc)
 
 
@@ -855,11 +854,10 @@ async def _hook(request: Request, stack_id: str, svc: Services) -> Response:
     return JSON({"status": 0, "result": outcome.output})
 
 
-@router.get("/blockstacks/hook/{stack_id}", summary="Call a stack's webhook (GET)")
-async def hook_get(request: Request, stack_id: str, svc: Svc) -> Response:
-    return await _hook(request, stack_id, svc)
-
-
-@router.post("/blockstacks/hook/{stack_id}", summary="Call a stack's webhook (POST)")
-async def hook_post(request: Request, stack_id: str, svc: Svc) -> Response:
+@router.api_route(
+    "/blockstacks/hook/{stack_id}",
+    methods=["GET", "POST"],
+    summary="Call a stack's webhook (with its method)",
+)
+async def hook(request: Request, stack_id: str, svc: Svc) -> Response:
     return await _hook(request, stack_id, svc)
