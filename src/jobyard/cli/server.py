@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -139,6 +140,10 @@ def serve(
     # uvicorn picks uvloop only when it owns the loop (uvicorn.run); here we own it.
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(main())
+    # Everything is closed by now. The interpreter's last garbage collection walks the whole
+    # heap of a server (seconds on a busy machine) before the process may exit; nothing
+    # left needs it, so the stop stays prompt.
+    gc.freeze()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
