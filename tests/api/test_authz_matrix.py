@@ -230,6 +230,10 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/notifications/deliveries/{delivery_id}/retry"): expect(
         outsider=404, agent=403, viewer=404, user2=PASS, user=404, admin=PASS
     ),
+    # -- definitions as files (jobyard apply)
+    ("GET", "/api/v1/definitions/managed"): READ,
+    ("PUT", "/api/v1/definitions/managed"): CREATE,
+    ("GET", "/api/v1/definitions/schema"): PUBLIC,
     # -- webhooks (admins)
     ("GET", "/api/v1/webhooks/event-types"): SIGNED_IN,
     ("GET", "/api/v1/webhooks"): ADMIN,
@@ -274,6 +278,10 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
         "event_types": ["job.failed"],
     },
     ("PUT", "/api/v1/notifications/settings"): lambda w: {"kinds": {"job.failed": {"email": True}}},
+    ("PUT", "/api/v1/definitions/managed"): lambda w: {
+        "source": "ops.yaml",
+        "kinds": {"tasks": ["deploy"]},
+    },
 }
 
 

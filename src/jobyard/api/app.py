@@ -14,6 +14,7 @@ from jobyard.api import (
     accounts,
     agent_ws,
     chef_keys,
+    definitions,
     errors,
     files,
     health,
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(chef_keys.router)
+    app.include_router(definitions.router)
     for router in SCHEDULING_ROUTERS:  # before jobs: DELETE /api/v1/jobs/finished
         app.include_router(router)
     app.include_router(jobs.router)

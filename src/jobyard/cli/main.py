@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import admin, backup, client_cmds, config_cmds, task_cmds
+from jobyard.cli import admin, backup, client_cmds, config_cmds, definition_cmds, task_cmds
 from jobyard.cli.agent import agent as agent_command
 from jobyard.cli.ask import ask as ask_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
@@ -30,6 +30,7 @@ app.command("agent")(agent_command)
 app.command("ask")(ask_command)
 client_cmds.register(app)
 task_cmds.register(app)
+definition_cmds.register(app)
 
 HostOpt = Annotated[
     str | None, typer.Option("--host", envvar="JOBYARD_HOST", help="Address to listen on.")

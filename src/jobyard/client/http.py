@@ -60,6 +60,27 @@ class Client:
             return response.json()
         return response.text
 
+    # -- any route (definitions as files use the collections generically)
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        kwargs: dict[str, Any] = {"params": clean}
+        if body is not None:
+            kwargs["json"] = body
+        return self._call(method, path, **kwargs)
+
+    def all_pages(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a paginated collection (or of a plain list)."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            got = self.request("GET", path, page=page, page_size=100)
+            if isinstance(got, list):
+                return got
+            items.extend(got["results"])
+            if not got.get("next"):
+                return items
+            page += 1
+
     # -- accounts
     def me(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/api/v1/me")

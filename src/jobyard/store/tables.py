@@ -1,7 +1,19 @@
 """Imports every schema module so that ``metadata`` knows every table (Alembic reads it)."""
 
-from jobyard.store import chef_schema, notify_schema, schema, tasks_schema
+from jobyard.store import (
+    chef_schema,
+    definitions_schema,
+    notify_schema,
+    schema,
+    tasks_schema,
+)
 
 metadata = schema.metadata
 
-__all__ = ["chef_schema", "metadata", "notify_schema", "tasks_schema"]
+__all__ = [
+    "chef_schema",
+    "definitions_schema",
+    "metadata",
+    "notify_schema",
+    "tasks_schema",
+]

@@ -16,6 +16,7 @@ from jobyard.domain.schedules import Schedule, ScheduleKind, zone
 from jobyard.domain.triggers import SavedSchedule
 from jobyard.service import schedules as uc
 from jobyard.web.forms import int_field
+from jobyard.web.managed import managed_names
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 from jobyard.web.rendering import seconds
 
@@ -97,6 +98,7 @@ async def _schedules_page(
         "values": values or {**dict.fromkeys(FIELDS, ""), "kind": "cron", "timezone": "UTC"},
         "editing": editing,
     }
+    context["managed"] = await managed_names(page, "schedules")
     return await page.render("schedules.html", status_code=status_code, **context)
 
 

@@ -25,6 +25,7 @@ from jobyard.web.forms import (
     target_values,
     target_words,
 )
+from jobyard.web.managed import managed_names
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -77,6 +78,7 @@ async def _stacks_page(
         ],
         "tags": sorted({t for node in nodes for t in node.tags}),
     }
+    context["managed"] = await managed_names(page, "stacks")
     return await page.render("stacks.html", status_code=status_code, **context)
 
 

@@ -29,6 +29,7 @@ from jobyard.web.forms import (
     target_values,
     target_words,
 )
+from jobyard.web.managed import managed_names
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 from jobyard.web.waiting import arguments_from
 
@@ -66,6 +67,7 @@ async def task_list(page: Viewer, type: str = "", n: int = 1) -> Response:
         types=TYPE_WORDS,
         where=target_words,
         may_create=who.role.at_least(Role.USER),
+        managed=await managed_names(page, "tasks"),
     )
 
 

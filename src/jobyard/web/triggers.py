@@ -18,6 +18,7 @@ from jobyard.service import stacks as stack_uc
 from jobyard.service import tasks as task_uc
 from jobyard.service import triggers as uc
 from jobyard.web.forms import raw_field
+from jobyard.web.managed import managed_names
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 from jobyard.web.schedules import describe
 
@@ -73,6 +74,7 @@ async def _triggers_page(
         "arguments": arguments,
         "editing": editing,
     }
+    context["managed"] = await managed_names(page, "triggers")
     return await page.render("triggers.html", status_code=status_code, **context)
 
 
