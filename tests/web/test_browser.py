@@ -207,3 +207,42 @@ def test_read_a_notification(page: Any, yard: Yard, tmp_path: Path) -> None:
     page.wait_for_url(f"{yard.url}/jobs/{job_id}")
     left = page.locator("[data-unread-count]").inner_text()
     assert left == (str(unread - 1) if unread > 1 else "")
+
+
+def test_a_stack_run_page_draws_the_chain_and_follows_it_live(
+    page: Any, yard: Yard, tmp_path: Path
+) -> None:
+    gate = tmp_path / "go"
+    with yard.api() as api:
+        for name, command in (("gate", gate_command(gate, "7.0")), ("echo", "echo got")):
+            made = api.post(
+                "/api/v1/tasks",
+                json={"name": f"chain-{name}", "command": command, "arguments": ["v"]}
+                if name == "echo"
+                else {"name": f"chain-{name}", "command": command},
+            )
+            assert made.status_code == 201, made.text
+        stack = api.post(
+            "/api/v1/stacks",
+            json={
+                "name": "browser-chain",
+                "target": {"nodes": ["web-1"]},
+                "steps": [
+                    {"task": "chain-gate"},
+                    {"task": "chain-echo", "arguments": {"v": "${previous.stdout}"}},
+                ],
+            },
+        )
+        assert stack.status_code == 201, stack.text
+    sign_in(page, yard.url)
+    page.goto(f"{yard.url}/stacks")
+    page.locator('tr[data-stack="browser-chain"]').locator("button:has-text('Run')").click()
+    page.wait_for_url(f"{yard.url}/stack-runs/*")
+    page.wait_for_selector('li[data-step="0"][data-state="running"]')
+    assert page.locator('li[data-step="1"]').get_attribute("data-state") == "pending"
+    mark(page)
+    gate.touch()
+    page.wait_for_selector('li[data-step="0"][data-state="succeeded"]')
+    page.wait_for_selector('li[data-step="1"][data-state="succeeded"]')
+    page.wait_for_selector('.page-head [data-status="succeeded"]')
+    assert still_same_page(page)
