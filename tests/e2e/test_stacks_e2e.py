@@ -4,6 +4,7 @@ stops the chain; a server SIGKILLed while a step ends neither loses nor repeats 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,24 @@ NODE = "chain-1"
 
 @pytest.fixture
 def yard(tmp_path: Path) -> Iterator[tuple[Server, httpx.Client, Agent, str]]:
-    server = Server(tmp_path / "server", env=SERVER_ENV)
-    import asyncio
+    yield from _yard(tmp_path, None)
 
-    token, agent_token = asyncio.run(_accounts(f"sqlite:///{server.data_dir / 'jobyard.db'}"))
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_yard(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Server, httpx.Client, Agent, str]]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    yield from _yard(tmp_path, url)
+
+
+def _yard(
+    tmp_path: Path, database_url: str | None
+) -> Iterator[tuple[Server, httpx.Client, Agent, str]]:
+    server = Server(tmp_path / "server", env=SERVER_ENV, database_url=database_url)
+    token, agent_token = asyncio.run(
+        _accounts(database_url or f"sqlite:///{server.data_dir / 'jobyard.db'}")
+    )
     server.start()
     agent = Agent(tmp_path / "agent", server_url=server.url, token=agent_token, node=NODE)
     try:
@@ -144,9 +159,9 @@ def test_a_failing_step_stops_the_chain(
 
 
 def test_a_server_killed_while_a_step_ends_neither_loses_nor_repeats_a_step(
-    yard: tuple[Server, httpx.Client, Agent, str], tmp_path: Path
+    any_yard: tuple[Server, httpx.Client, Agent, str], tmp_path: Path
 ) -> None:
-    server, api, _, _ = yard
+    server, api, _, _ = any_yard
     go, ended = tmp_path / "go", tmp_path / "ended"
     # Step 1 waits for a file, so that it ends while the server is down.
     _release_tasks(
