@@ -1,4 +1,12 @@
-"""Settings: defaults, overridden by ``JOBYARD_*`` environment variables, then by flags."""
+"""Settings: defaults, overridden by a config file, then by ``JOBYARD_*`` environment
+variables, then by flags.
+
+- A config file (``JOBYARD_CONFIG=/etc/jobyard/jobyard.toml``) holds settings by name:
+  ``port = 8400``, ``smtp_host = "mail"``; an unknown name or a wrong type is refused.
+- Any setting can be read from a file instead: ``JOBYARD_SMTP_PASSWORD_FILE=/run/secrets/smtp``
+  (Docker secrets, systemd credentials); the file's content, without its final newline,
+  is the value, so the secret never sits in the environment.
+"""
 
 from __future__ import annotations
 
@@ -71,18 +79,73 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = dict(os.environ) if env is None else env
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
-            raw = env.get(f"JOBYARD_{f.name.upper()}")
-            if raw is None:
-                continue
-            values[f.name] = _coerce(f.type, raw, f.name)
+        for name, (value, _source) in _layers(cls, env).items():
+            values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @classmethod
+    def sources(cls, env: dict[str, str], flags: set[str]) -> dict[str, str]:
+        """Where each setting comes from: flag, env, env file, config file or default."""
+        found = {name: source for name, (_v, source) in _layers(cls, env).items()}
+        return {
+            f.name: "flag" if f.name in flags else found.get(f.name, "default")
+            for f in dataclasses.fields(cls)
+            if f.name != "extra"
+        }
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _layers(cls: type[Settings], env: dict[str, str]) -> dict[str, tuple[Any, str]]:
+    """Each setting given by the config file or the environment: (value, source)."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+    out: dict[str, tuple[Any, str]] = {}
+    config = env.get("JOBYARD_CONFIG")
+    if config:
+        for name, value in _config_file(Path(config), fields).items():
+            out[name] = (value, f"config file {config}")
+    for name, f in fields.items():
+        var = f"JOBYARD_{name.upper()}"
+        if var in env:
+            out[name] = (_coerce(f.type, env[var], name), "env")
+        elif f"{var}_FILE" in env:
+            path = Path(env[f"{var}_FILE"])
+            try:
+                raw = path.read_text().removesuffix("\n")
+            except OSError as exc:
+                raise ValueError(f"{var}_FILE={path}: cannot read it: {exc.strerror}") from None
+            out[name] = (_coerce(f.type, raw, name), f"env file {path}")
+    return out
+
+
+def _config_file(path: Path, fields: dict[str, dataclasses.Field[Any]]) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"JOBYARD_CONFIG={path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"JOBYARD_CONFIG={path}: not valid TOML: {exc}") from None
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise ValueError(f"{path}: unknown setting {name!r}; settings are: {known}")
+        kind = str(fields[name].type)
+        if isinstance(value, str):
+            out[name] = _coerce(kind, value, name)
+        elif kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif kind in ("int", "bool") and type(value).__name__ == kind:
+            out[name] = value
+        elif kind.startswith(("tuple", "list")) and isinstance(value, list):
+            out[name] = tuple(value) if kind.startswith("tuple") else value
+        else:
+            raise ValueError(f"{path}: {name} = {value!r} is not a valid {kind}")
+    return out
 
 
 def _coerce(kind: Any, raw: str, name: str) -> Any:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from jobyard.cli.main import app
+from jobyard.settings import Settings
 
 
 def test_config_show_hides_secrets_and_names_sources() -> None:
@@ -36,3 +39,44 @@ def test_config_show_names_a_bad_value() -> None:
     shown = CliRunner().invoke(app, ["config", "show"], env={"JOBYARD_PORT": "eighty"})
     assert shown.exit_code != 0
     assert "JOBYARD_PORT" in shown.output
+
+
+def test_a_config_file_then_env_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "jobyard.toml"
+    config.write_text('port = 9100\nsmtp_host = "mail.internal"\nnode_ttl = 30\n')
+    secret = tmp_path / "smtp-password"
+    secret.write_text("canary-file-41d0\n")
+    env = {
+        "JOBYARD_CONFIG": str(config),
+        "JOBYARD_SMTP_HOST": "mail.env",
+        "JOBYARD_SMTP_PASSWORD_FILE": str(secret),
+    }
+    settings = Settings.from_env(env, port=9200)
+    assert settings.port == 9200  # the flag wins
+    assert settings.smtp_host == "mail.env"  # the environment beats the file
+    assert settings.node_ttl == 30.0  # from the config file, as a float
+    assert settings.smtp_password == "canary-file-41d0"  # no final newline
+    sources = Settings.sources(env, {"port"})
+    assert sources["port"] == "flag"
+    assert sources["smtp_host"] == "env"
+    assert sources["node_ttl"] == f"config file {config}"
+    assert sources["smtp_password"] == f"env file {secret}"
+    assert sources["host"] == "default"
+    shown = CliRunner().invoke(app, ["config", "show", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "canary-file-41d0" not in shown.output
+
+
+def test_a_bad_config_file_says_what_is_wrong(tmp_path: Path) -> None:
+    config = tmp_path / "jobyard.toml"
+    config.write_text("prot = 1\n")
+    with pytest.raises(ValueError, match="unknown setting 'prot'"):
+        Settings.from_env({"JOBYARD_CONFIG": str(config)})
+    config.write_text('port = "eighty"\n')
+    with pytest.raises(ValueError, match="JOBYARD_PORT"):
+        Settings.from_env({"JOBYARD_CONFIG": str(config)})
+    config.write_text("port = [\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        Settings.from_env({"JOBYARD_CONFIG": str(config)})
+    with pytest.raises(ValueError, match="cannot read"):
+        Settings.from_env({"JOBYARD_SMTP_PASSWORD_FILE": str(tmp_path / "missing")})
