@@ -88,7 +88,8 @@ class Step:
         )
 
 
-def _target(value: Any, where: str) -> Target | None:
+def parse_target(value: Any, where: str) -> Target | None:
+    """A target as given in a request (``{nodes | tags | cluster, count}``), checked."""
     if value is None:
         return None
     if not isinstance(value, dict) or not value:
@@ -149,7 +150,7 @@ def parse_step(value: Any, where: str, *, failure_step: bool = False) -> StepIn:
     return StepIn(
         task=task,
         arguments=_arguments(value.get("arguments"), where),
-        target=_target(value.get("target"), where),
+        target=parse_target(value.get("target"), where),
         on_failure=OnFailure(on_failure),
         name=name,
     )

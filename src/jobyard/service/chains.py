@@ -30,6 +30,7 @@ from jobyard.domain.errors import Conflict, Invalid, JobyardError, NotFound
 from jobyard.domain.jobs import JOB_TERMINAL, JobStatus
 from jobyard.domain.records import Event, Job, NodeRun, Page, Principal
 from jobyard.domain.targets import Target
+from jobyard.domain.tasks import Task
 from jobyard.domain.triggers import Stack
 from jobyard.service.context import Services
 from jobyard.service.events import observe, record
@@ -185,7 +186,7 @@ async def start(
     tx: Tx,
     *,
     org_id: int,
-    task: Any,
+    task: Task | None,
     stack: Stack | None,
     arguments: Any,
     origin: Origin,
@@ -323,8 +324,14 @@ async def on_step_finished(svc: Services, tx: Tx, event: Event) -> None:
     if row is None:
         return
     job = await tx.jobs.get_any(row.job_id)
-    if job is not None:
-        await advance(svc, tx, row, job)
+    if job is None:
+        return
+    try:
+        # A fault here must not undo the job's end: the sweep advances the chain later.
+        async with isolated(tx):
+            await advance(svc, tx, row, job)
+    except Exception:
+        log.exception("advancing stack run %s after job %s failed", row.stack_run_id, job.id)
 
 
 async def sweep(svc: Services, limit: int = 100) -> int:

@@ -302,3 +302,28 @@ async def test_public_reads_without_a_log_in_show_one_organization(
     fault(
         await client.post(f"{BASE}/blockstacks", json={"name": "x", "blocks": [["build", {}]]}), 3
     )
+
+
+async def test_block_targets_are_checked(client: httpx.AsyncClient, admin: Account) -> None:
+    h = admin.headers
+    await make_tasks(client, admin)
+    for options in ({"target": {"nodes": 5}}, {"target": None}, {"target": "web1"}, {"target": {}}):
+        r = await client.post(
+            f"{BASE}/blockstacks",
+            json={"name": "t", "blocks": [["build", {}, options]]},
+            headers=h,
+        )
+        if options == {"target": None}:
+            assert r.status_code == 200, r.text  # the task's own target
+            continue
+        fault(r, 4)
+    r = await client.post(
+        f"{BASE}/blockstacks",
+        json={"name": "t2", "blocks": [["build", {}, {"target": {"tags": ["gpu"]}}]]},
+        headers=h,
+    )
+    assert r.status_code == 200
+    native = (await client.get(f"/api/v1/stacks/{r.json()['id']}", headers=h)).json()
+    assert native["target"] == {"tags": ["gpu"]} and native["steps"][0]["target"] == {
+        "tags": ["gpu"]
+    }

@@ -23,6 +23,7 @@ from jobyard.api.auth import services, token_from
 from jobyard.api.compat import json_object
 from jobyard.api.ids import is_id
 from jobyard.api.responses import JSON
+from jobyard.domain.chains import parse_target
 from jobyard.domain.dialects import kragle
 from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import Page, Principal
@@ -587,22 +588,21 @@ async def _default_target(svc: Services, who: Principal, steps: Any) -> Target:
     by_name = {
         t.name: t for t in await _all(lambda o, n: tasks_uc.list_tasks(svc, who, offset=o, limit=n))
     }
-    for step in steps:
+    targets: list[Target] = []
+    for i, step in enumerate(steps):
+        own = parse_target(step.get("target"), f"blocks[{i}]")
         task = by_name[step["task"]]
-        if task.spec.target is None and "target" not in step:
+        if own is None and task.spec.target is None:
             raise Invalid(
                 f"task {task.name!r} has no target: give the stack a target (nodes, tags or "
                 "cluster)",
                 "target",
             )
-        if "target" not in step and task.spec.target is not None:
-            step["target"] = task.spec.target.as_json()
-    first = steps[0]["target"]
-    return Target.from_json(first) if isinstance(first, dict) else _must_target(first)
-
-
-def _must_target(value: Any) -> Target:
-    raise Invalid("a block's target is an object: nodes, tags or cluster", "target")
+        where = own or task.spec.target
+        assert where is not None
+        step["target"] = where.as_json()
+        targets.append(where)
+    return targets[0]
 
 
 async def _create_stack(c: Call, svc: Services) -> Response:
