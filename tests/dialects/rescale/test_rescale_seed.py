@@ -191,7 +191,7 @@ async def test_statuses_follow_the_native_history(
     await drive(svc, native, job=[JobStatus.VOTING], runs={"n1": [S.READY]})
     await drive(svc, native, job=[JobStatus.RUNNING], runs={"n1": [S.RUNNING]})
     r = await client.post(f"{API}/jobs/{job['id']}/stop/", headers=token(admin))
-    assert r.status_code == 200
+    assert r.status_code == 202  # accepted: the job stops afterwards
     r = await client.get(f"{API}/jobs/{job['id']}/statuses", headers=token(admin))
     results = r.json()["results"]
     words = [s["status"] for s in results]
@@ -278,6 +278,8 @@ async def test_files_and_contents(client: httpx.AsyncClient, admin: Account, svc
         "isUploaded",
         "md5",
         "typeId",
+        "isDeleted",
+        "sharedWith",
     }
     assert f["name"] == "out.csv" and f["relativePath"] == "n1/results/out.csv"
     assert f["decryptedSize"] == 8 and f["typeId"] == 5 and f["isUploaded"] is True

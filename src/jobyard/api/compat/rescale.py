@@ -18,6 +18,7 @@ from starlette.responses import Response
 from jobyard.api import errors, render
 from jobyard.api.auth import principal, services
 from jobyard.api.compat import base_url, integer, json_object, string_map, text
+from jobyard.api.files import receive_upload
 from jobyard.api.responses import JSON
 from jobyard.domain.dialects import rescale
 from jobyard.domain.errors import Invalid, NotFound
@@ -27,8 +28,11 @@ from jobyard.domain.outcomes import run_failed
 from jobyard.domain.records import Page, Principal, StoredFile
 from jobyard.domain.targets import Target
 from jobyard.service import accounts as accounts_uc
+from jobyard.service import clusters as clusters_uc
+from jobyard.service import inputs, outputs, sharing
 from jobyard.service import jobs as uc
-from jobyard.service import outputs, sharing
+from jobyard.service import nodes as nodes_uc
+from jobyard.service import tasks as tasks_uc
 from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
 from jobyard.store.jobs import JobFilter
@@ -41,6 +45,12 @@ DEFAULT_PAGE_SIZE = 10
 MAX_WALLTIME_HOURS = 168
 UNTITLED = "Untitled Job"
 CUSTOM_ANALYSIS = "Custom User-Defined Software"
+CUSTOM_CODE = "user_included"
+CUSTOM_VERSION = "0"
+TASK_VERSION = "latest"
+ANY_CORE = "any"
+INPUT_FILE_TYPE = 1
+INVALID_PAGE = "Invalid page."
 T = TypeVar("T")
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -110,12 +120,28 @@ def _run_failed(view: JobView) -> bool:
     return run_failed(view.runs)
 
 
-def _analyses(view: JobView) -> list[dict[str, Any]]:
+def _input_json(base: str, d: dict[str, Any]) -> dict[str, Any]:
+    file_id = rescale.render_id(int(d["id"]))
+    return {
+        "id": file_id,
+        "name": d.get("name"),
+        "decryptedSize": d.get("size"),
+        "typeId": INPUT_FILE_TYPE,
+        "isUploaded": True,
+        "downloadUrl": f"{base}/files/{file_id}/contents/",
+    }
+
+
+def _analyses(view: JobView, base: str) -> list[dict[str, Any]]:
     job = view.job
     stored = (job.meta.get("rescale") or {}).get("jobanalyses") or [{}]
     first = dict(stored[0])
     first["command"] = job.command
     first["envVars"] = dict(job.env)
+    first["inputFiles"] = [_input_json(base, d) for d in job.meta.get("input_files") or []]
+    first.setdefault("useMpi", False)
+    first.setdefault("templateTasks", [])
+    first.setdefault("flags", {})
     hardware = dict(first.get("hardware") or {})
     hardware["slots"] = job.target.get("count") or len(view.runs) or 1
     if job.run_timeout is not None:
@@ -138,21 +164,28 @@ class Renderer:
     """Renders jobs for one request: owners' emails and storage looked up once."""
 
     def __init__(
-        self, owners: dict[int, str], storage: dict[int, int], shares: dict[int, list[str]]
+        self,
+        owners: dict[int, str],
+        storage: dict[int, int],
+        shares: dict[int, list[str]],
+        base: str = "",
     ) -> None:
         self.owners = owners
         self.storage = storage
         self.shares = shares
+        self.base = base  # the API root, for file links
 
     @classmethod
-    async def load(cls, svc: Services, who: Principal, views: Sequence[JobView]) -> Renderer:
+    async def load(
+        cls, svc: Services, who: Principal, views: Sequence[JobView], base: str = ""
+    ) -> Renderer:
         members = await accounts_uc.list_members(svc, who)
         storage = {}
         for view in views:
             files = await outputs.list_files(svc, who, view.job.id)
             storage[view.job.id] = sum(f.size for f in files)
         shares = await sharing.shared_with(svc, who, [v.job.id for v in views])
-        return cls({m.user_id: m.email for m in members}, storage, shares)
+        return cls({m.user_id: m.email for m in members}, storage, shares, base)
 
     def summary(self, view: JobView) -> dict[str, Any]:
         job = view.job
@@ -170,28 +203,61 @@ class Renderer:
         }
 
     def detail(self, view: JobView) -> dict[str, Any]:
+        mine = view.job.meta.get("rescale") or {}
         return {
             **self.summary(view),
             "description": view.job.description,
-            "jobanalyses": _analyses(view),
+            "jobanalyses": _analyses(view, self.base),
             "jobvariables": [],
-            "projectId": (view.job.meta.get("rescale") or {}).get("projectId"),
+            "projectId": mine.get("projectId"),
+            # Fields of Rescale's job that jobyard has no use for, at their neutral values.
+            "paramFile": None,
+            "caseFile": None,
+            "isTemplateDryRun": False,
+            "includeNominalRun": False,
+            "monteCarlo": False,
+            "isLowPriority": bool(mine.get("isLowPriority", False)),
+            "archiveFilters": [],
+            "resourceFilters": [],
+            "expectedRuns": len(view.runs) or None,
+            "autoTerminateCluster": True,
         }
 
 
-async def _detail(svc: Services, who: Principal, view: JobView) -> dict[str, Any]:
-    return (await Renderer.load(svc, who, [view])).detail(view)
+def _root(request: Request) -> str:
+    """This request's API root (``/compat/rescale/api`` or ``.../api/v2``), absolute."""
+    path = request.url.path
+    prefix = PREFIXES[1] if path.startswith(PREFIXES[1]) else PREFIXES[0]
+    return f"{base_url(request)}{prefix}"
+
+
+async def _detail(svc: Services, who: Principal, view: JobView, request: Request) -> dict[str, Any]:
+    return (await Renderer.load(svc, who, [view], _root(request))).detail(view)
 
 
 def _page_params(request: Request, svc: Services) -> tuple[int, int, int]:
+    """DRF's page-number paging: a page that is not a positive number is 404 "Invalid
+    page."; a page_size that is not one falls back to the default, a large one to the cap."""
     q = request.query_params
     try:
         number = int(q.get("page", "1"))
+    except ValueError:
+        raise NotFound(INVALID_PAGE) from None
+    if number < 1 or number > render.MAX_PAGE:
+        raise NotFound(INVALID_PAGE)
+    try:
         size = int(q.get("page_size", str(DEFAULT_PAGE_SIZE)))
     except ValueError:
-        raise Invalid("page and page_size are whole numbers", "page") from None
+        size = DEFAULT_PAGE_SIZE
+    size = DEFAULT_PAGE_SIZE if size < 1 else min(size, svc.settings.max_page_size)
     offset, limit = render.page_params(number, size, svc.settings.max_page_size)
     return number, offset, limit
+
+
+def _page_json(request: Request, page: Page[T], number: int, limit: int, rendered: Any) -> Response:
+    if number > 1 and (number - 1) * limit >= page.total:
+        raise NotFound(INVALID_PAGE)
+    return JSON(render.paginated(request, page, number, limit, rendered))
 
 
 def _paged(
@@ -199,7 +265,7 @@ def _paged(
 ) -> Response:
     number, offset, limit = _page_params(request, svc)
     page = Page(list(items[offset : offset + limit]), len(items))
-    return JSON(render.paginated(request, page, number, limit, rendered))
+    return _page_json(request, page, number, limit, rendered)
 
 
 # -- requests
@@ -226,38 +292,116 @@ def _hardware(analysis: dict[str, Any]) -> tuple[int, int | None]:
     return slots or 1, walltime
 
 
+def _core_code(analysis: dict[str, Any]) -> str | None:
+    hardware = analysis.get("hardware")
+    core = hardware.get("coreType") if isinstance(hardware, dict) else None
+    if isinstance(core, dict):
+        core = core.get("code")
+    if core is None:
+        return None
+    if not isinstance(core, str) or not core.strip():
+        raise Invalid("hardware.coreType is a core type code (see coretypes/)", "hardware")
+    return core.strip()
+
+
+async def _target(svc: Services, who: Principal, analysis: dict[str, Any], slots: int) -> Target:
+    """coreType → where the job runs: a cluster of that name, else nodes with that tag, else
+    (``any``, or a code jobyard has no hardware for, such as Rescale's own) any node."""
+    code = _core_code(analysis)
+    if code and code != ANY_CORE:
+        kind = (await _catalogue_kinds(svc, who)).get(code)
+        if kind == "cluster":
+            return Target(cluster=code, count=slots)
+        if kind == "tag":
+            return Target(tags=(code,), count=slots)
+    return Target(count=slots)
+
+
+async def _check_analysis(svc: Services, who: Principal, analysis: dict[str, Any]) -> None:
+    """The analysis must name software of analyses/ (and one of its versions), when given."""
+    software = analysis.get("analysis")
+    if software is None:
+        return
+    if not isinstance(software, dict):
+        raise Invalid("analysis is an object {code, version}", "jobanalyses")
+    code, version = software.get("code"), software.get("version")
+    if code is None:
+        return
+    known = {a["code"]: a for a in await _software(svc, who)}
+    if not isinstance(code, str) or code not in known:
+        raise Invalid(f"analysis code {code!r} is not one of analyses/ ", "jobanalyses")
+    versions = [v["versionCode"] for v in known[code]["versions"]]
+    if version is not None and version not in versions and str(version) not in versions:
+        raise Invalid(
+            f"analysis {code} has no version {version!r}: use one of {', '.join(versions)}",
+            "jobanalyses",
+        )
+
+
+async def _inputs(svc: Services, who: Principal, analysis: dict[str, Any]) -> list[Any] | None:
+    """inputFiles ([{id}] or [id], Rescale ids) → the job's input file descriptors."""
+    raw = analysis.get("inputFiles")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise Invalid("inputFiles is a list of files ({id})", "inputFiles")
+    ids: list[int] = []
+    for item in raw:
+        ref = item.get("id") if isinstance(item, dict) else item
+        native = rescale.parse_id(ref) if isinstance(ref, str) else None
+        if native is None:
+            raise Invalid(f"inputFiles: {ref!r} is not a file id", "inputFiles")
+        ids.append(native)
+    try:
+        return await inputs.resolve(svc, who, ids)
+    except Invalid as exc:
+        raise Invalid(exc.detail.replace("input file ", "file "), "inputFiles") from None
+
+
 def _meta(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     mine = dict(current.get("rescale") or {})
     if "jobanalyses" in body:
         mine["jobanalyses"] = body["jobanalyses"]
     if "projectId" in body:
         mine["projectId"] = body["projectId"]
+    if "isLowPriority" in body:
+        mine["isLowPriority"] = bool(body["isLowPriority"])
     return {**current, "rescale": mine}
 
 
-def _spec(body: dict[str, Any]) -> JobSpec:
+async def _spec(svc: Services, who: Principal, body: dict[str, Any]) -> JobSpec:
     analysis = _analysis(body)
     slots, walltime = _hardware(analysis)
+    await _check_analysis(svc, who, analysis)
+    meta = _meta(body, {})
+    files = await _inputs(svc, who, analysis)
+    if files:
+        meta["input_files"] = files
     return JobSpec(
-        target=Target(count=slots),
+        target=await _target(svc, who, analysis, slots),
         command=text(analysis, "command", required=True) or "",
         name=text(body, "name") or UNTITLED,
         description=text(body, "description") or "",
         run_timeout=DEFAULT_RUN_TIMEOUT if walltime is None else walltime * 3600,
         env=string_map(analysis, "envVars", coerce=True) or {},
-        meta=_meta(body, {}),
+        meta=meta,
     )
 
 
-def _changes(body: dict[str, Any], current: JobView) -> dict[str, Any]:
+async def _changes(
+    svc: Services, who: Principal, body: dict[str, Any], current: JobView
+) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = text(body, "name") or UNTITLED
     if "description" in body:
         changes["description"] = text(body, "description") or ""
+    files = None
     if "jobanalyses" in body:
         analysis = _analysis(body)
         slots, walltime = _hardware(analysis)
+        await _check_analysis(svc, who, analysis)
+        files = await _inputs(svc, who, analysis)
         if "command" in analysis:
             changes["command"] = text(analysis, "command", required=True)
             changes["argv"] = None
@@ -265,13 +409,104 @@ def _changes(body: dict[str, Any], current: JobView) -> dict[str, Any]:
             changes["env"] = string_map(analysis, "envVars", coerce=True) or {}
         if isinstance(analysis.get("hardware"), dict):
             hardware = analysis["hardware"]
-            if "slots" in hardware and Target(count=slots).as_json() != current.job.target:
-                changes["target"] = Target(count=slots)
+            if "slots" in hardware or "coreType" in hardware:
+                target = await _target(svc, who, analysis, slots)
+                if target.as_json() != current.job.target:
+                    changes["target"] = target
             if walltime is not None and walltime * 3600 != current.job.run_timeout:
                 changes["run_timeout"] = walltime * 3600
-    if "jobanalyses" in body or "projectId" in body:
+    if "jobanalyses" in body or "projectId" in body or "isLowPriority" in body:
         changes["meta"] = _meta(body, current.job.meta)
+        if files is not None:
+            changes["meta"]["input_files"] = files
     return changes
+
+
+# -- the catalogue: software (analyses/) and hardware (coretypes/) from jobyard's own model
+
+
+async def _software(svc: Services, who: Principal) -> list[dict[str, Any]]:
+    """Custom software (the command runs as given), then one analysis per script task."""
+    out = [
+        {
+            "code": CUSTOM_CODE,
+            "name": CUSTOM_ANALYSIS,
+            "description": "Run your own command on jobyard's nodes.",
+            "vendorName": "jobyard",
+            "versions": [
+                {"id": CUSTOM_VERSION, "version": CUSTOM_VERSION, "versionCode": CUSTOM_VERSION}
+            ],
+        }
+    ]
+    offset = 0
+    while True:
+        page = await tasks_uc.list_tasks(svc, who, type="script", offset=offset, limit=100)
+        for task in page.items:
+            out.append(
+                {
+                    "code": task.name,
+                    "name": task.name,
+                    "description": task.spec.description,
+                    "vendorName": "jobyard task",
+                    "versions": [
+                        {"id": TASK_VERSION, "version": TASK_VERSION, "versionCode": TASK_VERSION}
+                    ],
+                }
+            )
+        offset += len(page.items)
+        if not page.items or offset >= page.total:
+            return out
+
+
+async def _catalogue_kinds(svc: Services, who: Principal) -> dict[str, str]:
+    """Core type code → cluster | tag (a cluster wins over a tag of the same name)."""
+    kinds: dict[str, str] = {}
+    for node in await nodes_uc.list_nodes(svc, who):
+        for tag in node.tags:
+            kinds.setdefault(tag, "tag")
+    for cluster in await clusters_uc.list_clusters(svc, who):
+        kinds[cluster.name] = "cluster"
+    return kinds
+
+
+async def _hardware_catalogue(svc: Services, who: Principal) -> list[dict[str, Any]]:
+    """``any`` first (any node), then each cluster, then each node tag."""
+    nodes = await nodes_uc.list_nodes(svc, who)
+    kinds = await _catalogue_kinds(svc, who)
+
+    def count(code: str | None, kind: str) -> int:
+        if kind == "cluster":
+            return sum(1 for n in nodes if n.cluster == code)
+        if kind == "tag":
+            return sum(1 for n in nodes if code in n.tags)
+        return len(nodes)
+
+    entries = [
+        (ANY_CORE, "any"),
+        *sorted(kinds.items(), key=lambda kv: (kv[1] != "cluster", kv[0])),
+    ]
+    out = []
+    for order, (code, kind) in enumerate(entries):
+        size = count(code, kind)
+        label = {"any": "Any node", "cluster": f"Cluster {code}", "tag": f"Nodes tagged {code}"}
+        out.append(
+            {
+                "code": code,
+                "name": label[kind],
+                "description": f"{size} node(s) now",
+                "displayOrder": order,
+                "isDeprecated": False,
+                "isPrimary": kind == "any",
+                "cores": list(range(1, max(size, 1) + 1)),
+                # jobyard runs on machines you own: no price per core-hour.
+                "price": "0.00",
+                "lowPriorityPrice": "0.00",
+                "processorInfo": "",
+                "memory": None,
+                "storage": None,
+            }
+        )
+    return out
 
 
 # -- routes
@@ -293,18 +528,20 @@ async def list_jobs(request: Request, who: Who, svc: Svc) -> Response:
     number, offset, limit = _page_params(request, svc)
     page = await uc.list_jobs(svc, who, JobFilter(), offset=offset, limit=limit)
     renderer = await Renderer.load(svc, who, page.items)
-    return JSON(render.paginated(request, page, number, limit, renderer.summary))
+    return _page_json(request, page, number, limit, renderer.summary)
 
 
 @route(["POST"], "/jobs/", status_code=201, summary="Save a job without starting it")
 async def create_job(request: Request, who: Who, svc: Svc) -> Response:
-    view = await uc.create_job(svc, who, _spec(await json_object(request)), draft=True)
-    return JSON(await _detail(svc, who, view), status_code=201)
+    view = await uc.create_job(
+        svc, who, await _spec(svc, who, await json_object(request)), draft=True
+    )
+    return JSON(await _detail(svc, who, view, request), status_code=201)
 
 
 @route(["GET"], "/jobs/{job_id}/", summary="A job")
-async def get_job(job_id: str, who: Who, svc: Svc) -> Response:
-    return JSON(await _detail(svc, who, await uc.get_job(svc, who, _id(job_id))))
+async def get_job(job_id: str, request: Request, who: Who, svc: Svc) -> Response:
+    return JSON(await _detail(svc, who, await uc.get_job(svc, who, _id(job_id)), request))
 
 
 @route(["PUT", "PATCH"], "/jobs/{job_id}/", summary="Change a job (PUT or PATCH)")
@@ -312,8 +549,8 @@ async def update_job(job_id: str, request: Request, who: Who, svc: Svc) -> Respo
     native = _id(job_id)
     body = await json_object(request)
     current = await uc.get_job(svc, who, native)
-    view = await uc.update_job(svc, who, native, _changes(body, current))
-    return JSON(await _detail(svc, who, view))
+    view = await uc.update_job(svc, who, native, await _changes(svc, who, body, current))
+    return JSON(await _detail(svc, who, view, request))
 
 
 @route(["DELETE"], "/jobs/{job_id}/", status_code=204, summary="Delete a saved or finished job")
@@ -328,18 +565,19 @@ async def submit_job(job_id: str, who: Who, svc: Svc) -> Response:
     return Response(status_code=200)
 
 
-@route(["POST"], "/jobs/{job_id}/stop/", summary="Stop a job")
+@route(["POST"], "/jobs/{job_id}/stop/", status_code=202, summary="Stop a job (202: accepted)")
 async def stop_job(job_id: str, who: Who, svc: Svc) -> Response:
     await uc.stop_job(svc, who, _id(job_id), "User Terminated")
-    return Response(status_code=200)
+    return Response(status_code=202)
 
 
 @route(["POST"], "/jobs/{job_id}/share/", summary="Share a job with a user, by email")
 async def share_job(job_id: str, request: Request, who: Who, svc: Svc) -> Response:
     body = await json_object(request)
     email = text(body, "email", required=True) or ""
-    await sharing.share_job(svc, who, _id(job_id), email, text(body, "message") or "")
-    return Response(status_code=200)
+    message = text(body, "message") or ""
+    await sharing.share_job(svc, who, _id(job_id), email, message)
+    return JSON({"email": email, "message": message})
 
 
 def _steps(view: JobView, events: Sequence[Any]) -> list[dict[str, Any]]:
@@ -389,18 +627,21 @@ async def cluster_statuses(job_id: str, request: Request, who: Who, svc: Svc) ->
 
 def _file(request: Request, f: StoredFile) -> dict[str, Any]:
     file_id = rescale.render_id(f.id)
-    root = request.url.path.split("/jobs/")[0].split("/files/")[0]
+    output = f.kind != "input"
+    path = f"{f.node_name}/{f.name}" if output else f.name
     return {
         "id": file_id,
         "name": f.name.rsplit("/", 1)[-1],
-        "path": f"{f.node_name}/{f.name}",
-        "relativePath": f"{f.node_name}/{f.name}",
+        "path": path,
+        "relativePath": path,
         "dateUploaded": _date(f.created_at),
         "decryptedSize": f.size,
-        "downloadUrl": f"{base_url(request)}{root}/files/{file_id}/contents/",
+        "downloadUrl": f"{_root(request)}/files/{file_id}/contents/",
         "isUploaded": True,
+        "isDeleted": False,
         "md5": f.md5,
-        "typeId": rescale.OUTPUT_FILE_TYPE,
+        "typeId": rescale.OUTPUT_FILE_TYPE if output else INPUT_FILE_TYPE,
+        "sharedWith": [],
     }
 
 
@@ -410,13 +651,47 @@ async def job_files(job_id: str, request: Request, who: Who, svc: Svc) -> Respon
     return _paged(request, svc, files, lambda f: _file(request, f))
 
 
-@route(["GET"], "/files/{file_id}/", summary="An output file's description")
+@route(["GET"], "/jobs/{job_id}/runs/", summary="A job's runs (one per node)")
+async def job_runs(job_id: str, request: Request, who: Who, svc: Svc) -> Response:
+    view = await uc.get_job(svc, who, _id(job_id))
+    runs: list[dict[str, Any]] = [
+        {
+            "id": str(order),
+            "displayOrder": order,
+            "name": run.node_name,
+            "type": 0,  # Rescale's "nominal" run: jobyard has no parameter sweeps
+            "isOptimization": False,
+            "parentRunId": None,
+            "variables": [],
+            "status": run.status.value,
+            "dateStarted": _date(run.started_at),
+            "dateCompleted": _date(run.finished_at),
+        }
+        for order, run in enumerate(view.runs, start=1)
+    ]
+    return _paged(request, svc, runs, lambda r: r)
+
+
+@route(["POST"], "/files/contents/", status_code=201, summary="Upload an input file (multipart)")
+async def upload_file(request: Request, who: Who, svc: Svc) -> Response:
+    stored = await receive_upload(request, svc, who, field="file")
+    return JSON(_file(request, stored), status_code=201)
+
+
+@route(["GET"], "/files/", summary="Your uploaded files, newest first")
+async def list_files(request: Request, who: Who, svc: Svc) -> Response:
+    number, offset, limit = _page_params(request, svc)
+    items, total = await inputs.list_inputs(svc, who, offset, limit)
+    return _page_json(request, Page(items, total), number, limit, lambda f: _file(request, f))
+
+
+@route(["GET"], "/files/{file_id}/", summary="A file's description")
 async def file_info(file_id: str, request: Request, who: Who, svc: Svc) -> Response:
     stored, _data = await outputs.read_file(svc, who, _id(file_id, "file"))
     return JSON(_file(request, stored))
 
 
-@route(["GET"], "/files/{file_id}/contents/", summary="An output file's bytes")
+@route(["GET"], "/files/{file_id}/contents/", summary="A file's bytes")
 async def file_contents(file_id: str, who: Who, svc: Svc) -> Response:
     stored, data = await outputs.read_file(svc, who, _id(file_id, "file"))
     name = stored.name.rsplit("/", 1)[-1].replace('"', "")
@@ -425,3 +700,13 @@ async def file_contents(file_id: str, who: Who, svc: Svc) -> Response:
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+@route(["GET"], "/analyses/", summary="Software: custom commands and the organization's tasks")
+async def analyses(request: Request, who: Who, svc: Svc) -> Response:
+    return _paged(request, svc, await _software(svc, who), lambda a: a)
+
+
+@route(["GET"], "/coretypes/", summary="Hardware: any node, each cluster, each node tag")
+async def coretypes(request: Request, who: Who, svc: Svc) -> Response:
+    return _paged(request, svc, await _hardware_catalogue(svc, who), lambda c: c)
