@@ -135,6 +135,12 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/jobs/{job_id}/output/{node}/{stream}"): READ_OBJ,
     ("GET", "/api/v1/jobs/{job_id}/files"): READ_OBJ,
     ("GET", "/api/v1/files/{file_id}/contents"): READ_OBJ,
+    # -- input files (the walker's JSON body names no file: refused after authorization)
+    ("POST", "/api/v1/files"): expect(
+        outsider=PASS, agent=403, viewer=403, user2=PASS, user=PASS, admin=PASS
+    ),
+    ("GET", "/api/v1/files"): READ,
+    ("GET", "/api/v1/files/{file_id}"): READ_OBJ,
     # -- approvals and input (the approval job names the viewer as its only approver;
     # the user requested it and may not approve it)
     ("POST", "/api/v1/jobs/{job_id}/approve"): expect(
@@ -289,6 +295,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
 ROUTE_VALUES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/jobs/{job_id}/output/{node}/{stream}"): {"job_id": "active_job_id"},
     ("GET", "/api/v1/jobs/{job_id}/files"): {"job_id": "active_job_id"},
+    ("GET", "/api/v1/files/{file_id}"): {"file_id": "input_file_id"},
     ("POST", "/api/v1/jobs/{job_id}/approve"): {"job_id": "approval_job_id"},
     ("POST", "/api/v1/jobs/{job_id}/reject"): {"job_id": "approval_job_id"},
     ("GET", "/api/v1/jobs/{job_id}/input"): {"job_id": "input_job_id"},
@@ -362,6 +369,9 @@ class World:
                 }
             )
         self.values["file_id"] = str(stored.id)
+        r = await self.call(user, "POST", "/api/v1/files?name=in.txt", b"input")
+        assert r.status_code == 201, r.text
+        self.values["input_file_id"] = str(r.json()["id"])
         # Scheduling objects, made by the user.
         cluster = await self.ok(user, "POST", "/api/v1/clusters", {"name": "pool", "nodes": 1})
         self.values["cluster_id"] = str(cluster["id"])

@@ -82,7 +82,7 @@ async def read_file(svc: Services, who: Principal, file_id: int) -> tuple[Stored
     async with svc.db.read() as tx:
         stored = await tx.files.get(who.org_id, file_id)
         if stored is not None and who.role is Role.AGENT and stored.kind != "input":
-            stored = None  # an agent fetches the input files of the jobs it runs, only
+            raise Forbidden("an agent reads input files only")
         if stored is None and who.role is not Role.AGENT:
             # A file of a job shared with the caller from another organization.
             other = await tx.files.get_any(file_id)
