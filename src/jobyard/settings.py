@@ -57,6 +57,8 @@ class Settings:
     # (empty: none, unless the URL names one), and how long exec and webhooks wait for a run.
     kragle_org: str = ""
     kragle_exec_wait: float = 30.0
+    # How often each organization's retention policy is applied (seconds).
+    retention_interval: float = 3600.0
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 

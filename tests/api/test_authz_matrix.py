@@ -236,6 +236,9 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/notifications/deliveries/{delivery_id}/retry"): expect(
         outsider=404, agent=403, viewer=404, user2=PASS, user=404, admin=PASS
     ),
+    # -- retention policy (admins set it)
+    ("GET", "/api/v1/retention"): READ,
+    ("PUT", "/api/v1/retention"): ADMIN,
     # -- definitions as files (jobyard apply)
     ("GET", "/api/v1/definitions/managed"): READ,
     ("PUT", "/api/v1/definitions/managed"): CREATE,
@@ -284,6 +287,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
         "event_types": ["job.failed"],
     },
     ("PUT", "/api/v1/notifications/settings"): lambda w: {"kinds": {"job.failed": {"email": True}}},
+    ("PUT", "/api/v1/retention"): lambda w: {"keep_jobs_days": 30},
     ("PUT", "/api/v1/definitions/managed"): lambda w: {
         "source": "ops.yaml",
         "kinds": {"tasks": ["deploy"]},

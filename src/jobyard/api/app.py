@@ -21,6 +21,7 @@ from jobyard.api import (
     jobs,
     nodes,
     notifications,
+    retention,
     streams,
     watchers,
     webhooks,
@@ -31,6 +32,7 @@ from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
 from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
 from jobyard.dispatch import outbox as _outbox  # noqa: F401  (registers the outbox relay)
+from jobyard.dispatch import retention as _retention  # noqa: F401  (registers retention)
 from jobyard.dispatch import scheduler as _scheduler  # noqa: F401  (registers the scheduler)
 from jobyard.dispatch.loops import LOOPS
 from jobyard.service.context import Services
@@ -83,6 +85,7 @@ def create_app(
     app.include_router(accounts.router)
     app.include_router(chef_keys.router)
     app.include_router(definitions.router)
+    app.include_router(retention.router)
     for router in SCHEDULING_ROUTERS:  # before jobs: DELETE /api/v1/jobs/finished
         app.include_router(router)
     app.include_router(jobs.router)

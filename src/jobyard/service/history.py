@@ -38,11 +38,24 @@ async def delete_finished_jobs(
     if older_than is not None and older_than < dt.timedelta(0):
         raise Invalid("older_than must not be negative", "older_than")
     before = svc.clock.now() - older_than if older_than is not None else None
+    return await purge_finished(svc, who.org_id, before=before, statuses=statuses, task_id=task_id)
+
+
+async def purge_finished(
+    svc: Services,
+    org_id: int,
+    *,
+    before: dt.datetime | None,
+    statuses: Sequence[str] = (),
+    task_id: int | None = None,
+) -> int:
+    """Delete the organization's finished jobs that match (no permission check: the
+    callers are an admin's request and the retention loop)."""
     deleted = 0
     while True:
         async with svc.db.begin() as tx:
             ids = await tx.task_runs.finished_jobs(
-                who.org_id, before=before, statuses=statuses, task_id=task_id, limit=BATCH
+                org_id, before=before, statuses=statuses, task_id=task_id, limit=BATCH
             )
             keys: list[str] = []
             for job_id in ids:

@@ -4,6 +4,7 @@ from jobyard.store import (
     chef_schema,
     definitions_schema,
     notify_schema,
+    retention_schema,
     schema,
     tasks_schema,
 )
@@ -15,5 +16,6 @@ __all__ = [
     "definitions_schema",
     "metadata",
     "notify_schema",
+    "retention_schema",
     "tasks_schema",
 ]
