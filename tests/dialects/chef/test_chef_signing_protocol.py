@@ -173,6 +173,9 @@ def test_unsupported_versions_and_algorithms_are_bad_requests(sign: str) -> None
     ("name", "value"),
     [
         ("x-ops-timestamp", "yesterday"),
+        ("x-ops-timestamp", "0001-01-01T00:00:00+14:00"),  # before year 1 in UTC
+        ("x-ops-timestamp", "9999-12-31T23:59:59-14:00"),  # after year 9999 in UTC
+        ("x-ops-authorization-1", "QUFB"),  # a signature of the wrong length
         ("x-ops-authorization-1", "not*base64"),
         ("x-ops-authorization-7", "QUFB"),  # a gap in the numbering
     ],

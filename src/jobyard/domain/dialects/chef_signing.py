@@ -131,11 +131,11 @@ def canonical_time(timestamp: str) -> dt.datetime:
     """The signed timestamp as a UTC time; Unauthenticated when it is not ISO 8601."""
     try:
         when = dt.datetime.fromisoformat(timestamp.replace("z", "Z"))
-    except ValueError:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(dt.UTC).replace(microsecond=0)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 in another zone
         raise Unauthenticated("bad header(s) 'X-Ops-Timestamp': not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def canonical_path(path: str) -> str:
