@@ -12,6 +12,7 @@ from starlette.responses import StreamingResponse
 
 from jobyard.api.ids import is_id
 from jobyard.api.responses import dumps
+from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Event
 from jobyard.service import revocations
 from jobyard.service.hub import SHUTDOWN
@@ -22,6 +23,16 @@ KEEPALIVE = 15.0
 def last_event_id(request: Request) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
     return int(raw) if is_id(raw) else 0
+
+
+def job_finished(event: Event) -> bool:
+    """The event that ends a job's stream: the job reached a terminal status."""
+    return (
+        event.kind == "job"
+        and event.type == "job.status"
+        and event.to_status is not None
+        and JobStatus(event.to_status).terminal
+    )
 
 
 def frame(event_id: int | None, name: str | None, data: Any) -> bytes:

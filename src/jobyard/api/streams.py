@@ -12,9 +12,8 @@ from jobyard.api.auth import principal, services
 from jobyard.api.ids import IdPath
 from jobyard.api.jobs import _job_id
 from jobyard.api.responses import JSON, iso
-from jobyard.api.sse import event_stream
+from jobyard.api.sse import event_stream, job_finished
 from jobyard.domain.errors import Invalid
-from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Event, Principal, StoredFile
 from jobyard.service import feeds, outputs
 from jobyard.service import jobs as uc
@@ -27,15 +26,6 @@ Svc = Annotated[Services, Depends(services)]
 
 def _one(event: Event) -> list[tuple[str | None, Any]]:
     return [(event.type, render.event(event))]
-
-
-def _job_finished(event: Event) -> bool:
-    return (
-        event.kind == "job"
-        and event.type == "job.status"
-        and event.to_status is not None
-        and JobStatus(event.to_status).terminal
-    )
 
 
 @router.get("/events", summary="The organization's events as server-sent events")
@@ -55,7 +45,7 @@ async def job_events(request: Request, job_id: str, who: Who, svc: Svc) -> Respo
         f"job:{jid}",
         lambda after: uc.job_events(svc, who, jid, after),
         _one,
-        until=_job_finished,
+        until=job_finished,
     )
 
 

@@ -55,7 +55,8 @@ async def create_org(svc: Services, name: str, display_name: str | None = None) 
         return await tx.accounts.insert_org(name, display_name or name, svc.clock.now())
 
 
-async def _org(tx: Tx, name: str) -> Organization:
+async def org_named(tx: Tx, name: str) -> Organization:
+    """The organization with this URL name, or NotFound."""
     org = await tx.accounts.org_by_name(name)
     if org is None:
         raise NotFound(f"no organization named {name!r}")
@@ -78,7 +79,7 @@ async def create_user(
     _human_role(role)
     pw_hash = hash_password(password) if password else None
     async with svc.db.begin() as tx:
-        org = await _org(tx, org_name)
+        org = await org_named(tx, org_name)
         user = await _enrol(svc, tx, org.id, email, role, display_name, pw_hash, None)
     forget_tokens(svc)  # a changed role must not linger in remembered authentications
     revocations.credentials_changed(svc, org.id, user_id=user.id)  # nor in live connections
@@ -168,7 +169,7 @@ async def create_token(
     """Administrative token creation (from the CLI): no caller to check."""
     email = check_email(email)
     async with svc.db.begin() as tx:
-        org = await _org(tx, org_name)
+        org = await org_named(tx, org_name)
         user = await tx.accounts.user_by_email(email)
         if user is None:
             raise NotFound(f"no user with email {email!r}")

@@ -20,6 +20,7 @@ from jobyard.domain.dialects import chef_signing
 from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import ChefKey, Organization, Principal
 from jobyard.service import revocations
+from jobyard.service.accounts import org_named
 from jobyard.service.context import Services
 from jobyard.store import Tx
 
@@ -40,13 +41,6 @@ def fingerprint(public_pem: str) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return ":".join(f"{b:02x}" for b in hashlib.sha256(der).digest()[:16])
-
-
-async def _org(tx: Tx, name: str) -> Organization:
-    org = await tx.accounts.org_by_name(name)
-    if org is None:
-        raise NotFound(f"no organization named {name!r}")
-    return org
 
 
 async def _add(
@@ -96,17 +90,17 @@ async def add_key(
 ) -> AddedKey:
     """Register a Chef name for a member; without a public key, make the pair."""
     async with svc.db.begin() as tx:
-        return await _add(svc, tx, await _org(tx, org_name), name, email, public_key, role)
+        return await _add(svc, tx, await org_named(tx, org_name), name, email, public_key, role)
 
 
 async def list_keys(svc: Services, org_name: str) -> list[ChefKey]:
     async with svc.db.read() as tx:
-        return await tx.chef_keys.of_org((await _org(tx, org_name)).id)
+        return await tx.chef_keys.of_org((await org_named(tx, org_name)).id)
 
 
 async def remove_key(svc: Services, org_name: str, name: str) -> None:
     async with svc.db.begin() as tx:
-        org = await _org(tx, org_name)
+        org = await org_named(tx, org_name)
         key = await tx.chef_keys.by_name(org.id, name)
         if key is None or not await tx.chef_keys.delete(org.id, name):
             raise NotFound(f"no Chef name {name!r} in {org_name}")

@@ -17,10 +17,9 @@ from jobyard.api import errors
 from jobyard.api.auth import principal, services
 from jobyard.api.compat import base_url, json_object, same_org, string_map, text
 from jobyard.api.responses import JSON
-from jobyard.api.sse import event_stream, frame
+from jobyard.api.sse import event_stream, frame, job_finished
 from jobyard.domain.dialects import chef, chef_signing
 from jobyard.domain.errors import Invalid, NotFound
-from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Event, Principal
@@ -279,10 +278,6 @@ def _feed_event(e: Event) -> tuple[str, dict[str, Any]] | None:
     return name, {"timestamp": chef.feed_timestamp(e.created_at), **data}
 
 
-def _job_finished(e: Event) -> bool:
-    return e.type == "job.status" and e.to_status is not None and JobStatus(e.to_status).terminal
-
-
 def _org_last_id(request: Request, newest: int) -> tuple[int, bool]:
     """Where the organization feed starts, and whether it replays history.
 
@@ -322,7 +317,7 @@ async def job_feed(job_id: str, request: Request, who: Who, svc: Svc) -> Respons
         f"job:{native}",
         lambda after: uc.job_events(svc, who, native, after),
         render,
-        until=_job_finished,
+        until=job_finished,
         closed=summary if view.job.status.terminal else None,
     )
 
