@@ -414,7 +414,7 @@ class Agent:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("job %s failed on this node", job)
+            log.exception("job %s failed on this node", job, extra={"job_id": job})
             await self._output(run, "stderr", f"jobyard agent error: {exc}\n")
             status, reason = "failed", f"agent error: {exc}"
         finally:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from jobyard.agent.runner import AgentConfig, run_agent
+from jobyard.logs import bind
 from jobyard.logs import setup as setup_logs
 
 
@@ -56,4 +57,5 @@ def agent(
         abort_grace=abort_grace,
         keep_runs=keep_runs,
     )
-    asyncio.run(run_agent(config))
+    with bind(node=node):
+        asyncio.run(run_agent(config))
