@@ -26,6 +26,7 @@ from jobyard.api.compat.xplenty_requests import (
     Who,
     api_url,
     arrange,
+    every,
     ident,
     links_of,
     member_names,
@@ -33,6 +34,7 @@ from jobyard.api.compat.xplenty_requests import (
     params,
     reply,
     scoped,
+    set_total,
     window,
 )
 from jobyard.domain.clusters import ClusterStatus
@@ -122,12 +124,14 @@ def _cluster_changes(body: dict[str, Any]) -> dict[str, Any]:
 async def create_cluster(account: str, request: Request, who: Who, svc: Svc) -> Response:
     body = scoped(await params(request), "cluster")
     changes = _cluster_changes(body)
+    if changes.get("nodes") is None:
+        raise Invalid("nodes is required: the number of nodes in the cluster", "nodes")
     cluster_type = text(body, "type") or "production"
     cluster = await cluster_uc.create_cluster(
         svc,
         who,
         changes.get("name") or f"cluster-{secrets.token_hex(3)}",
-        changes.get("nodes", 1),
+        changes["nodes"],
         description=changes.get("description") or "",
         type=cluster_type,
         terminate_on_idle=bool(changes.get("terminate_on_idle", False)),
@@ -271,22 +275,31 @@ async def list_jobs(account: str, request: Request, who: Who, svc: Svc) -> Respo
         raise Invalid(f"status is all or one of {', '.join(xplenty.JOB_WORDS)}", "status")
     statuses = () if status == "all" else tuple(s.value for s in xplenty.JOB_FILTER[status])
     if status != "all" and not statuses:
+        set_total(request, 0)
         return reply(request, [])
     flt = JobFilter(
         statuses=statuses,
         created_after=since if sort == "created" else None,
         updated_after=since if sort == "updated" else None,
     )
-    page = await uc.list_jobs(
-        svc,
-        who,
-        flt,
-        sort="created_at" if sort == "created" else "updated_at",
-        descending=descending,
-        offset=offset,
-        limit=limit,
-    )
-    return reply(request, await _render_jobs(request, account, svc, who, page.items))
+    key = "created_at" if sort == "created" else "updated_at"
+    if JobStatus.COMPLETE.value in statuses:
+        # complete shows as completed or failed by its runs: keep exactly the word asked for.
+        every_view = await every(
+            lambda o, n: uc.list_jobs(
+                svc, who, flt, sort=key, descending=descending, offset=o, limit=n
+            )
+        )
+        chosen = [v for v in every_view if views.job_word(v) == status]
+        set_total(request, len(chosen))
+        items = chosen[offset : offset + limit]
+    else:
+        page = await uc.list_jobs(
+            svc, who, flt, sort=key, descending=descending, offset=offset, limit=limit
+        )
+        set_total(request, page.total)
+        items = page.items
+    return reply(request, await _render_jobs(request, account, svc, who, items))
 
 
 @router.get("/jobs/{job_id}", summary="A job")
@@ -308,9 +321,8 @@ async def job_variables(
 ) -> Response:
     view = await uc.get_job(svc, who, ident(job_id, "job"))
     given, dynamic = views.variables(view)
-    variables = {**given, **dynamic}
-    url = f"{api_url(request, account)}/jobs/{view.job.id}/variables"
-    return reply(request, {"variables": variables, "url": url})
+    # The documented shape: a flat map of the variables the job ran with.
+    return reply(request, {**given, **dynamic})
 
 
 @router.get("/jobs/{job_id}/log", summary="A job's output log")
@@ -370,6 +382,7 @@ async def list_watchers(
 async def notifications(request: Request, who: Who, svc: Svc) -> Response:
     offset, limit = window(request)
     page = await inbox.list_notifications(svc, who, order="time", offset=offset, limit=limit)
+    set_total(request, page.total)
     return reply(
         request,
         [

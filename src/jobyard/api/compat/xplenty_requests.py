@@ -69,7 +69,9 @@ async def account_member(
     start, used = windows.get(key, (now, 0))
     if now - start >= RATE_WINDOW:
         start, used = now, 0
-    used += 1
+    # "All Xplenty API methods are rate-limited except for querying the rate limit."
+    if not request.url.path.rstrip("/").endswith("/rate_limit_status"):
+        used += 1
     windows[key] = (start, used)
     request.state.xplenty_budget = max(RATE_LIMIT - used, 0)
     if used > RATE_LIMIT:
@@ -83,7 +85,8 @@ Who = Annotated[Principal, Depends(account_member)]
 def reply(request: Request, content: Any, status_code: int = 200) -> Response:
     if status_code == 204:
         return Response(status_code=204, headers=_rate_headers(request))
-    return JSON(content, status_code=status_code, headers=_rate_headers(request))
+    headers = {**_rate_headers(request), **_link_header(request)}
+    return JSON(content, status_code=status_code, headers=headers)
 
 
 def ident(text_id: str, what: str) -> int:
@@ -177,7 +180,30 @@ def arrange(request: Request, items: Sequence[D]) -> list[D]:
 
     found = [i for i in items if since is None or when(i) >= since]
     found.sort(key=lambda i: (when(i), i.id), reverse=descending)
+    set_total(request, len(found))
     return found[offset : offset + limit]
+
+
+def set_total(request: Request, total: int) -> None:
+    """The size of the list being answered: its reply carries the ``Link`` header."""
+    request.state.xplenty_total = total
+
+
+def _link_header(request: Request) -> dict[str, str]:
+    """RFC 5988 ``Link`` with rel="next" and rel="prev" windows, as Xplenty's lists send."""
+    total = getattr(request.state, "xplenty_total", None)
+    if total is None:
+        return {}
+    offset, limit = window(request)
+    links = []
+    if offset + limit < total:
+        links.append(
+            f'<{request.url.include_query_params(offset=offset + limit, limit=limit)}>; rel="next"'
+        )
+    if offset > 0:
+        prev = max(offset - limit, 0)
+        links.append(f'<{request.url.include_query_params(offset=prev, limit=limit)}>; rel="prev"')
+    return {"Link": ", ".join(links)} if links else {}
 
 
 async def every(fetch: Callable[[int, int], Awaitable[Page[T]]]) -> list[T]:

@@ -114,7 +114,8 @@ def job(
         "started_at": time_text(job.started_at),
         "created_at": time_text(job.created_at),
         "failed_at": time_text(job.finished_at) if failed else None,
-        "completed_at": time_text(job.finished_at) if word == "completed" else None,
+        # "the date and time at which the job completed (stopped, failed or completed)"
+        "completed_at": time_text(job.finished_at) if job.status.terminal else None,
         "updated_at": time_text(job.updated_at),
         "cluster_id": job.cluster_id if job.cluster_id is not None else mine.get("cluster_id"),
         "package_id": job.task_id,

@@ -19,6 +19,7 @@ _MAX_ID = 2**63 - 1
 JOB_WORDS = (
     "idle",
     "pending",
+    "queued",
     "running",
     "completed",
     "failed",
@@ -29,7 +30,7 @@ JOB_WORDS = (
 
 JOB_STATUS: Mapping[JobStatus, str] = {
     JobStatus.DRAFT: "idle",
-    JobStatus.ONHOLD: "pending",
+    JobStatus.ONHOLD: "queued",  # waiting: for its cluster, an approval or input
     JobStatus.NEW: "pending",
     JobStatus.VOTING: "pending",
     JobStatus.RUNNING: "running",
@@ -41,14 +42,16 @@ JOB_STATUS: Mapping[JobStatus, str] = {
 # What a stop request answers: the agents are told to kill after it commits.
 STOP_REQUESTED = "pending_stoppage"
 
-# A list filter word -> the native statuses it selects. ``failed`` also covers
-# complete jobs with a failed node run, which only the rendering can tell apart.
+# A list filter word -> the native statuses that may show as it. ``completed`` and
+# ``failed`` share ``complete`` (a failed node run makes it ``failed``): the list keeps the
+# jobs whose shown word is the one asked for (``job_status``), so a filter returns exactly it.
 JOB_FILTER: Mapping[str, tuple[JobStatus, ...]] = {
     "idle": (JobStatus.DRAFT,),
-    "pending": (JobStatus.ONHOLD, JobStatus.NEW, JobStatus.VOTING),
+    "pending": (JobStatus.NEW, JobStatus.VOTING),
+    "queued": (JobStatus.ONHOLD,),
     "running": (JobStatus.RUNNING,),
     "completed": (JobStatus.COMPLETE,),
-    "failed": (JobStatus.QUORUM_FAILED, JobStatus.TIMED_OUT),
+    "failed": (JobStatus.COMPLETE, JobStatus.QUORUM_FAILED, JobStatus.TIMED_OUT),
     "pending_stoppage": (),
     "stopping": (),
     "stopped": (JobStatus.ABORTED,),
