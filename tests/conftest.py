@@ -120,6 +120,8 @@ def settings(tmp_path: Path) -> Settings:
         voting_timeout=5.0,
         abort_grace=1.0,
         public_url="http://testserver",
+        # Most tests name nodes no agent runs; tests of the refusal turn it off.
+        allow_unknown_nodes=True,
     )
 
 

@@ -42,6 +42,9 @@ class Settings:
     # HTTP
     max_body: int = 1_048_576
     max_page_size: int = 100
+    # Accept node names no agent has registered yet in native jobs (else 422 naming the
+    # known ones); a request's allow_unknown_nodes overrides it.
+    allow_unknown_nodes: bool = False
     # Notifications
     smtp_host: str = ""
     smtp_port: int = 25

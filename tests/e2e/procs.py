@@ -238,7 +238,9 @@ class Server(Process):
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(data_dir, env=env)
+        # Tests create jobs before their agents have registered: node names are pre-declared
+        # unless a test says otherwise (JOBYARD_ALLOW_UNKNOWN_NODES=0).
+        super().__init__(data_dir, env={"JOBYARD_ALLOW_UNKNOWN_NODES": "1", **(env or {})})
         self.port = port or free_port()
         self.database_url = database_url
         self.args = list(args)

@@ -108,7 +108,10 @@ async def create(body: JobIn, who: Who, svc: Svc) -> Response:
     files = await inputs.job_meta(svc, who, body.input_files, body.outputs)
     if files:
         spec = dataclasses.replace(spec, meta={**spec.meta, **files})
-    view = await uc.create_job(svc, who, spec, draft=body.draft)
+    allow = body.allow_unknown_nodes
+    if allow is None:
+        allow = svc.settings.allow_unknown_nodes
+    view = await uc.create_job(svc, who, spec, draft=body.draft, known_nodes_only=not allow)
     return JSON(
         _render(svc)(view), status_code=201, headers={"Location": f"/api/v1/jobs/{view.job.id}"}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,12 +139,44 @@ async def release_job(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
     return await _enter_new(svc, tx, job, actor)
 
 
+# How many known node names an "unknown node" error lists.
+KNOWN_SHOWN = 20
+
+
+async def refuse_unknown_nodes(tx: Tx, org_id: int, names: Sequence[str]) -> None:
+    """Refuse node names that no agent of the organization has ever registered: a typo
+    would otherwise wait for a node that never comes and end ``quorum_failed``."""
+    if not names:
+        return
+    known = {n.name for n in await tx.nodes.by_names(org_id, list(names))}
+    unknown = [n for n in names if n not in known]
+    if not unknown:
+        return
+    every = sorted(n.name for n in await tx.nodes.all(org_id))
+    shown = ", ".join(every[:KNOWN_SHOWN]) + (" ..." if len(every) > KNOWN_SHOWN else "")
+    listed = f"known nodes: {shown}" if every else "no agent has registered yet"
+    words = ", ".join(repr(n) for n in unknown)
+    raise Invalid(
+        f"no agent has ever registered as {words} ({listed}); start `jobyard agent --name "
+        f"{unknown[0]}` on that machine, or pass allow_unknown_nodes to pre-declare it",
+        "nodes",
+    )
+
+
 async def create_job(
-    svc: Services, who: Principal, spec: JobSpec, *, draft: bool = False
+    svc: Services,
+    who: Principal,
+    spec: JobSpec,
+    *,
+    draft: bool = False,
+    known_nodes_only: bool = False,
 ) -> JobView:
-    """Save a job; unless it is a draft, submit it in the same transaction."""
+    """Save a job; unless it is a draft, submit it in the same transaction. With
+    ``known_nodes_only``, node names no agent ever registered are refused."""
     require(who.role, Role.USER, "creating a job")
     async with svc.db.begin() as tx:
+        if known_nodes_only:
+            await refuse_unknown_nodes(tx, who.org_id, spec.target.nodes)
         job = await add_job(
             svc,
             tx,

@@ -149,6 +149,7 @@ def form_values(job: Job | None = None) -> dict[str, str]:
             "env": "",
             "dir": "",
             "capture_output": "1",
+            "allow_unknown_nodes": "",
         }
     return {
         "command": job.command,
@@ -160,6 +161,7 @@ def form_values(job: Job | None = None) -> dict[str, str]:
         "env": env_text(job.env),
         "dir": job.dir or "",
         "capture_output": "1" if job.capture_output else "",
+        "allow_unknown_nodes": "",
     }
 
 
@@ -197,7 +199,14 @@ async def start_job(page: Poster) -> Response:
     values["env"] = raw_field(page, "env")
     try:
         spec = spec_from_form(page)
-        view = await uc.create_job(page.svc, page.user, spec, draft=page.field("draft") == "1")
+        allow = page.field("allow_unknown_nodes") == "1" or page.svc.settings.allow_unknown_nodes
+        view = await uc.create_job(
+            page.svc,
+            page.user,
+            spec,
+            draft=page.field("draft") == "1",
+            known_nodes_only=not allow,
+        )
     except JobyardError as exc:
         return await _form_page(
             page,

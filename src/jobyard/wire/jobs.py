@@ -48,6 +48,12 @@ class JobIn(BaseModel):
     name: Annotated[StrictStr, Field(max_length=200)] | None = None
     description: Annotated[StrictStr, Field(max_length=10000)] = ""
     draft: StrictBool = False
+    allow_unknown_nodes: StrictBool | None = Field(
+        default=None,
+        description="Accept node names no agent has registered yet (pre-declared nodes); "
+        "by default such a name is refused with the list of known nodes.",
+        examples=[True],
+    )
     # Uploaded input files (POST /api/v1/files) written into each run's directory.
     input_files: list[StrictInt] | None = None
     # Globs of the files a run keeps as output files; default: every file the run writes.
