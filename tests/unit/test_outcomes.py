@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from rich.console import Console
 
-from jobyard.cli import client_cmds
+from jobyard.cli import follow
 from jobyard.domain.dialects import rescale, theeye, xplenty
 from jobyard.domain.jobs import RUN_TERMINAL, JobStatus, NodeRunStatus
 from jobyard.domain.outcomes import (
@@ -116,7 +116,7 @@ def test_cli_colours_the_outcome() -> None:
     job = {"id": 7, "status": "complete", "outcome": "failed", "node_runs": []}
     job["outcome_label"] = job_outcome("complete", [R.FAILED] * 3).label
     console = Console(record=True, force_terminal=True, color_system="truecolor", width=80)
-    console.print(client_cmds._job_status(job))
+    console.print(follow.job_status(job))
     text = console.export_text(styles=True, clear=False)
     assert "complete · 3 of 3 failed" in console.export_text()
     assert "\x1b[31m" in text  # red
@@ -125,4 +125,4 @@ def test_cli_colours_the_outcome() -> None:
         "outcome": "succeeded",
         "outcome_label": "complete · 1 of 1 succeeded",
     }
-    assert client_cmds._job_status(ok).startswith("[green]")
+    assert follow.job_status(ok).startswith("[green]")

@@ -57,13 +57,18 @@ def event_stream(
     after: int | None = None,
     prologue: Sequence[bytes] = (),
     closed: Callable[[], Awaitable[Sequence[bytes]]] | None = None,
+    also: Sequence[str] = (),
+    other: Callable[[Any], Frames] | None = None,
+    opening: Callable[[], Awaitable[Sequence[bytes]]] | None = None,
 ) -> StreamingResponse:
     """A stream of ``render(event)`` frames for every event on ``topic``, with replay.
 
     ``until`` ends the stream after the event it accepts (a finished job's feed ends).
     ``after`` is the id to replay from (default: ``Last-Event-ID``); ``prologue`` frames
     go first. ``closed`` is for a subject that had already finished: after the replay its
-    frames end the stream, and nothing live is awaited.
+    frames end the stream, and nothing live is awaited. ``also`` are more topics whose
+    messages (not events) ``other`` renders; ``opening`` frames go first once subscribed
+    (what those topics said before the stream began).
     """
     svc = request.app.state.services
     who = getattr(request.state, "principal", None)
@@ -80,7 +85,10 @@ def event_stream(
         for chunk in prologue:
             yield chunk
         seen = start
-        async with revocations.watch(svc, who, topic, SHUTDOWN) as queue:
+        async with revocations.watch(svc, who, topic, *also, SHUTDOWN) as queue:
+            if opening is not None:
+                for chunk in await opening():
+                    yield chunk
             # Replay everything the client missed, then follow the live queue, skipping
             # anything already replayed.
             ended = False
@@ -111,7 +119,12 @@ def event_stream(
                     return  # the server is stopping: clients reconnect with Last-Event-ID
                 if revocations.is_revocation(message):
                     return  # its credentials changed: a reconnect is authenticated afresh
-                if not isinstance(message, Event) or message.id <= seen:
+                if not isinstance(message, Event):
+                    if other is not None:
+                        for name, data in other(message):
+                            yield frame(None, name, data)
+                    continue
+                if message.id <= seen:
                     continue
                 seen = message.id
                 async for chunk in frames(message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from jobyard.api import render
@@ -12,7 +12,7 @@ from jobyard.api.auth import principal, services
 from jobyard.api.ids import IdPath
 from jobyard.api.jobs import _job_id
 from jobyard.api.responses import JSON, iso
-from jobyard.api.sse import event_stream, job_finished
+from jobyard.api.sse import event_stream, frame, job_finished
 from jobyard.domain.errors import Invalid
 from jobyard.domain.records import Event, Principal, StoredFile
 from jobyard.service import feeds, outputs
@@ -36,16 +36,50 @@ async def org_events(request: Request, who: Who, svc: Svc) -> Response:
     )
 
 
+def _output_frame(message: Any) -> list[tuple[str | None, Any]]:
+    if isinstance(message, tuple) and len(message) == 3:
+        node, stream, data = message
+        return [("output", {"node": node, "stream": stream, "data": data, "offset": None})]
+    return []
+
+
 @router.get("/jobs/{job_id}/events", summary="A job's events as server-sent events")
-async def job_events(request: Request, job_id: str, who: Who, svc: Svc) -> Response:
+async def job_events(
+    request: Request,
+    job_id: str,
+    who: Who,
+    svc: Svc,
+    output: Annotated[
+        bool,
+        Query(
+            description="Also stream the nodes' output: first what is stored so far (one "
+            "`output` frame per node and stream, offset 0), then each chunk as it arrives "
+            "(`output` frames {node, stream, data}).",
+        ),
+    ] = False,
+) -> Response:
     jid = _job_id(job_id)
     await uc.get_job(svc, who, jid)  # 404 before the stream starts
+
+    async def stored() -> list[bytes]:
+        view = await uc.get_job(svc, who, jid)
+        out: list[bytes] = []
+        for run in view.runs:
+            for stream, text in (("stdout", run.stdout), ("stderr", run.stderr)):
+                if text:
+                    data = {"node": run.node_name, "stream": stream, "data": text, "offset": 0}
+                    out.append(frame(None, "output", data))
+        return out
+
     return event_stream(
         request,
         f"job:{jid}",
         lambda after: uc.job_events(svc, who, jid, after),
         _one,
         until=job_finished,
+        also=(f"output:{jid}",) if output else (),
+        other=_output_frame if output else None,
+        opening=stored if output else None,
     )
 
 

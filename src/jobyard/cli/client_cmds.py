@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from jobyard.cli.follow import follow, job_status, node_table, styled, succeeded
 from jobyard.client import ApiError, Client, Profile, resolve
 from jobyard.client.http import FINISHED
 from jobyard.client.profile import save
-from jobyard.domain.jobs import NodeRunStatus, job_succeeded
-from jobyard.domain.outcomes import Tone, tone_of
 
 console = Console()
 err = Console(stderr=True)
@@ -22,15 +20,6 @@ err = Console(stderr=True)
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL (else JOBYARD_URL).")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (else JOBYARD_TOKEN).")]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Organization (else JOBYARD_ORG).")]
-
-# The colour of each tone of the outcome rule (domain.outcomes).
-TONE_STYLE = {
-    Tone.OK: "green",
-    Tone.BAD: "red",
-    Tone.WARN: "yellow",
-    Tone.LIVE: "cyan",
-    Tone.IDLE: "dim",
-}
 
 
 def _client(server: str | None, token: str | None, org: str | None) -> Client:
@@ -62,26 +51,8 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise typer.Exit(codes.get(exc.status, 1)) from None
 
 
-def _styled(word: str, text: str | None = None) -> str:
-    tone = tone_of(word)
-    shown = word if text is None else text
-    return shown if tone is Tone.IDLE else f"[{TONE_STYLE[tone]}]{shown}[/]"
-
-
-def _job_status(job: dict[str, Any]) -> str:
-    """The job's status with its outcome, coloured by the outcome: complete · 3 of 3 failed."""
-    return _styled(job.get("outcome") or job["status"], job.get("outcome_label") or job["status"])
-
-
 def _job_table(job: dict[str, Any]) -> Table:
-    table = Table(title=f"job {job['id']}: {_job_status(job)}", title_justify="left")
-    table.add_column("node")
-    table.add_column("state")
-    table.add_column("exit")
-    for run in job["node_runs"]:
-        code = "" if run["exit_code"] is None else str(run["exit_code"])
-        table.add_row(run["node"], _styled(run["status"]), code)
-    return table
+    return node_table(job["node_runs"], f"job {job['id']}: {job_status(job)}")
 
 
 def login(
@@ -112,12 +83,29 @@ def run(
     name: Annotated[str | None, typer.Option(help="A name for the job.")] = None,
     shell: Annotated[bool, typer.Option(help="Run through /bin/sh -c (one string).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no outputs.")] = False,
+    no_prefix: Annotated[
+        bool, typer.Option("--no-prefix", help="Print output lines without their node's name.")
+    ] = False,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="Print only this node's output; repeat.")
+    ] = None,
+    allow_unknown_nodes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown-nodes", help="Accept node names no agent has registered yet."
+        ),
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Print the job's id and do not follow it.")
+    ] = False,
     server: ServerOpt = None,
     token: TokenOpt = None,
     org: OrgOpt = None,
 ) -> None:
-    """Run a command on nodes and follow it live. Exits 0 only when the job is complete and
-    every node succeeded, nacked or was unavailable."""
+    """Run a command on nodes and follow it live: output lines prefixed by node as they
+    arrive, the nodes' states (a summary above 20 nodes), and at the end the nodes that did
+    not succeed. Ctrl-C asks whether to detach or stop the job. Exits 0 only when the job is
+    complete and every node succeeded, nacked or was unavailable (see docs/cli.md)."""
     client = _client(server, token, org)
     body: dict[str, Any] = {}
     if shell or len(command) == 1:
@@ -146,6 +134,8 @@ def run(
         body["dir"] = dir
     if name:
         body["name"] = name
+    if allow_unknown_nodes:
+        body["allow_unknown_nodes"] = True
     if not any(k in body for k in ("nodes", "tags", "cluster", "count")):
         err.print(
             "[red]error:[/] say where to run it: --nodes NAME[,NAME...] (see `jobyard nodes`), "
@@ -153,22 +143,20 @@ def run(
         )
         raise typer.Exit(2)
     job = _call(client.create_job, **body)
-    with Live(_job_table(job), console=console, refresh_per_second=8, transient=False) as live:
-        while job["status"] not in FINISHED:
-            time.sleep(0.2)
-            job = _call(client.get_job, job["id"])
-            live.update(_job_table(job))
-    console.line()
-    if not quiet:
-        for r in job["node_runs"]:
-            for stream in ("stdout", "stderr"):
-                text = _call(client.output, job["id"], r["node"], stream)
-                if text:
-                    console.rule(f"{r['node']} {stream}", style="dim")
-                    console.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
-    runs = [NodeRunStatus(r["status"]) for r in job["node_runs"]]
-    ok = job["status"] == "complete" and job_succeeded(runs)
-    raise typer.Exit(0 if ok else 1)
+    if detach:
+        console.print(job["id"])
+        raise typer.Exit(0)
+    code = _call(
+        follow,
+        client,
+        job,
+        console,
+        err,
+        prefix=not no_prefix,
+        nodes=set(node) if node else None,
+        quiet=quiet,
+    )
+    raise typer.Exit(code)
 
 
 def jobs(
@@ -186,7 +174,7 @@ def jobs(
         table.add_column(col)
     for j in page["results"]:
         states = ", ".join(f"{k} {len(v)}" for k, v in j["node_states"].items())
-        table.add_row(str(j["id"]), _job_status(j), j["command"][:60], states, j["created_at"])
+        table.add_row(str(j["id"]), job_status(j), j["command"][:60], states, j["created_at"])
     console.print(table)
     if not page["results"]:
         console.print("no jobs yet: try `jobyard run --nodes NODE -- uptime`")
@@ -194,25 +182,51 @@ def jobs(
 
 def job(
     job_id: int,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Follow it live until it ends.")
+    ] = False,
+    no_prefix: Annotated[
+        bool, typer.Option("--no-prefix", help="Print output lines without their node's name.")
+    ] = False,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="Print only this node's output; repeat.")
+    ] = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
     org: OrgOpt = None,
 ) -> None:
-    """Show one job: node states, history and outputs."""
+    """Show one job: node states with their reasons, history and outputs; with --follow,
+    its output live until it ends (exit codes as `jobyard run`)."""
     client = _client(server, token, org)
     data = _call(client.get_job, job_id)
-    console.print(f"command: {data['command']}")
+    console.print(f"command: {escape(data['command'])}")
+    if follow_ and data["status"] not in FINISHED:
+        code = _call(
+            follow,
+            client,
+            data,
+            console,
+            err,
+            prefix=not no_prefix,
+            nodes=set(node) if node else None,
+        )
+        raise typer.Exit(code)
     console.print(_job_table(data))
     for event in _call(client.history, job_id):
         console.print(
             f"  {event['created_at']}  {event['from_status'] or '':>13} → "
-            f"{_styled(event['to_status'] or '')}  {event['reason'] or ''}"
+            f"{styled(event['to_status'] or '')}  {escape(event['reason'] or '')}"
         )
     for r in data["node_runs"]:
-        text = _call(client.output, job_id, r["node"], "stdout")
-        if text:
-            console.rule(f"{r['node']} stdout", style="dim")
-            console.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
+        if node and r["node"] not in node:
+            continue
+        for stream in ("stdout", "stderr"):
+            text = _call(client.output, job_id, r["node"], stream)
+            if text:
+                console.rule(f"{r['node']} {stream}", style="dim")
+                console.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
+    if follow_:
+        raise typer.Exit(0 if succeeded(data) else 1)
 
 
 def nodes(server: ServerOpt = None, token: TokenOpt = None, org: OrgOpt = None) -> None:
@@ -247,7 +261,7 @@ def stop(
     """Stop a job: its node runs are aborted and their processes killed."""
     client = _client(server, token, org)
     data = _call(client.stop_job, job_id, reason)
-    console.print(f"job {job_id}: {_styled(data['status'])}")
+    console.print(f"job {job_id}: {styled(data['status'])}")
 
 
 def register(app: typer.Typer) -> None:

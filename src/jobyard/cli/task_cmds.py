@@ -14,12 +14,11 @@ from jobyard.cli.client_cmds import (
     _call,
     _client,
     _job_table,
-    _styled,
     console,
     err,
 )
+from jobyard.cli.follow import styled, succeeded
 from jobyard.client import Client
-from jobyard.domain.jobs import NodeRunStatus, job_succeeded
 
 task_app = typer.Typer(help="Run tasks.", no_args_is_help=True)
 stack_app = typer.Typer(help="Run stacks.", no_args_is_help=True)
@@ -94,7 +93,7 @@ def run_task(
     """Run a task; with --wait, exit 0 only when every node succeeded."""
     client = _client(server, token, org)
     job = _call(client.run_task, _task_id(client, task), _arguments(values or [], arg or []))
-    console.print(f"job {job['id']}: {_styled(job['status'])} ({job['url']})")
+    console.print(f"job {job['id']}: {styled(job['status'])} ({job['url']})")
     if not wait or job["status"] == "onhold":
         if job["status"] == "onhold":
             console.print("it waits for a person: approve, reject or give input to it")
@@ -106,18 +105,17 @@ def _wait_job(client: Client, job: dict[str, Any]) -> None:
     """Wait for the job to finish, show it, and exit 0 only when every node succeeded."""
     job = _call(client.wait, job["id"])
     console.print(_job_table(job))
-    runs = [NodeRunStatus(r["status"]) for r in job["node_runs"]]
-    raise typer.Exit(0 if job["status"] == "complete" and job_succeeded(runs) else 1)
+    raise typer.Exit(0 if succeeded(job) else 1)
 
 
 def _steps_table(run: dict[str, Any]) -> Table:
-    table = Table(title=f"stack run {run['id']} ({run['stack']}): {_styled(run['status'])}")
+    table = Table(title=f"stack run {run['id']} ({run['stack']}): {styled(run['status'])}")
     for col in ("step", "task", "state", "job"):
         table.add_column(col)
     for s in run["steps"]:
         label = "on failure" if s["on_failure_step"] else str(s["index"] + 1)
         job = "" if s["job_id"] is None else f"{s['job_id']} ({s['job_status']})"
-        table.add_row(label, s["task"] or str(s["task_id"]), _styled(s["state"]), job)
+        table.add_row(label, s["task"] or str(s["task_id"]), styled(s["state"]), job)
     return table
 
 
@@ -141,7 +139,7 @@ def run_stack(
     job = _call(client.run_stack, stack_id, _arguments(values or [], arg or []))
     run_id = job.get("stack_run_id")
     if run_id is None:
-        console.print(f"job {job['id']}: {_styled(job['status'])} ({job['url']})")
+        console.print(f"job {job['id']}: {styled(job['status'])} ({job['url']})")
         if wait:
             _wait_job(client, job)
         return

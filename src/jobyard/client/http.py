@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +20,17 @@ class ApiError(Exception):
         super().__init__(f"{status}: {detail}")
         self.status = status
         self.detail = detail
+
+
+def _detail(response: httpx.Response) -> str:
+    """An error answer in words: problem+json's detail, else the body."""
+    detail = response.text
+    try:
+        body = response.json()
+        detail = body.get("detail") or body.get("message") or detail
+    except ValueError:
+        pass
+    return str(detail)
 
 
 class Client:
@@ -47,13 +59,7 @@ class Client:
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach {self.server}: {exc}") from exc
         if response.status_code >= 400:
-            detail = response.text
-            try:
-                body = response.json()
-                detail = body.get("detail") or body.get("message") or detail
-            except ValueError:
-                pass
-            raise ApiError(response.status_code, str(detail))
+            raise ApiError(response.status_code, _detail(response))
         if response.status_code == 204 or not response.content:
             return None
         if response.headers.get("content-type", "").startswith("application/"):
@@ -115,6 +121,37 @@ class Client:
     def output(self, job_id: int, node: str, stream: str = "stdout") -> str:
         text = self._call("GET", f"/api/v1/jobs/{job_id}/output/{node}/{stream}")
         return "" if text is None else str(text)
+
+    def events(
+        self, job_id: int, *, output: bool = False, after: int = 0
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Follow a job's server-sent events (with ``output``, its nodes' output too) until
+        the job ends: ``(event name, data)`` pairs. No polling: one streaming request."""
+        params = {"output": "true"} if output else {}
+        headers = {"Accept": "text/event-stream"}
+        if after:
+            headers["Last-Event-ID"] = str(after)
+        timeout = httpx.Timeout(10.0, read=None)
+        path = f"/api/v1/jobs/{job_id}/events"
+        try:
+            with self.http.stream(
+                "GET", path, params=params, headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, _detail(response))
+                name, data = "message", ""
+                for line in response.iter_lines():
+                    if not line:
+                        if data:
+                            yield name, json.loads(data)
+                        name, data = "message", ""
+                    elif line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].lstrip()
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"lost the event stream of {self.server}: {exc}") from exc
 
     def wait(
         self, job_id: int, timeout: float | None = None, interval: float = 0.25

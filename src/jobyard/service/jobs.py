@@ -158,7 +158,8 @@ async def refuse_unknown_nodes(tx: Tx, org_id: int, names: Sequence[str]) -> Non
     words = ", ".join(repr(n) for n in unknown)
     raise Invalid(
         f"no agent has ever registered as {words} ({listed}); start `jobyard agent --name "
-        f"{unknown[0]}` on that machine, or pass allow_unknown_nodes to pre-declare it",
+        f"{unknown[0]}` on that machine, or pass allow_unknown_nodes "
+        "(jobyard run --allow-unknown-nodes) to pre-declare it",
         "nodes",
     )
 
