@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up serve fmt lint typecheck test test-fast fuzz bench clean browser
+.PHONY: install up serve fmt lint typecheck test test-fast fuzz bench clean browser tmux
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # Run jobyard on this machine: server on embedded SQLite, first admin, a local agent.
+# Flags of `jobyard up` go in ARGS: make up ARGS="--host 0.0.0.0 --port 8500".
 up: install
-	$(BIN)/jobyard up
+	$(BIN)/jobyard up $(ARGS)
 
 serve: install
 	$(BIN)/jobyard serve
@@ -37,7 +38,11 @@ typecheck: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed"
 
-test: install browser
+# The command line's live view is tested in a real terminal: tmux.
+tmux:
+	@command -v tmux >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) || echo "tmux could not be installed"
+
+test: install browser tmux
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -200,9 +200,12 @@ def test_up_prints_url_org_and_a_working_token(up: Up) -> None:
     r = httpx.get(f"{url.group(1)}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
     assert r.json()["role"] == "admin" and r.json()["organization"]["name"] == "main"
-    r = httpx.post(
-        f"{url.group(1)}/api/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token}"}
-    )
+    auth = {"Authorization": f"Bearer {token}"}
+    # No agent here (--no-agent): a name no agent registered is refused, unless pre-declared.
+    r = httpx.post(f"{url.group(1)}/api/v1/jobs", json=JOB, headers=auth)
+    assert r.status_code == 422 and "no agent has registered yet" in r.json()["detail"], r.text
+    declared = {**JOB, "allow_unknown_nodes": True}
+    r = httpx.post(f"{url.group(1)}/api/v1/jobs", json=declared, headers=auth)
     assert r.status_code == 201, r.text
     creds = up.data_dir / "credentials.json"
     assert json.loads(creds.read_text())["token"] == token
