@@ -60,6 +60,8 @@ class Settings:
     # (empty: none, unless the URL names one), and how long exec and webhooks wait for a run.
     kragle_org: str = ""
     kragle_exec_wait: float = 30.0
+    # OpenTelemetry traces (the otel extra): spans for every request, job ids on them.
+    otel: bool = False
     # How often each organization's retention policy is applied (seconds).
     retention_interval: float = 3600.0
     log_level: str = "info"

@@ -22,6 +22,7 @@ from jobyard.api import (
     nodes,
     notifications,
     retention,
+    tracing,
     streams,
     watchers,
     webhooks,
@@ -77,6 +78,7 @@ def create_app(
         # A body without Content-Type is read as JSON (curl users forget the header);
         # a body declared as something else gets a 415 that says what to send.
         strict_content_type=False,
+        telemetry=tracing.telemetry(settings.otel),  # type: ignore[arg-type]
     )
     app.state.services = svc
     app.state.metrics = health.AppMetrics()
@@ -109,4 +111,6 @@ def create_app(
         upload_limit=settings.upload_cap + UPLOAD_OVERHEAD,
     )
     app.add_middleware(Metrics)
+    if settings.otel:
+        app.add_middleware(tracing.JobSpans)
     return app
