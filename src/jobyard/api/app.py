@@ -22,8 +22,8 @@ from jobyard.api import (
     nodes,
     notifications,
     retention,
-    tracing,
     streams,
+    tracing,
     watchers,
     webhooks,
 )
