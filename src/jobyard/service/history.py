@@ -10,6 +10,7 @@ from jobyard.domain.errors import Invalid
 from jobyard.domain.jobs import JOB_TERMINAL
 from jobyard.domain.records import Principal
 from jobyard.service.context import Services
+from jobyard.store import Tx
 
 BATCH = 500
 
@@ -41,6 +42,17 @@ async def delete_finished_jobs(
     return await purge_finished(svc, who.org_id, before=before, statuses=statuses, task_id=task_id)
 
 
+def remove_files_after_commit(svc: Services, tx: Tx, keys: list[str]) -> None:
+    """Remove stored files once the rows naming them are gone for good (never before:
+    a rollback would leave rows without their files)."""
+
+    def remove() -> None:
+        for key in keys:
+            svc.files.delete(key)
+
+    tx.after_commit(remove)
+
+
 async def purge_finished(
     svc: Services,
     org_id: int,
@@ -62,12 +74,7 @@ async def purge_finished(
                 keys += await tx.files.delete_of_job(job_id)
                 await tx.events.delete_of_job(job_id)
                 await tx.jobs.delete(job_id)
-
-            def remove_files(keys: list[str] = keys) -> None:
-                for key in keys:
-                    svc.files.delete(key)
-
-            tx.after_commit(remove_files)
+            remove_files_after_commit(svc, tx, keys)
         deleted += len(ids)
         if len(ids) < BATCH:
             return deleted

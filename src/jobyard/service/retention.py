@@ -16,6 +16,7 @@ from jobyard.domain.records import Principal
 from jobyard.domain.retention import RetentionPolicy, check_days
 from jobyard.service import events, history
 from jobyard.service.context import Services
+from jobyard.store import Tx
 from jobyard.store.retention import RetentionRepo
 
 BATCH = 500
@@ -46,21 +47,29 @@ async def set_policy(
     )
     async with svc.db.begin() as tx:
         await RetentionRepo(tx.conn).put(policy, svc.clock.now())
-        await events.record(
-            svc,
-            tx,
-            org_id=who.org_id,
-            kind="organization",
-            subject_id=who.org_id,
-            type="retention.changed",
-            now=svc.clock.now(),
-            actor=who.actor,
-            data={
-                "keep_jobs_days": policy.keep_jobs_days,
-                "keep_output_days": policy.keep_output_days,
-            },
-        )
+        await _record(svc, tx, policy, "retention.changed", who.actor)
     return policy
+
+
+async def _record(
+    svc: Services, tx: Tx, policy: RetentionPolicy, type: str, actor: str, **counts: int
+) -> None:
+    """An event of the organization about its retention, with the policy in force."""
+    await events.record(
+        svc,
+        tx,
+        org_id=policy.org_id,
+        kind="organization",
+        subject_id=policy.org_id,
+        type=type,
+        now=svc.clock.now(),
+        actor=actor,
+        data={
+            **counts,
+            "keep_jobs_days": policy.keep_jobs_days,
+            "keep_output_days": policy.keep_output_days,
+        },
+    )
 
 
 async def apply_retention(svc: Services) -> list[Applied]:
@@ -91,31 +100,19 @@ async def _apply(svc: Services, policy: RetentionPolicy) -> Applied:
             for job_id in ids:
                 keys += await tx.files.delete_of_job(job_id)
             await repo.clear_output(ids)
-
-            def remove_files(keys: list[str] = keys) -> None:
-                for key in keys:
-                    svc.files.delete(key)
-
-            tx.after_commit(remove_files)
+            history.remove_files_after_commit(svc, tx, keys)
         cleared += len(ids)
         if len(ids) < BATCH:
             break
     if deleted or cleared:
         async with svc.db.begin() as tx:
-            await events.record(
+            await _record(
                 svc,
                 tx,
-                org_id=policy.org_id,
-                kind="organization",
-                subject_id=policy.org_id,
-                type="retention.applied",
-                now=svc.clock.now(),
-                actor="retention",
-                data={
-                    "jobs_deleted": deleted,
-                    "outputs_cleared": cleared,
-                    "keep_jobs_days": policy.keep_jobs_days,
-                    "keep_output_days": policy.keep_output_days,
-                },
+                policy,
+                "retention.applied",
+                "retention",
+                jobs_deleted=deleted,
+                outputs_cleared=cleared,
             )
     return Applied(policy.org_id, deleted, cleared)
