@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
+import yaml
 
+from jobyard.wire.listing import SCHEMAS
 from tests.e2e.procs import (
     Agent,
     Server,
     bootstrap_admin,
     clean_env,
     jobyard_command,
+    run_cli,
     start_agents,
     wait_until,
 )
@@ -253,3 +257,39 @@ def test_summary_view_at_200_nodes(
     screen = term.wait_for("RC=0", timeout=60)
     assert f"complete · {total} of {total} succeeded" in screen
     assert "┃ node" not in screen  # every node succeeded: no table at the end
+
+
+def test_read_commands_print_json_and_yaml_matching_their_schema(yard: Yard) -> None:
+    env = {"JOBYARD_URL": yard.server.url, "JOBYARD_TOKEN": yard.token}
+    with yard.server.client(yard.token) as c:
+        task = {"name": "deploy", "command": "true", "target": {"nodes": [NODE]}}
+        assert c.post("/api/v1/tasks", json=task).status_code == 201
+    ran = run_cli("run", "-q", "--nodes", NODE, "--", "sh", "-c", "exit 3", env=env)
+    assert ran.returncode == 1, ran.stderr
+    job_id = yard.latest_job()["id"]
+    commands = {
+        "jobs": ["jobs"],
+        "job": ["job", str(job_id)],
+        "nodes": ["nodes"],
+        "tasks": ["tasks"],
+    }
+    for name, args in commands.items():
+        proc = run_cli(*args, "-o", "json", env=env)
+        assert proc.returncode == 0, (name, proc.stderr)
+        data = json.loads(proc.stdout)
+        schema = SCHEMAS[name].model_json_schema()
+        errors = [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(data)]
+        assert not errors, (name, errors)
+        assert data["count"] >= 1 if "count" in data else data["id"] == job_id
+        # The same through JOBYARD_OUTPUT, as YAML.
+        as_yaml = run_cli(*args, env={**env, "JOBYARD_OUTPUT": "yaml"})
+        again = yaml.safe_load(as_yaml.stdout)
+        if name == "nodes":  # a heartbeat may land between the two calls
+            assert [n["name"] for n in again["results"]] == [n["name"] for n in data["results"]]
+        else:
+            assert again == data, name
+    job = json.loads(run_cli("job", str(job_id), "-o", "json", env=env).stdout)
+    assert (job["outcome"], job["outcome_label"]) == ("failed", "complete · 1 of 1 failed")
+    assert [e["to_status"] for e in job["history"]][-1] == "complete"
+    bad = run_cli("jobs", "-o", "xml", env=env)
+    assert bad.returncode == 2 and "'xml' is not one of" in bad.stderr

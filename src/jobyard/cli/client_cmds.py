@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from jobyard.cli.follow import follow, job_status, node_table, styled, succeeded
+from jobyard.cli.output import Format, OutputOpt, emit
 from jobyard.client import ApiError, Client, Profile, resolve
 from jobyard.client.http import FINISHED
 from jobyard.client.profile import save
@@ -162,13 +163,16 @@ def run(
 def jobs(
     status: Annotated[str | None, typer.Option(help="Comma-separated statuses.")] = None,
     limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    output: OutputOpt = Format.TABLE,
     server: ServerOpt = None,
     token: TokenOpt = None,
     org: OrgOpt = None,
 ) -> None:
-    """List recent jobs."""
+    """List recent jobs, newest first."""
     client = _client(server, token, org)
     page = _call(client.list_jobs, status=status, page_size=limit)
+    if emit({"count": page["count"], "results": page["results"]}, output):
+        return
     table = Table()
     for col in ("id", "status", "command", "nodes", "created"):
         table.add_column(col)
@@ -191,6 +195,7 @@ def job(
     node: Annotated[
         list[str] | None, typer.Option("--node", help="Print only this node's output; repeat.")
     ] = None,
+    output: OutputOpt = Format.TABLE,
     server: ServerOpt = None,
     token: TokenOpt = None,
     org: OrgOpt = None,
@@ -199,6 +204,8 @@ def job(
     its output live until it ends (exit codes as `jobyard run`)."""
     client = _client(server, token, org)
     data = _call(client.get_job, job_id)
+    if not follow_ and emit({**data, "history": _call(client.history, job_id)}, output):
+        return
     console.print(f"command: {escape(data['command'])}")
     if follow_ and data["status"] not in FINISHED:
         code = _call(
@@ -229,13 +236,20 @@ def job(
         raise typer.Exit(0 if succeeded(data) else 1)
 
 
-def nodes(server: ServerOpt = None, token: TokenOpt = None, org: OrgOpt = None) -> None:
+def nodes(
+    output: OutputOpt = Format.TABLE,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    org: OrgOpt = None,
+) -> None:
     """List nodes."""
     client = _client(server, token, org)
+    items = _call(client.nodes)
+    if emit({"count": len(items), "results": items}, output):
+        return
     table = Table()
     for col in ("name", "status", "availability", "tags", "cluster", "last heartbeat"):
         table.add_column(col)
-    items = _call(client.nodes)
     for n in items:
         status = "[green]online[/]" if n["online"] else "[dim]offline[/]"
         table.add_row(

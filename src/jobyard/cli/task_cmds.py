@@ -18,6 +18,7 @@ from jobyard.cli.client_cmds import (
     err,
 )
 from jobyard.cli.follow import styled, succeeded
+from jobyard.cli.output import Format, OutputOpt, emit
 from jobyard.client import Client
 
 task_app = typer.Typer(help="Run tasks.", no_args_is_help=True)
@@ -28,6 +29,7 @@ def tasks(
     type: Annotated[
         str | None, typer.Option(help="Only this type: script, input, approval, notification.")
     ] = None,
+    output: OutputOpt = Format.TABLE,
     server: ServerOpt = None,
     token: TokenOpt = None,
     org: OrgOpt = None,
@@ -35,6 +37,8 @@ def tasks(
     """List tasks."""
     client = _client(server, token, org)
     page = _call(client.list_tasks, type=type, page_size=100)
+    if emit({"count": page["count"], "results": page["results"]}, output):
+        return
     table = Table()
     for col in ("id", "name", "type", "arguments", "concurrency", "secret"):
         table.add_column(col)
