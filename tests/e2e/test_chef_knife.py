@@ -221,6 +221,38 @@ def token(chef: Chef) -> str:
     return _TOKEN["t"]
 
 
+def test_knife_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The same keys and signed jobs with the server on PostgreSQL."""
+    server = Server(tmp_path / "server", database_url=pg_url, env=SERVER_ENV)
+    server.admin("create-org", ORG)
+    server.admin("create-user", "--org", ORG, "--email", EMAIL, "--role", "admin")
+    agent_token = server.admin("create-token", "--org", ORG, "--email", EMAIL, "--role", "agent")
+    key = tmp_path / "alice.pem"
+    server.admin(
+        "chef-key", "add", "alice", "--org", ORG, "--email", EMAIL,
+        "--private-key-file", str(key),
+    )  # fmt: skip
+    server.start()
+    agent = Agent(tmp_path / "pg1", server_url=server.url, token=agent_token["token"], node="pg1")
+    try:
+        agent.start()
+        chef = Chef(server, tmp_path, {"alice": key})
+        r = chef.knife("job", "start", "echo on postgres", "pg1", "--capture", version="1.1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        job = last_json(r.stdout)
+        assert job["nodes"] == {"succeeded": ["pg1"]}
+        r = chef.knife("job", "output", job["id"], "pg1", version="1.0")
+        assert r.stdout == "on postgres\n", r.stderr
+        r = chef.knife("job", "start", "echo x", "pg1", "ghost")
+        assert r.returncode == 1 and last_json(r.stdout)["nodes"] == {
+            "was_ready": ["pg1"],
+            "unavailable": ["ghost"],
+        }
+    finally:
+        agent.close()
+        server.close()
+
+
 # -- stopping with feeds open
 
 
