@@ -28,7 +28,7 @@ ENV = {
     "JOBYARD_VOTING_TIMEOUT": "20",
 }
 OPS = "ops@acme.test"
-WITHIN = 5.0  # "within seconds"
+WITHIN = 10.0  # "within seconds" (on a loaded machine)
 
 
 @dataclass

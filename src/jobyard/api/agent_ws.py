@@ -6,7 +6,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import datetime as dt
 import logging
 from typing import Any
 
@@ -84,7 +83,7 @@ class Session:
         self.node_id, self.name = node_id, name
         self.key = (who.org_id, name)
         self.said_bye = False
-        self.revoked_at: dt.datetime | None = None
+        self.revoked = False
         self.waiting: set[asyncio.Task[None]] = set()
 
     async def serve(
@@ -121,14 +120,11 @@ class Session:
                     await task
             if self.engine.sessions.get(self.key) is self:
                 del self.engine.sessions[self.key]
-        if self.revoked_at is not None:
-            # Gone now, not after TTL + grace: no new job is sent to it meanwhile.
+        if self.revoked and self.key not in self.engine.sessions:
+            # Gone now, not after TTL + grace: no new job is sent to it meanwhile (unless
+            # it is already back, under a credential that works).
             await nodes.node_gone(
-                self.svc,
-                self.who.org_id,
-                self.name,
-                "the agent's credentials were revoked",
-                silent_before=self.revoked_at,
+                self.svc, self.who.org_id, self.name, "the agent's credentials were revoked"
             )
         elif self.said_bye:
             await self.engine.caught_up()  # what it reported before saying goodbye first
@@ -146,7 +142,7 @@ class Session:
         try:
             await accounts.authenticate(self.svc, secret)
         except JobyardError:
-            self.revoked_at = self.svc.clock.now()
+            self.revoked = True
             log.warning("node %s: its credentials were revoked; disconnected", self.name)
             await self.close("the agent's credentials were revoked", code=4401)
             return
