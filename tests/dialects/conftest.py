@@ -83,7 +83,7 @@ async def add_node(
         await tx.nodes.upsert(
             found.id,
             name,
-            {"tags": [], "cluster": cluster, "online": online, "busy": busy},
+            {"tags": [], "cluster": cluster, "online": online, "connected": online, "busy": busy},
             svc.clock.now(),
         )
 

@@ -34,6 +34,9 @@ OUTPUT_CAP = 1_000_000
 FILE_CAP = 50_000_000
 RESEND_AFTER = 10.0
 MAX_BACKOFF = 30.0
+# Until a server has said how soon it wants agents back (welcome), retries stay this close:
+# an agent started while its server is down (or restarting) finds it within seconds.
+FIRST_BACKOFF_CAP = 4.0
 
 
 @dataclass
@@ -85,7 +88,7 @@ class Agent:
         self.runs: dict[tuple[int, int], Run] = {}
         self.ws: ClientConnection | None = None
         self.heartbeat_interval = 5.0
-        self.max_backoff = MAX_BACKOFF
+        self.max_backoff = FIRST_BACKOFF_CAP
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
         self.desk = InputDesk(self._relay_input, lambda job, attempt: (job, attempt) in self.runs)
@@ -227,17 +230,27 @@ class Agent:
             ],
             pending=[{"job": p["job"], "attempt": p["attempt"]} for p in self.journal.pending()],
             busy=self.busy,
+            slots=self.config.max_jobs,
         )
 
     @property
     def busy(self) -> bool:
         return len(self.runs) >= self.config.max_jobs
 
+    def _heartbeat(self) -> str:
+        return wire.encode("heartbeat", busy=self.busy, held=len(self.runs))
+
+    async def _slots_changed(self) -> None:
+        """Tell the server at once when a slot is taken or freed (not at the next beat):
+        it paces commits by it, and a node killed out of a run is not shown available
+        before its slot is really free."""
+        await self._send(self._heartbeat())
+
     async def _heartbeats(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            await ws.send(wire.encode("heartbeat", busy=self.busy))
+            await ws.send(self._heartbeat())
             if loop.time() - self._last_resend > RESEND_AFTER:
                 await self._resend_results()
 
@@ -298,6 +311,7 @@ class Agent:
         assert journal is not None  # set before hello, so before any commit
         if key in self.runs and self.runs[key].journal is journal:
             await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
+            await self._slots_changed()  # unchanged, but the server counts acks as taken
             return
         reason = None
         if journal.started(job, attempt) is not None:
@@ -313,6 +327,7 @@ class Agent:
             return
         self.runs[key] = Run(job, attempt, msg, journal)
         await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
+        await self._slots_changed()
 
     async def _on_run(self, job: int, attempt: int) -> None:
         run = self.runs.get((job, attempt))
@@ -332,6 +347,7 @@ class Agent:
         if run.task is None:
             # Committed but not started (quorum failed, or stopped before run): release.
             self.runs.pop((job, attempt), None)
+            await self._slots_changed()
             return
         run.aborting = True
         if run.process is not None:
@@ -419,6 +435,7 @@ class Agent:
             status, reason = "failed", f"agent error: {exc}"
         finally:
             self.runs.pop((job, attempt), None)
+        await self._slots_changed()
         result: dict[str, Any] = {"job": job, "attempt": attempt, "status": status}
         result["exit_code"] = code
         if reason and status == "failed":

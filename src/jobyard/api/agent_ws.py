@@ -7,6 +7,7 @@ import base64
 import binascii
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -14,6 +15,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from jobyard.api.auth import token_from
 from jobyard.dispatch.engine import Engine
 from jobyard.domain.errors import JobyardError
+from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Principal
 from jobyard.service import accounts, approvals, nodes, outputs, revocations
 from jobyard.service.context import Services
@@ -58,11 +60,14 @@ async def agent_socket(ws: WebSocket) -> None:
             # Once more, now that changes are heard: a revocation since the first look
             # cleared the remembered authentication, so this one reads the database.
             await accounts.authenticate(svc, secret or "")
+            before = await nodes.availability_of(svc, who.org_id, hello.node)
             node = await nodes.node_connected(svc, who, hello, engine.replica)
         except JobyardError as exc:
             await _refuse(ws, exc)
             return
         session = Session(svc, engine, ws, who, node.id, hello.node)
+        session.slots, session.held = hello.slots, len(hello.running)
+        session.reconnecting = before is Availability.RECONNECTING
         await session.serve(outbox, changes, secret or "")
 
 
@@ -73,8 +78,21 @@ async def _refuse(ws: WebSocket, exc: Exception) -> None:
         await ws.close(code=4400, reason=detail[:120])
 
 
+def _is_commit(message: Any) -> bool:
+    return isinstance(message, str) and message.startswith('{"type":"commit"')
+
+
 class Session:
-    """One agent connection: its reads, its commands, and the input its commands wait for."""
+    """One agent connection: its reads, its commands, and the input its commands wait for.
+
+    An agent reconnecting after a server restart is owed every commit of the jobs
+    submitted meanwhile, and more arrive while the other agents reconnect (jobs that,
+    without the restart, would have run one after the other). For the reconnect window
+    (TTL + grace after its hello) its commits are paced: handed over in order, each once
+    the agent has a free slot, so that it does not answer ``busy`` to a burst. At the end
+    of the window whatever still waits is sent, and a busy agent says so, as it does for
+    any job sent while it is busy.
+    """
 
     def __init__(
         self, svc: Services, engine: Engine, ws: WebSocket, who: Principal, node_id: int, name: str
@@ -84,6 +102,14 @@ class Session:
         self.key = (who.org_id, name)
         self.said_bye = False
         self.revoked = False
+        # The agent's slots as this connection sees them (for pacing commits).
+        self.slots = 1
+        self.held = 0  # taken, as the agent last reported (plus acks since)
+        self.unanswered = 0  # commits sent, not yet acked or nacked
+        self.paced: deque[str] = deque()
+        self.reconnecting = False  # was it reconnecting (after a server restart) at hello?
+        self.pace_until = 0.0
+        self.freed = asyncio.Event()
         self.waiting: set[asyncio.Task[None]] = set()
 
     async def serve(
@@ -148,10 +174,63 @@ class Session:
             return
         await self.close("the agent's credentials changed; reconnect", code=4000)
 
+    @property
+    def free(self) -> int:
+        return self.slots - self.held - self.unanswered
+
     async def _write(self, outbox: asyncio.Queue[Any]) -> None:
-        while True:
-            message = await outbox.get()
-            await self.ws.send_text(message)
+        loop = asyncio.get_running_loop()
+        s = self.svc.settings
+        if self.reconnecting:
+            self.pace_until = loop.time() + s.node_ttl + s.node_grace
+        getter: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                while self.paced and (self.free > 0 or loop.time() >= self.pace_until):
+                    await self._send_out(self.paced.popleft())
+                if not self.paced:  # the usual case: pass every message on as it comes
+                    message = await (getter if getter is not None else outbox.get())
+                    getter = None
+                else:  # wait for a message, a freed slot or the end of pacing
+                    if getter is None:
+                        getter = asyncio.ensure_future(outbox.get())
+                    freed = asyncio.ensure_future(self.freed.wait())
+                    await asyncio.wait(
+                        {getter, freed},
+                        timeout=max(0.0, self.pace_until - loop.time()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    freed.cancel()
+                    self.freed.clear()
+                    if not getter.done():
+                        continue
+                    message, getter = getter.result(), None
+                if _is_commit(message) and loop.time() < self.pace_until:
+                    self.paced.append(message)
+                else:
+                    await self._send_out(message)
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+    async def _send_out(self, message: str) -> None:
+        if _is_commit(message):
+            self.unanswered += 1
+        await self.ws.send_text(message)
+
+    def _slots_reported(self, msg: dict[str, Any]) -> None:
+        held = msg.get("held")
+        if isinstance(held, int) and not isinstance(held, bool):
+            self.held = held
+        else:  # an agent that reports only busy
+            self.held = self.slots if msg.get("busy") else 0
+        self.freed.set()
+
+    def _voted(self, ack: bool) -> None:
+        self.unanswered = max(0, self.unanswered - 1)
+        if ack:
+            self.held += 1  # until its next heartbeat says how many it holds
+        self.freed.set()
 
     async def _read(self) -> None:
         while True:
@@ -169,7 +248,10 @@ class Session:
         org = self.who.org_id
         if kind == "heartbeat":
             self.engine.heartbeat(self.node_id, bool(msg.get("busy")))
+            self._slots_reported(msg)
         elif kind in ("ack_commit", "nack_commit", "ack_run"):
+            if kind != "ack_run":
+                self._voted(kind == "ack_commit")
             job, attempt = wire.job_ref(msg)
             reason = msg.get("reason") if isinstance(msg.get("reason"), str) else None
             self.engine.report(Report(kind, org, self.name, job, attempt, reason=reason))

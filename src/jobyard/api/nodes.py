@@ -26,7 +26,8 @@ def node_json(n: Node) -> dict[str, Any]:
     return {
         "name": n.name,
         "status": "online" if n.online else "offline",
-        "availability": "available" if n.online and not n.busy else "unavailable",
+        "availability": n.availability.word,
+        "connected": n.connected,
         "online": n.online,
         "busy": n.busy,
         "tags": n.tags,

@@ -116,7 +116,11 @@ class Bridge:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         dsn = _dsn(self.svc.db.url)
-        listener = await asyncpg.connect(dsn)
+        # Named after the replica: a replica starting reads which others are alive
+        # (pg_stat_activity), so that only the nodes of a dead one count as reconnecting.
+        listener = await asyncpg.connect(
+            dsn, server_settings={"application_name": f"jobyard:{self.replica}"}
+        )
         sender = await asyncpg.connect(dsn)
         await listener.add_listener(CHANNEL, self._on_notify)
         self.svc.hub.forward = self.forward

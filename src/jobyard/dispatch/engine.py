@@ -36,6 +36,8 @@ class Engine:
         self.replica = uuid.uuid4().hex[:12]
         self.reports: asyncio.Queue[Report] = asyncio.Queue()
         self.heartbeats: dict[int, bool] = {}
+        self._busy: dict[int, bool] = {}  # each node's busy flag as last reported
+        self.heartbeat_wake = asyncio.Event()
         self.sessions: dict[tuple[int, str], Any] = {}
         self.start_wake = asyncio.Event()
         self.cluster_wake = asyncio.Event()
@@ -71,6 +73,11 @@ class Engine:
 
     def heartbeat(self, node_id: int, busy: bool) -> None:
         self.heartbeats[node_id] = busy
+        if self._busy.get(node_id) is not busy:
+            # Written at once, not at the next tick: node listings show the slot taken
+            # (or freed) as soon as the agent says so.
+            self._busy[node_id] = busy
+            self.heartbeat_wake.set()
 
     # -- loops
     async def _apply_batches(self) -> None:
@@ -143,7 +150,9 @@ class Engine:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(periodic("starter", 1.0, self._start, self.start_wake))
             await stack.enter_async_context(periodic("deadlines", tick, self._deadlines))
-            await stack.enter_async_context(periodic("heartbeats", tick, self._flush_heartbeats))
+            await stack.enter_async_context(
+                periodic("heartbeats", tick, self._flush_heartbeats, self.heartbeat_wake)
+            )
             await stack.enter_async_context(periodic("expiry", tick, self._expire))
             await stack.enter_async_context(
                 periodic("clusters", tick * 2, self._clusters, self.cluster_wake)

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from jobyard.domain.accounts import Role
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.nodes import Availability, availability
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,11 @@ class Node:
     last_heartbeat: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    connected: bool = True  # False: online, but its agent has not said hello since a restart
+
+    @property
+    def availability(self) -> Availability:
+        return availability(self.online, self.connected, self.busy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobyard.domain.errors import Invalid
+from jobyard.domain.nodes import Availability, availability
 
 # \Z, not $: "$" also matches before a trailing newline.
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,252}\Z")
@@ -74,6 +75,11 @@ class NodeInfo:
     busy: bool
     tags: frozenset[str] = field(default_factory=frozenset)
     cluster: str | None = None
+    connected: bool = True
+
+    @property
+    def available(self) -> bool:
+        return availability(self.online, self.connected, self.busy) is Availability.AVAILABLE
 
 
 def select_nodes(target: Target, nodes: list[NodeInfo]) -> list[str]:
@@ -87,9 +93,9 @@ def select_nodes(target: Target, nodes: list[NodeInfo]) -> list[str]:
     else:
         wanted = set(target.tags)
         members = [n for n in nodes if wanted <= n.tags]
-    members.sort(key=lambda n: (not n.online, n.busy, n.name))
+    members.sort(key=lambda n: (not n.available, not n.online, n.busy, n.name))
     if target.count is not None:
-        available = [n for n in members if n.online and not n.busy]
+        available = [n for n in members if n.available]
         chosen = available[: target.count]
         if len(chosen) < target.count:
             # Fewer available than asked: take the best of the rest so quorum decides.

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.nodes import Availability
+from jobyard.domain.records import Job
 from jobyard.service.context import Services
 from jobyard.service.rounds import commit_message, load_round, persist_round, send
+from jobyard.store import Tx
 
 
 async def start_jobs(svc: Services, limit: int = 200) -> int:
@@ -18,13 +23,17 @@ async def start_jobs(svc: Services, limit: int = 200) -> int:
                 continue
             rnd = await load_round(tx, job, now)
             rnd.start_voting()
-            online = {
-                n.name for n in await tx.nodes.by_names(job.org_id, list(rnd.runs)) if n.online
-            }
+            # Shared locks: a hello committing meanwhile is seen (or sees this job voting),
+            # so a reconnecting node's commit is sent by one side or the other.
+            found = await tx.nodes.by_names(job.org_id, list(rnd.runs), for_share=True)
+            state = {n.name: n.availability for n in found}
             for node, run in rnd.runs.items():
                 if run.status is not NodeRunStatus.NEW:
                     continue
-                if node in online:
+                seen = state.get(node, Availability.OFFLINE)
+                if seen is Availability.OFFLINE:
+                    rnd.node_lost(node, "node is offline")
+                elif seen is not Availability.RECONNECTING:  # else: sent after its hello
                     send(
                         svc,
                         tx,
@@ -32,8 +41,6 @@ async def start_jobs(svc: Services, limit: int = 200) -> int:
                         node,
                         commit_message(job, node, svc.settings.run_files_cap),
                     )
-                else:
-                    rnd.node_lost(node, "node is offline")
             rnd.settle()
             await persist_round(svc, tx, job, rnd, actor=None)
             started += 1
@@ -49,6 +56,8 @@ async def fire_deadlines(svc: Services) -> int:
             job = await tx.jobs.get_any(job_id, for_update=True)
             if job is None or job.deadline is None or job.deadline > now:
                 continue
+            if job.status is JobStatus.VOTING and await _awaits_reconnect(svc, tx, job, now):
+                continue
             rnd = await load_round(tx, job, now)
             if job.status is JobStatus.VOTING:
                 rnd.voting_timeout()
@@ -58,3 +67,18 @@ async def fire_deadlines(svc: Services) -> int:
             await persist_round(svc, tx, job, rnd, actor=None)
             fired += 1
     return fired
+
+
+async def _awaits_reconnect(svc: Services, tx: Tx, job: Job, now: dt.datetime) -> bool:
+    """Whether a vote still missing is a reconnecting node's, within its grace: voting
+    waits for it (its hello sends the commit) rather than call it unavailable."""
+    waiting = [r.node_name for r in await tx.jobs.runs(job.id) if r.status is NodeRunStatus.NEW]
+    if not waiting:
+        return False
+    grace = dt.timedelta(seconds=svc.settings.node_ttl + svc.settings.node_grace)
+    return any(
+        n.availability is Availability.RECONNECTING
+        and n.last_heartbeat is not None
+        and n.last_heartbeat + grace > now
+        for n in await tx.nodes.by_names(job.org_id, waiting)
+    )

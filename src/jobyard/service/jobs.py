@@ -57,7 +57,9 @@ async def _resolve_nodes(tx: Tx, org_id: int, target: Target) -> list[str]:
     if target.nodes:
         return list(target.nodes)
     known = await tx.nodes.all(org_id)
-    infos = [NodeInfo(n.name, n.online, n.busy, frozenset(n.tags), n.cluster) for n in known]
+    infos = [
+        NodeInfo(n.name, n.online, n.busy, frozenset(n.tags), n.cluster, n.connected) for n in known
+    ]
     chosen = select_nodes(target, infos)
     if not chosen:
         what = f"cluster {target.cluster!r}" if target.cluster else f"tags {list(target.tags)}"

@@ -15,6 +15,7 @@ from typing import Any
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Event, Node, Page, Principal
 from jobyard.domain.targets import check_node_name
 from jobyard.service.context import Services
@@ -35,6 +36,7 @@ class Hello:
     running: list[tuple[int, int]]  # (job, attempt) the agent holds: committed or running
     pending: list[tuple[int, int]]  # (job, attempt) whose result the agent will re-send
     busy: bool
+    slots: int = 1  # runs the agent takes at once (its --max-jobs)
 
     @classmethod
     def parse(cls, msg: dict[str, Any]) -> Hello:
@@ -51,6 +53,9 @@ class Hello:
         cluster = msg.get("cluster")
         if cluster is not None and (not isinstance(cluster, str) or not cluster):
             raise Invalid("cluster must be a non-empty string", "cluster")
+        slots = msg.get("slots", 1)
+        if not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= 10_000:
+            raise Invalid("slots must be a whole number from 1 to 10000", "slots")
         return cls(
             node=node,
             incarnation=incarnation,
@@ -59,6 +64,7 @@ class Hello:
             running=[wire.job_ref(r) for r in msg.get("running") or []],
             pending=[wire.job_ref(r) for r in msg.get("pending") or []],
             busy=bool(msg.get("busy")),
+            slots=slots,
         )
 
 
@@ -89,6 +95,12 @@ async def _node_event(
     )
 
 
+async def availability_of(svc: Services, org_id: int, name: str) -> Availability:
+    async with svc.db.read() as tx:
+        node = await tx.nodes.get(org_id, name)
+    return node.availability if node is not None else Availability.OFFLINE
+
+
 async def server_identity(svc: Services) -> str:
     """The id agents key their journal by: this database's, made once and kept in it."""
     known = svc.runtime.get("server_identity")
@@ -115,6 +127,7 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
                 "tags": hello.tags,
                 "cluster": hello.cluster,
                 "online": True,
+                "connected": True,  # available from now on: it has told what it holds
                 "busy": hello.busy,
                 "incarnation": hello.incarnation,
                 "replica": replica,
@@ -145,7 +158,7 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
         # process keeps running and its slot stays taken.
         for job_id, attempt in sorted(set(hello.running) - {(r.job_id, r.attempt) for r in live}):
             send(svc, tx, who.org_id, hello.node, wire.encode("abort", job=job_id, attempt=attempt))
-        for run in live:
+        for run in sorted(live, key=lambda r: r.job_id):  # commits owed go out in job order
             job = await tx.jobs.get_any(run.job_id)
             if job is None:
                 continue
@@ -242,7 +255,9 @@ async def node_gone(
         if silent_before is not None and heard is not None and heard >= silent_before:
             return
         now = svc.clock.now()
-        await tx.nodes.update(node.id, {"online": False, "busy": False, "updated_at": now})
+        await tx.nodes.update(
+            node.id, {"online": False, "connected": False, "busy": False, "updated_at": now}
+        )
         await _node_event(svc, tx, node, "node.status", "offline", reason, from_status="online")
         for run in await tx.jobs.runs_of_node(org_id, name, LIVE_RUNS):
             reports.append(Report("lost", org_id, name, run.job_id, run.attempt, reason=reason))
@@ -256,9 +271,13 @@ async def grant_reconnect_grace(svc: Services) -> None:
 
     Without it, a server that was down longer than TTL + grace would declare every
     node offline (and crash their runs) before the agents had a chance to reconnect.
+    The nodes whose connection died with the server (on PostgreSQL: held by no live
+    replica) are ``reconnecting`` until their agent's hello: not available, and the
+    votes asked of them wait for that hello rather than go to a socket nobody holds.
     """
     async with svc.db.begin() as tx:
         await tx.nodes.refresh_online(svc.clock.now())
+        await tx.nodes.mark_reconnecting(await tx.nodes.live_replicas())
 
 
 async def expire_silent_nodes(svc: Services) -> int:

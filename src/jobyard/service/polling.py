@@ -61,7 +61,12 @@ async def _seen(svc: Services, tx: Tx, who: Principal, name: str, now: dt.dateti
         raise Conflict(
             f"node {name!r} is connected as a jobyard agent: poll under another hostname"
         )
-    values: dict[str, Any] = {"online": True, "last_heartbeat": now, "incarnation": POLLING}
+    values: dict[str, Any] = {
+        "online": True,
+        "connected": True,
+        "last_heartbeat": now,
+        "incarnation": POLLING,
+    }
     if before is None:
         values.update(tags=[], cluster=None, busy=False)
     node = await tx.nodes.upsert(who.org_id, name, values, now)

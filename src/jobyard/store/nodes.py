@@ -36,8 +36,12 @@ class NodesRepo:
             q = q.where(nodes.c.cluster == cluster)
         return records(Node, (await self.conn.execute(q.order_by(nodes.c.name))).mappings())
 
-    async def by_names(self, org_id: int, names: list[str]) -> list[Node]:
+    async def by_names(
+        self, org_id: int, names: list[str], *, for_share: bool = False
+    ) -> list[Node]:
         q = nodes.select().where(nodes.c.org_id == org_id, nodes.c.name.in_(names))
+        if for_share and self.conn.dialect.name == "postgresql":
+            q = q.with_for_update(read=True)
         return records(Node, (await self.conn.execute(q)).mappings())
 
     async def upsert(
@@ -107,6 +111,24 @@ class NodesRepo:
         await self.conn.execute(
             nodes.update().where(nodes.c.online.is_(True)).values(last_heartbeat=now)
         )
+
+    async def live_replicas(self) -> list[str]:
+        """Replicas whose bridge holds a database connection (PostgreSQL; none on SQLite,
+        where the one server process is the one starting)."""
+        if self.conn.dialect.name != "postgresql":
+            return []
+        q = sa.text(
+            "SELECT DISTINCT substr(application_name, 9) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'jobyard:%'"
+        )
+        return [str(row[0]) for row in await self.conn.execute(q)]
+
+    async def mark_reconnecting(self, live_replicas: list[str]) -> None:
+        """Online nodes not connected to a live replica: reconnecting until their hello."""
+        q = nodes.update().where(nodes.c.online.is_(True), nodes.c.connected.is_(True))
+        if live_replicas:
+            q = q.where(sa.or_(nodes.c.replica.is_(None), nodes.c.replica.not_in(live_replicas)))
+        await self.conn.execute(q.values(connected=False))
 
     async def silent_since(self, cutoff: dt.datetime) -> list[Node]:
         """Online nodes whose last heartbeat is older than ``cutoff``."""

@@ -135,6 +135,8 @@ nodes = sa.Table(
     sa.Column("cluster", sa.String(200)),
     sa.Column("online", sa.Boolean(), nullable=False),
     sa.Column("busy", sa.Boolean(), nullable=False),
+    # Said hello on a live connection (False while reconnecting after a server restart).
+    sa.Column("connected", sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column("incarnation", sa.String(64)),
     sa.Column("replica", sa.String(64)),
     _ts("last_heartbeat"),

@@ -2,9 +2,9 @@
 
 agent → server                              server → agent
   hello {node, incarnation, tags, cluster,    welcome {node, server, heartbeat_interval,
-         running[], pending[], busy}                   reconnect_within}
+         running[], pending[], busy, slots}            reconnect_within}
                                               commit {job, attempt, command, argv, ...}
-  heartbeat {busy}                            run {job, attempt}
+  heartbeat {busy, held}                      run {job, attempt}
   ack_commit {job, attempt}                   abort {job, attempt}
   nack_commit {job, attempt, reason}          ack {job, attempt}      (result applied)
   ack_run {job, attempt}                      error {message}
@@ -13,6 +13,9 @@ agent → server                              server → agent
   result {job, attempt, status, exit_code}
   input_request {job, attempt, fields, prompt, timeout}   input {job, attempt, status, values}
   bye {}
+
+``slots`` is how many runs the agent takes at once; ``held`` (in heartbeats) how many
+slots are taken. The agent also sends a heartbeat as soon as a slot is taken or freed.
 
 ``running`` in hello lists every run the agent holds a slot for (committed or running):
 the server answers ``abort`` for those it no longer wants, ``run`` for ready ones whose

@@ -22,7 +22,7 @@ from jobyard.domain.dialects import chef, chef_signing
 from jobyard.domain.errors import Invalid, NotFound
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
 from jobyard.domain.quorum import Quorum
-from jobyard.domain.records import Event, Principal
+from jobyard.domain.records import Event, Node, Principal
 from jobyard.domain.targets import Target
 from jobyard.service import chef_keys, feeds, outputs
 from jobyard.service import jobs as uc
@@ -220,26 +220,28 @@ async def output(job_id: str, node: str, channel: str, who: Who, svc: Svc) -> Re
     return Response(data.encode(), media_type="application/octet-stream")
 
 
-def _node_state(name: str, online: bool, busy: bool) -> dict[str, str]:
+def _node_state(name: str, node: Node | None) -> dict[str, str]:
+    online = node is not None and node.online
     return {
         "node_name": name,
         "status": "online" if online else "offline",
-        "availability": "available" if online and not busy else "unavailable",
+        # The dispatcher's own rule: "available" only when the next job's commit is acked.
+        "availability": node.availability.word if node is not None else "unavailable",
     }
 
 
 @router.get("/node_states", summary="Every node's status and availability")
 async def node_states(who: Who, svc: Svc) -> Response:
     nodes = await node_uc.list_nodes(svc, who)
-    return JSON([_node_state(n.name, n.online, n.busy) for n in nodes])
+    return JSON([_node_state(n.name, n) for n in nodes])
 
 
 @router.get("/node_states/{node}", summary="One node's status (unknown nodes are offline)")
 async def node_state(node: str, who: Who, svc: Svc) -> Response:
     found = await node_uc.find_node(svc, who, node)
     if found is None:
-        return JSON(_node_state(node, False, False))
-    return JSON(_node_state(found.name, found.online, found.busy))
+        return JSON(_node_state(node, None))
+    return JSON(_node_state(found.name, found))
 
 
 # -- server-sent events: the native machinery (api/sse.py) with Push Jobs' words.

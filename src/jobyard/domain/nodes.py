@@ -1,0 +1,34 @@
+"""A node's availability: one rule, read by node listings, Chef's node_states, target
+selection and the dispatcher alike, so that what a listing says is what the next job finds.
+
+    offline        no agent (never connected, said goodbye, silent past TTL + grace)
+    reconnecting   online, but its agent has not said hello (with the runs it holds) since
+                   the server restarted: commits wait for that hello, within the grace
+    busy           its agent reported every slot taken (including a run being killed after
+                   a timeout or stop, until the agent reports the slot free)
+    available      none of the above: a commit is acked
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Availability(StrEnum):
+    AVAILABLE = "available"
+    BUSY = "busy"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+
+    @property
+    def word(self) -> str:
+        """Chef's two words (node_states, the native ``availability`` field)."""
+        return "available" if self is Availability.AVAILABLE else "unavailable"
+
+
+def availability(online: bool, connected: bool, busy: bool) -> Availability:
+    if not online:
+        return Availability.OFFLINE
+    if not connected:
+        return Availability.RECONNECTING
+    return Availability.BUSY if busy else Availability.AVAILABLE
