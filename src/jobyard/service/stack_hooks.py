@@ -24,7 +24,7 @@ from typing import Any
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.chains import StackRunStatus, named_outputs, step_succeeded
-from jobyard.domain.errors import Invalid, JobyardError, NotFound
+from jobyard.domain.errors import Conflict, Invalid, JobyardError, NotFound
 from jobyard.domain.records import Job, Principal
 from jobyard.domain.triggers import Stack
 from jobyard.service import hooks
@@ -120,10 +120,29 @@ class Started:
     job_id: int
 
 
+class NotStarted(Exception):
+    """The stack could not start (no node matches, a policy refused...): Kragle answers this
+    in the body of a 200, as an error of the stack's run, not of the request."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 async def start_stack(
     svc: Services, tx: Tx, stack: Stack, origin: Origin, env: dict[str, str] | None = None
 ) -> Started:
-    """Run a stack (a chain, or its one task or command) with extra environment."""
+    """Run a stack (a chain, or its one task or command) with extra environment; NotStarted
+    (and nothing written: the caller's transaction rolls back) when it cannot start."""
+    try:
+        return await _start_stack(svc, tx, stack, origin, env)
+    except (Invalid, Conflict) as exc:
+        raise NotStarted(exc.detail) from None
+
+
+async def _start_stack(
+    svc: Services, tx: Tx, stack: Stack, origin: Origin, env: dict[str, str] | None
+) -> Started:
     if env:
         stack = dataclasses.replace(stack, env={**stack.env, **env})
     if stack.chained:

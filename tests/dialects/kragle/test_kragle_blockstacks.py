@@ -327,3 +327,17 @@ async def test_block_targets_are_checked(client: httpx.AsyncClient, admin: Accou
     assert native["target"] == {"tags": ["gpu"]} and native["steps"][0]["target"] == {
         "tags": ["gpu"]
     }
+
+
+async def test_a_stack_that_cannot_start_answers_in_the_body_and_writes_nothing(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    h = admin.headers
+    await make_tasks(client, admin)
+    made = await blockstack(client, admin, tags=["gpu"], webhook="public", webhook_method="GET")
+    r = await client.get(f"{BASE}/blockstacks/exec/{made['id']}?wait=0", headers=h)
+    assert r.status_code == 200 and "no node matches" in r.json()["error"], r.json()
+    r = await client.get(f"{BASE}/blockstacks/hook/{made['id']}", params={"wait": "0"})
+    assert r.status_code == 200 and r.json()["status"] == 1 and "no node" in r.json()["err"]
+    assert (await client.get("/api/v1/stack-runs", headers=h)).json()["count"] == 0
+    assert (await client.get("/api/v1/jobs", headers=h)).json()["count"] == 0

@@ -772,7 +772,10 @@ def _wait(request: Request, svc: Services) -> float:
 
 async def _exec(request: Request, stack_id: str, c: Call, svc: Services) -> Response:
     wait = _wait(request, svc)
-    started = await stack_hooks.run_stack(svc, c.who, object_id(stack_id, "stack"))
+    try:
+        started = await stack_hooks.run_stack(svc, c.who, object_id(stack_id, "stack"))
+    except stack_hooks.NotStarted as exc:
+        return JSON({"error": exc.detail})
     outcome = await stack_hooks.wait_for(svc, started, wait)
     if outcome.ended and not outcome.ok:
         return JSON({"error": outcome.reason or "a block failed", **_ids(started)})
@@ -832,20 +835,23 @@ async def _hook(request: Request, stack_id: str, svc: Services) -> Response:
         if session is not None and session.user_id is not None and session.org is not None:
             who = await sessions.resume(svc, session.user_id, session.org)
     hidden = {"authorization", "cookie", "x-webhook-token"}
-    started = await stack_hooks.run_by_webhook(
-        svc,
-        native,
-        request.method,
-        token=request.query_params.get("token") or request.headers.get("x-webhook-token"),
-        who=who,
-        client=_client(request),
-        hook_input={
-            "GET": _values(query),
-            "POST": form,
-            "JSON": body,
-            "HEADERS": {k: v for k, v in request.headers.items() if k.lower() not in hidden},
-        },
-    )
+    try:
+        started = await stack_hooks.run_by_webhook(
+            svc,
+            native,
+            request.method,
+            token=request.query_params.get("token") or request.headers.get("x-webhook-token"),
+            who=who,
+            client=_client(request),
+            hook_input={
+                "GET": _values(query),
+                "POST": form,
+                "JSON": body,
+                "HEADERS": {k: v for k, v in request.headers.items() if k.lower() not in hidden},
+            },
+        )
+    except stack_hooks.NotStarted as exc:
+        return JSON({"status": 1, "err": exc.detail})
     outcome = await stack_hooks.wait_for(svc, started, _wait(request, svc))
     if outcome.ended and not outcome.ok:
         return JSON({"status": 1, "err": outcome.reason or "a block failed"})
