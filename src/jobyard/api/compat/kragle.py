@@ -790,11 +790,6 @@ def _ids(started: stack_hooks.Started) -> dict[str, Any]:
     return {"stack_run_id": started.run_id, "job_id": started.job_id}
 
 
-@router.api_route(
-    "/blockstacks/exec/{stack_id}",
-    methods=["GET", "POST"],
-    summary="Run a stack now; answers once it ends",
-)
 async def exec_stack(request: Request, stack_id: str, c: Caller, svc: Svc) -> Response:
     return await _exec(request, stack_id, c, svc)
 
@@ -860,10 +855,23 @@ async def _hook(request: Request, stack_id: str, svc: Services) -> Response:
     return JSON({"status": 0, "result": outcome.output})
 
 
-@router.api_route(
-    "/blockstacks/hook/{stack_id}",
-    methods=["GET", "POST"],
-    summary="Call a stack's webhook (with its method)",
-)
 async def hook(request: Request, stack_id: str, svc: Svc) -> Response:
     return await _hook(request, stack_id, svc)
+
+
+# exec and webhooks answer GET and POST: one route per method (one operation id each).
+for _method in ("GET", "POST"):
+    router.add_api_route(
+        "/blockstacks/exec/{stack_id}",
+        exec_stack,
+        methods=[_method],
+        summary="Run a stack now; answers once it ends",
+        name=f"kragle_exec_stack_{_method.lower()}",
+    )
+    router.add_api_route(
+        "/blockstacks/hook/{stack_id}",
+        hook,
+        methods=[_method],
+        summary="Call a stack's webhook (with its method)",
+        name=f"kragle_hook_{_method.lower()}",
+    )
