@@ -495,6 +495,8 @@ async def world(
         webhook_allow_private=True,
         smtp_host="127.0.0.1",
         smtp_port=9,
+        # Kragle's exec and webhooks answer at once (no agent runs what they start here).
+        kragle_exec_wait=0,
     )
     url = f"sqlite:///{root / 'jobyard.db'}"
     svc = Services(db=Database(url), settings=settings.replace(database_url=url))
