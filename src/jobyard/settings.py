@@ -39,6 +39,8 @@ class Settings:
     # An uploaded input file at most this size; a run's output files at most this in total.
     upload_cap: int = 500_000_000
     run_files_cap: int = 200_000_000
+    # A job on a cluster that is still being made waits this long for it, then fails.
+    cluster_wait: float = 3600.0
     # HTTP
     max_body: int = 1_048_576
     max_page_size: int = 100

@@ -92,3 +92,22 @@ def check_desired(nodes: object) -> int:
     if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
         raise Invalid(f"nodes must be a whole number from 1 to {MAX_NODES}", "nodes")
     return nodes
+
+
+# A job targeting a cluster that is being made waits for it (Xplenty: the job is accepted
+# and runs once the cluster is available); one whose cluster ends or fails first fails.
+WAIT_KEY = "wait_cluster"
+DEAD = frozenset(
+    {
+        ClusterStatus.PENDING_TERMINATE,
+        ClusterStatus.TERMINATING,
+        ClusterStatus.TERMINATED,
+        ClusterStatus.ERROR,
+    }
+)
+
+
+def job_waits(status: ClusterStatus, matching_nodes: int) -> bool:
+    """A job on this cluster waits (instead of being refused) while none of its nodes has
+    joined yet, unless the cluster is failing or ending; with nodes it runs at once."""
+    return status not in DEAD and matching_nodes == 0

@@ -18,9 +18,11 @@ from jobyard.domain.clusters import (
     next_cluster_status,
 )
 from jobyard.domain.errors import Conflict, Invalid, NotFound
+from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Cluster, Event, Page, Principal
 from jobyard.service.context import Services
 from jobyard.service.events import record
+from jobyard.service.jobs import release_waiting
 from jobyard.store import Tx
 
 CREATE_TIMEOUT = 600.0
@@ -238,7 +240,9 @@ async def advance_clusters(svc: Services) -> int:
     """Move every live cluster as far as its members' state allows; returns moves made."""
     moves = 0
     async with svc.db.read() as tx:
-        if not await tx.clusters.all_live():
+        if not await tx.clusters.all_live() and not await tx.jobs.active(
+            [JobStatus.ONHOLD], limit=1
+        ):
             return 0  # nothing to move: no write transaction, no writer lock taken
     async with svc.db.begin() as tx:
         if not await tx.leader("clusters"):
@@ -259,6 +263,7 @@ async def advance_clusters(svc: Services) -> int:
                 reason = _reason(nxt, online, current.desired_nodes)
                 current = await move_cluster(svc, tx, current, nxt, actor=None, reason=reason)
                 moves += 1
+        moves += await release_waiting(svc, tx)
     return moves
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jobyard.domain.accounts import Role, require
+from jobyard.domain.clusters import DEAD, WAIT_KEY, ClusterStatus, job_waits
 from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import FROZEN_AFTER_SUBMIT, JobSpec
@@ -78,9 +80,44 @@ async def placement(tx: Tx, org_id: int, target: Target) -> tuple[list[str], dic
     return await _resolve_nodes(tx, org_id, target), values
 
 
+async def _cluster_hold(svc: Services, tx: Tx, job: Job, actor: str) -> Job | None:
+    """Hold a job whose cluster is not ready for it yet: ``onhold`` until the cluster is
+    available (``release_waiting``), failing if it is not within ``cluster_wait``."""
+    target = Target.from_json(job.target)
+    if not target.cluster or job.status is not JobStatus.DRAFT:
+        return None
+    cluster = await tx.clusters.by_name(job.org_id, target.cluster)
+    if cluster is None:
+        return None
+    members = await tx.nodes.all(job.org_id, cluster=cluster.name)
+    infos = [NodeInfo(n.name, n.online, n.busy, frozenset(n.tags), n.cluster) for n in members]
+    if not job_waits(ClusterStatus(cluster.status), len(select_nodes(target, infos))):
+        return None
+    until = svc.clock.now() + dt.timedelta(seconds=svc.settings.cluster_wait)
+    wait = {"cluster": cluster.name, "until": until.isoformat()}
+    held = await move_job(
+        svc,
+        tx,
+        job,
+        JobStatus.ONHOLD,
+        actor=actor,
+        reason=f"waiting for cluster {cluster.name} to be available",
+        values={"meta": {**job.meta, WAIT_KEY: wait}, "cluster_id": cluster.id},
+    )
+    if held is None:
+        raise Conflict("the job changed while it was being submitted; try again")
+    return held
+
+
 async def _enter_new(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
-    """Resolve the target, create the node runs and move the job to ``new``."""
+    """Resolve the target, create the node runs and move the job to ``new`` (or hold it
+    until its cluster is available)."""
+    held = await _cluster_hold(svc, tx, job, actor)
+    if held is not None:
+        return held
     names, values = await placement(tx, job.org_id, Target.from_json(job.target))
+    if WAIT_KEY in job.meta:
+        values["meta"] = {k: v for k, v in job.meta.items() if k != WAIT_KEY}
     moved = await move_job(
         svc, tx, job, JobStatus.NEW, actor=actor, reason="submitted", values=values
     )
@@ -164,6 +201,49 @@ async def refuse_unknown_nodes(tx: Tx, org_id: int, names: Sequence[str]) -> Non
         "(jobyard run --allow-unknown-nodes) to pre-declare it",
         "nodes",
     )
+
+
+async def release_waiting(svc: Services, tx: Tx) -> int:
+    """Jobs waiting for their cluster: run those whose cluster is available with a node,
+    fail those whose cluster failed or ended, or whose wait is over. Returns jobs moved."""
+    now = svc.clock.now()
+    moved = 0
+    for candidate in await tx.jobs.active([JobStatus.ONHOLD]):
+        wait = candidate.meta.get(WAIT_KEY)
+        if not isinstance(wait, dict):
+            continue
+        job = await tx.jobs.get_any(candidate.id, for_update=True)
+        if job is None or job.status is not JobStatus.ONHOLD:
+            continue
+        name = str(wait.get("cluster"))
+        cluster = await tx.clusters.by_name(job.org_id, name)
+        status = ClusterStatus(cluster.status) if cluster else ClusterStatus.TERMINATED
+        reason = None
+        if status in DEAD:
+            reason = f"cluster {name} is {status.value} before it was available"
+        else:
+            try:
+                await _enter_new(svc, tx, job, "cluster")
+                moved += 1
+                continue
+            except Invalid:
+                pass  # available, but none of its nodes is online: keep waiting
+        until = dt.datetime.fromisoformat(str(wait.get("until")))
+        if reason is None and now >= until:
+            reason = f"cluster {name} was not available within {svc.settings.cluster_wait:g} s"
+        if reason is not None:
+            left = {k: v for k, v in job.meta.items() if k != WAIT_KEY}
+            await move_job(
+                svc,
+                tx,
+                job,
+                JobStatus.TIMED_OUT,
+                actor="cluster",
+                reason=reason,
+                values={"meta": left},
+            )
+            moved += 1
+    return moved
 
 
 async def create_job(
