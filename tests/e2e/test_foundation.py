@@ -248,3 +248,14 @@ def test_oversized_bodies_on_a_real_server(server: Server) -> None:
     with server.client(token) as c:
         assert c.get("/api/v1/jobs").json()["count"] == 0
         assert c.get("/healthz").status_code == 200  # still serving
+
+
+def test_a_port_in_use_is_one_line_naming_the_fix(server: Server, tmp_path: Path) -> None:
+    r = run_cli("up", "--data-dir", str(tmp_path / "second"), "--port", str(server.port))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert f"127.0.0.1:{server.port} is already in use" in lines[0] and "--port N" in lines[0]
+    assert "ready on" not in r.stdout + r.stderr and "jobyard is up" not in r.stdout
+    # The server that had the port keeps serving.
+    assert httpx.get(f"{server.url}/healthz").status_code == 200

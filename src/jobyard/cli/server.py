@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import os
 import secrets
 import signal
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from jobyard.api.app import create_app
+from jobyard.cli.common import fail
 from jobyard.domain.accounts import Role
 from jobyard.logs import setup as setup_logs
 from jobyard.service import accounts
@@ -101,6 +104,7 @@ def serve(
     on_ready: Callable[[Services], Awaitable[Any]] | None = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; a second Ctrl-C forces exit (uvicorn's)."""
+    listener = listen(settings.host, settings.port)
     setup_logs(settings.log_level)
     svc = Services(db=Database(settings.db_url), settings=settings)
     app = create_app(settings, services=svc)
@@ -130,7 +134,7 @@ def serve(
             task = asyncio.create_task(after_start())
         closing = asyncio.create_task(_announce_exit(server, svc))
         try:
-            await server.serve()
+            await server.serve(sockets=[listener])
         finally:
             closing.cancel()
             if task is not None:
@@ -144,6 +148,33 @@ def serve(
     # heap of a server (seconds on a busy machine) before the process may exit; nothing
     # left needs it, so the stop stays prompt.
     gc.freeze()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before anything starts: a port in use is one
+    line naming the fix, instead of a "ready" followed by a bind error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:
+        fail(f"cannot listen on {host!r}: {exc}; pass --host with an address of this machine")
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"{host}:{port} is already in use (another jobyard, or another program): "
+                f'pick a free port with --port N (JOBYARD_PORT=N; make up ARGS="--port N"), '
+                "or stop what listens there"
+            )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
