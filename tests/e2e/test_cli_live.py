@@ -293,3 +293,15 @@ def test_read_commands_print_json_and_yaml_matching_their_schema(yard: Yard) -> 
     assert [e["to_status"] for e in job["history"]][-1] == "complete"
     bad = run_cli("jobs", "-o", "xml", env=env)
     assert bad.returncode == 2 and "'xml' is not one of" in bad.stderr
+
+
+def test_jobyard_is_on_the_path_of_a_jobs_command(yard: Yard) -> None:
+    env = {"JOBYARD_URL": yard.server.url, "JOBYARD_TOKEN": yard.token}
+    script = (
+        'PATH=/usr/bin:/bin:"$PATH"; command -v jobyard; "$JOBYARD_BIN" version; jobyard version'
+    )
+    ran = run_cli("run", "--no-prefix", "--nodes", NODE, "--", "sh", "-c", script, env=env)
+    assert ran.returncode == 0, (ran.stdout, ran.stderr)
+    lines = [line.strip() for line in ran.stdout.splitlines() if line.strip()]
+    assert lines[0].endswith("/jobyard") and Path(lines[0]).is_absolute(), lines
+    assert lines[1] == lines[2] and lines[1][0].isdigit(), lines

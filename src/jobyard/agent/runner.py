@@ -13,6 +13,7 @@ import random
 import shlex
 import shutil
 import signal
+import sys
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -37,6 +38,18 @@ MAX_BACKOFF = 30.0
 # Until a server has said how soon it wants agents back (welcome), retries stay this close:
 # an agent started while its server is down (or restarting) finds it within seconds.
 FIRST_BACKOFF_CAP = 4.0
+
+
+def jobyard_executable() -> Path | None:
+    """The ``jobyard`` command this agent was started from (or installed beside it)."""
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if started is not None and started.name == "jobyard" and started.exists():
+        return started.resolve()
+    beside = Path(sys.executable).parent / "jobyard"
+    if beside.exists():
+        return beside.absolute()
+    found = shutil.which("jobyard")
+    return Path(found).absolute() if found else None
 
 
 @dataclass
@@ -389,6 +402,14 @@ class Agent:
                 "CHEF_PUSH_NODE_NAME": node,
             }
         )
+        command = jobyard_executable()
+        if command is not None:
+            # `jobyard ask` works from any job: the agent's own command is on the PATH (last,
+            # so that it shadows none of the node's tools) and named in JOBYARD_BIN.
+            env["JOBYARD_BIN"] = str(command)
+            folders = env.get("PATH", os.defpath).split(os.pathsep)
+            if str(command.parent) not in folders:
+                env["PATH"] = os.pathsep.join([*folders, str(command.parent)])
         return env
 
     async def _execute(self, run: Run) -> None:
