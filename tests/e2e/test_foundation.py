@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.procs import Process, Server, bootstrap_admin, jobyard_command, run_cli, wait_until
+from tests.e2e.procs import (
+    Process,
+    Server,
+    bootstrap_admin,
+    clean_env,
+    jobyard_command,
+    run_cli,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -259,3 +268,38 @@ def test_a_port_in_use_is_one_line_naming_the_fix(server: Server, tmp_path: Path
     assert "ready on" not in r.stdout + r.stderr and "jobyard is up" not in r.stdout
     # The server that had the port keeps serving.
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_an_agent_whose_token_is_refused_stops_while_network_failures_retry(
+    server: Server, tmp_path: Path
+) -> None:
+    refused = run_cli(
+        "agent", "--server", server.url, "--token", "jy_not-a-token", "--name", "x1",
+        "--state-dir", str(tmp_path / "a1"),
+    )  # fmt: skip
+    assert refused.returncode == 3, (refused.stdout, refused.stderr)
+    assert "refused this agent's token" in refused.stderr and "--role agent" in refused.stderr
+    # Nothing listens there: the agent keeps trying (with backoff) until it is stopped.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        jobyard_command(
+            "agent", "--server", f"http://127.0.0.1:{port}", "--token", "jy_x", "--name", "x2",
+            "--state-dir", str(tmp_path / "a2"),
+        ),
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        lost = 0
+        while lost < 3:
+            line = proc.stderr.readline()
+            assert line, "the agent exited"
+            lost += "connection to" in line and "lost" in line
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0

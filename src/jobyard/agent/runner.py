@@ -130,11 +130,11 @@ class Agent:
                 await self._session()
                 delay = 0.5
             except websockets.InvalidStatus as exc:
-                if exc.response.status_code not in (401, 403):
-                    log.warning("connection to %s refused: %s", self.config.server, exc)
-                else:  # tried again, slowly: the token may be replaced on the server's side
-                    log.error("the server refused this agent's token (revoked or unknown)")
-                    delay = max(delay, 5.0)
+                if exc.response.status_code in (401, 403):
+                    # Retrying cannot help: the token stays refused until the agent is
+                    # started with another one. Network failures, below, keep retrying.
+                    raise TokenRefused(self.config.server, exc.response.status_code) from None
+                log.warning("connection to %s refused: %s", self.config.server, exc)
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
                 log.warning("connection to %s lost: %s", self.config.server, exc)
             except _Refused as exc:
@@ -594,6 +594,18 @@ class _Refused(Exception):
     pass
 
 
+class TokenRefused(Exception):
+    """The server does not accept this agent's token (unknown, revoked or expired)."""
+
+    def __init__(self, server: str, status: int) -> None:
+        super().__init__(
+            f"the server at {server} refused this agent's token (HTTP {status}: unknown, "
+            "revoked or expired); make an agent token with `jobyard admin create-token --org "
+            "ORG --email EMAIL --role agent` and start the agent with --token NEW_TOKEN"
+        )
+        self.status = status
+
+
 class InputError(Exception):
     """An input file could not be put in the run directory: the run fails with this."""
 
@@ -671,8 +683,13 @@ async def run_agent(config: AgentConfig) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop_requested.set)
     main = asyncio.create_task(agent.run_forever())
-    await stop_requested.wait()
+    stopper = asyncio.create_task(stop_requested.wait())
+    await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
     await agent.stop()
+    if main.done():
+        main.result()  # TokenRefused: the agent cannot go on
+        return
     main.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await main

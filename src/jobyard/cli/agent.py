@@ -9,9 +9,12 @@ from typing import Annotated
 
 import typer
 
-from jobyard.agent.runner import AgentConfig, run_agent
+from jobyard.agent.runner import AgentConfig, TokenRefused, run_agent
 from jobyard.logs import bind
 from jobyard.logs import setup as setup_logs
+
+# `jobyard agent` exits with this when the server refuses its token (docs/cli.md).
+EXIT_TOKEN_REFUSED = 3
 
 
 def agent(
@@ -58,4 +61,8 @@ def agent(
         keep_runs=keep_runs,
     )
     with bind(node=node):
-        asyncio.run(run_agent(config))
+        try:
+            asyncio.run(run_agent(config))
+        except TokenRefused as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(EXIT_TOKEN_REFUSED) from None
