@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from jobyard.api import render
 from jobyard.api.auth import principal, services
@@ -114,10 +115,15 @@ async def list_files(job_id: str, who: Who, svc: Svc) -> Response:
 
 @router.get("/files/{file_id}/contents", summary="Download an output file")
 async def file_contents(file_id: IdPath, who: Who, svc: Svc) -> Response:
-    stored, data = await outputs.read_file(svc, who, file_id)
+    stored, path = await outputs.locate_file(svc, who, file_id)
+    return download(stored, path)
+
+
+def download(stored: StoredFile, path: Path) -> Response:
+    """A stored file's bytes, streamed from disk (input files may be large)."""
     filename = stored.name.rsplit("/", 1)[-1].replace('"', "")
-    return Response(
-        data,
+    return FileResponse(
+        path,
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

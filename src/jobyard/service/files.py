@@ -68,6 +68,10 @@ class FileStorage:
             tmp.unlink(missing_ok=True)
         return Stored(key, size, md5.hexdigest(), sha.hexdigest())
 
+    def path(self, key: str) -> Path:
+        """Where a stored file's bytes are (to stream them)."""
+        return self._path(key)
+
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from pathlib import Path
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Forbidden, Invalid, NotFound, TooLarge
@@ -77,6 +78,15 @@ async def list_files(svc: Services, who: Principal, job_id: int) -> list[StoredF
 
 
 async def read_file(svc: Services, who: Principal, file_id: int) -> tuple[StoredFile, bytes]:
+    stored, path = await locate_file(svc, who, file_id)
+    try:
+        return stored, path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"the contents of file {file_id} are gone") from None
+
+
+async def locate_file(svc: Services, who: Principal, file_id: int) -> tuple[StoredFile, Path]:
+    """A file the caller may read, and where its bytes are (to stream them)."""
     if who.role is not Role.AGENT:
         require(who.role, Role.VIEWER, "reading a file")
     async with svc.db.read() as tx:
@@ -94,7 +104,7 @@ async def read_file(svc: Services, who: Principal, file_id: int) -> tuple[Stored
                 stored = other
     if stored is None:
         raise NotFound(f"no file {file_id}")
-    try:
-        return stored, svc.files.get(stored.storage_key)
-    except FileNotFoundError:
-        raise NotFound(f"the contents of file {file_id} are gone") from None
+    path = svc.files.path(stored.storage_key)
+    if not path.is_file():
+        raise NotFound(f"the contents of file {file_id} are gone")
+    return stored, path

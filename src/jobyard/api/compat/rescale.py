@@ -20,6 +20,7 @@ from jobyard.api.auth import principal, services
 from jobyard.api.compat import base_url, integer, json_object, string_map, text
 from jobyard.api.files import receive_upload
 from jobyard.api.responses import JSON
+from jobyard.api.streams import download
 from jobyard.domain.dialects import rescale
 from jobyard.domain.errors import Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
@@ -687,19 +688,14 @@ async def list_files(request: Request, who: Who, svc: Svc) -> Response:
 
 @route(["GET"], "/files/{file_id}/", summary="A file's description")
 async def file_info(file_id: str, request: Request, who: Who, svc: Svc) -> Response:
-    stored, _data = await outputs.read_file(svc, who, _id(file_id, "file"))
+    stored, _path = await outputs.locate_file(svc, who, _id(file_id, "file"))
     return JSON(_file(request, stored))
 
 
 @route(["GET"], "/files/{file_id}/contents/", summary="A file's bytes")
 async def file_contents(file_id: str, who: Who, svc: Svc) -> Response:
-    stored, data = await outputs.read_file(svc, who, _id(file_id, "file"))
-    name = stored.name.rsplit("/", 1)[-1].replace('"', "")
-    return Response(
-        data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    stored, path = await outputs.locate_file(svc, who, _id(file_id, "file"))
+    return download(stored, path)
 
 
 @route(["GET"], "/analyses/", summary="Software: custom commands and the organization's tasks")
