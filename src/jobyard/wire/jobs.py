@@ -33,21 +33,71 @@ class JobIn(BaseModel):
             ]
         },
     )
-    command: Annotated[StrictStr, Field(max_length=65536)] | None = None
-    argv: list[StrictStr] | None = None
-    nodes: list[StrictStr] | None = None
-    cluster: StrictStr | None = None
-    tags: list[StrictStr] | None = None
-    count: StrictInt | None = None
-    target: TargetIn | None = None
-    quorum: StrictInt | StrictStr | None = None
-    run_timeout: StrictInt | None = None
-    env: dict[StrictStr, StrictStr] | None = None
-    dir: StrictStr | None = None
-    capture_output: StrictBool = True
-    name: Annotated[StrictStr, Field(max_length=200)] | None = None
-    description: Annotated[StrictStr, Field(max_length=10000)] = ""
-    draft: StrictBool = False
+    command: Annotated[StrictStr, Field(max_length=65536)] | None = Field(
+        default=None,
+        description="A shell command, run with /bin/sh -c on each node (or give argv).",
+        examples=["uptime"],
+    )
+    argv: list[StrictStr] | None = Field(
+        default=None,
+        description="The program and its arguments, run without a shell (or give command).",
+        examples=[["systemctl", "restart", "nginx"]],
+    )
+    nodes: list[StrictStr] | None = Field(
+        default=None,
+        description="Node names (as their agents registered); a name no agent ever "
+        "registered is refused unless allow_unknown_nodes.",
+        examples=[["web1", "web2"]],
+    )
+    cluster: StrictStr | None = Field(
+        default=None, description="Run on the nodes of this cluster.", examples=["etl"]
+    )
+    tags: list[StrictStr] | None = Field(
+        default=None,
+        description="Run on the nodes carrying every one of these tags (with count: that many).",
+        examples=[["linux", "web"]],
+    )
+    count: StrictInt | None = Field(
+        default=None,
+        description="How many nodes of the tags or cluster; alone: any that many online nodes.",
+        examples=[3],
+    )
+    target: TargetIn | None = Field(
+        default=None, description="The target nested ({nodes, cluster, tags, count}) instead."
+    )
+    quorum: StrictInt | StrictStr | None = Field(
+        default=None,
+        description="How many nodes must accept before it runs: a count or a percentage "
+        "(default 100%).",
+        examples=["50%", 2],
+    )
+    run_timeout: StrictInt | None = Field(
+        default=None,
+        description="Seconds a node may run the command before it is killed (default 3600).",
+        examples=[300],
+    )
+    env: dict[StrictStr, StrictStr] | None = Field(
+        default=None,
+        description="Environment variables for the command.",
+        examples=[{"RELEASE": "1.4.2"}],
+    )
+    dir: StrictStr | None = Field(
+        default=None,
+        description="Working directory on the nodes (default: a fresh directory per run).",
+        examples=["/srv/app"],
+    )
+    capture_output: StrictBool = Field(
+        default=True, description="Keep the nodes' stdout and stderr."
+    )
+    name: Annotated[StrictStr, Field(max_length=200)] | None = Field(
+        default=None, description="A name to find the job by.", examples=["nightly-backup"]
+    )
+    description: Annotated[StrictStr, Field(max_length=10000)] = Field(
+        default="", description="Free text shown with the job."
+    )
+    draft: StrictBool = Field(
+        default=False, description="Save it without starting it (submit it later)."
+    )
     allow_unknown_nodes: StrictBool | None = Field(
         default=None,
         description="Accept node names no agent has registered yet (pre-declared nodes); "
