@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from jobyard.api.app import create_app
 from jobyard.domain.accounts import Role
 from jobyard.domain.clock import FakeClock
-from jobyard.service import accounts
+from jobyard.service import accounts, throttle
 from jobyard.service.context import Services
 from jobyard.settings import Settings
 from jobyard.store import Database
@@ -31,6 +31,17 @@ def _cheap_password_hashing() -> Iterator[None]:
     accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     yield
     accounts._hasher = saved
+
+
+@pytest.fixture(autouse=True)
+def _unslept_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backed-off attempt (``service/throttle``) waits up to 30 s; tests that guess
+    passwords or secrets do not wait it out (the tests of the backoff record the waits)."""
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(throttle, "_sleep", no_wait)
 
 
 def _migrate(url: str) -> None:

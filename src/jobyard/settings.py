@@ -11,6 +11,7 @@ variables, then by flags.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ class Settings:
     # HTTP
     max_body: int = 1_048_576
     max_page_size: int = 100
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses or CIDRs,
+    # comma-separated ("10.0.0.5, 10.1.0.0/16"). Empty (the default): none; the peer's
+    # address is the client's, whatever headers it sends.
+    trusted_proxies: str = ""
     # Accept node names no agent has registered yet in native jobs (else 422 naming the
     # known ones); a request's allow_unknown_nodes overrides it.
     allow_unknown_nodes: bool = False
@@ -54,6 +59,9 @@ class Settings:
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_from: str = "jobyard@localhost"
+    # With smtp_tls = "none", a configured smtp_password is sent only if this is set: the
+    # password would cross the network in clear.
+    smtp_allow_plaintext_auth: bool = False
     webhook_allow_private: bool = False
     # Failed email and webhook deliveries are retried after base * 2**(attempt-1) s, capped.
     outbox_retry_base: float = 2.0
@@ -72,6 +80,22 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'jobyard.db').resolve()}"
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """The trusted proxies as addresses/networks (ValueError naming a bad entry)."""
+        out: list[str] = []
+        for entry in self.trusted_proxies.replace(" ", ",").split(","):
+            if not entry:
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or CIDR network"
+                ) from None
+            out.append(entry)
+        return out
 
     @property
     def files_dir(self) -> Path:

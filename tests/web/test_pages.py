@@ -7,9 +7,10 @@ import html
 import re
 
 import httpx
+import pytest
 
 from jobyard.domain.accounts import Role
-from jobyard.service import accounts
+from jobyard.service import accounts, throttle
 from jobyard.service.context import Services
 from tests.conftest import Account, Factory
 from tests.web.dashboard import csrf_of, sign_in
@@ -428,7 +429,15 @@ async def test_pages_carry_security_headers(client: httpx.AsyncClient, admin: Ac
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
 
 
-async def test_password_guessing_is_slowed_down(client: httpx.AsyncClient, admin: Account) -> None:
+async def test_password_guessing_is_slowed_down(
+    client: httpx.AsyncClient, admin: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(throttle, "_sleep", record)  # the account's backoff, not slept
     form = await client.get("/login")
     token = csrf_of(form.text)
     for _ in range(10):
@@ -441,6 +450,7 @@ async def test_password_guessing_is_slowed_down(client: httpx.AsyncClient, admin
     )
     assert limited.status_code == 429
     assert "too many failed sign-ins" in limited.text
+    assert waits  # past a few failures the account's attempts waited before the check
 
 
 async def test_watch_a_cluster(client: httpx.AsyncClient, admin: Account) -> None:

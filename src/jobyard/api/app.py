@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from jobyard import __version__, web
 from jobyard.api import (
@@ -58,6 +59,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await svc.db.migrate()
+        _warn_smtp_in_clear(settings)
         # Counters of ended jobs count from here: what ended before is history, not news.
         await app.state.metrics.jobs.start(svc)
         async with contextlib.AsyncExitStack() as stack:
@@ -113,4 +115,27 @@ def create_app(
     app.add_middleware(Metrics)
     if settings.otel:
         app.add_middleware(tracing.JobSpans)
+    proxies = settings.trusted_proxy_list
+    if proxies:  # outermost: every layer below sees the forwarded client address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     return app
+
+
+def _warn_smtp_in_clear(settings: Settings) -> None:
+    if not (settings.smtp_host and settings.smtp_user and settings.smtp_password):
+        return
+    if settings.smtp_tls != "none":
+        return
+    if settings.smtp_allow_plaintext_auth:
+        log.warning(
+            "SMTP password WILL BE SENT IN CLEAR to %s:%s (JOBYARD_SMTP_TLS=none and "
+            "JOBYARD_SMTP_ALLOW_PLAINTEXT_AUTH=true)",
+            settings.smtp_host,
+            settings.smtp_port,
+        )
+    else:
+        log.warning(
+            "JOBYARD_SMTP_TLS=none with an SMTP password: email is NOT sent, because the "
+            "password would cross the network in clear; set JOBYARD_SMTP_TLS=starttls or tls "
+            "(or JOBYARD_SMTP_ALLOW_PLAINTEXT_AUTH=true to accept the risk)"
+        )

@@ -18,6 +18,8 @@ router = APIRouter(prefix="/api/v1/hooks", tags=["hooks"])
 
 
 def client_of(request: Request) -> str:
+    """The caller's address: the peer's, or the one a trusted proxy forwarded (the app's
+    ProxyHeadersMiddleware rewrites the peer only for JOBYARD_TRUSTED_PROXIES)."""
     return request.client.host if request.client else "unknown"
 
 

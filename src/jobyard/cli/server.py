@@ -117,6 +117,9 @@ def serve(
         timeout_graceful_shutdown=10,
         ws_max_size=16 * 1024 * 1024,
         ws_ping_interval=None,
+        # Forwarded headers are the app's business (JOBYARD_TRUSTED_PROXIES, applied in
+        # create_app): uvicorn's own default would believe any X-Forwarded-For from 127.0.0.1.
+        proxy_headers=False,
     )
     server = _Server(config)
 

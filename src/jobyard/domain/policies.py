@@ -218,3 +218,50 @@ class FailureBudget:
 
     def fail(self, key: str, now: float) -> None:
         self._recent(key, now).append(now)
+
+
+class Backoff:
+    """Per key (an account, a task, a stack): after ``free`` failures, every attempt waits
+    ``base * 2**(failures - free)`` seconds (at most ``cap``) before it is checked.
+
+    It slows a guesser down without refusing anyone: the right password or secret still
+    works, after the wait. Failures are forgotten ``window`` seconds after the last one, or
+    at the next success. In memory and per process, like FailureBudget.
+    """
+
+    def __init__(
+        self,
+        free: int = 5,
+        base: float = 1.0,
+        cap: float = 30.0,
+        window: float = 900.0,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.free = free
+        self.base = base
+        self.cap = cap
+        self.window = window
+        self.max_keys = max_keys
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, last failure)
+
+    def failures(self, key: str, now: float) -> int:
+        count, last = self._failures.get(key, (0, now))
+        if now - last > self.window:
+            self._failures.pop(key, None)
+            return 0
+        return count
+
+    def delay(self, key: str, now: float) -> float:
+        """Seconds this attempt waits before it is checked (0 while under ``free``)."""
+        over = self.failures(key, now) - self.free
+        if over < 0:
+            return 0.0
+        return min(self.cap, self.base * 2.0 ** min(over, 64))
+
+    def fail(self, key: str, now: float) -> None:
+        if key not in self._failures and len(self._failures) >= self.max_keys:
+            self._failures.clear()
+        self._failures[key] = (self.failures(key, now) + 1, now)
+
+    def succeed(self, key: str) -> None:
+        self._failures.pop(key, None)

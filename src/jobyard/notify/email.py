@@ -39,6 +39,13 @@ class SmtpConfig:
     # A batch is spread over this many connections at once (SMTP servers take parallel
     # sessions; one session is a round trip per command).
     connections: int = 4
+    # With tls "none", the password is sent only when this is set (it would travel in clear).
+    allow_plaintext_auth: bool = False
+
+    @property
+    def password_in_clear(self) -> bool:
+        """Logging in would send the password unencrypted."""
+        return self.tls == "none" and bool(self.user) and bool(self.password)
 
 
 def message_id(key: str, domain: str) -> str:
@@ -125,6 +132,12 @@ class EmailSender:
     async def _send_on_one(self, messages: list[Message]) -> list[Outcome]:
         if not messages:
             return []
+        if self.config.password_in_clear and not self.config.allow_plaintext_auth:
+            reason = (
+                "refusing to send the SMTP password in clear: set JOBYARD_SMTP_TLS to starttls "
+                "or tls (or JOBYARD_SMTP_ALLOW_PLAINTEXT_AUTH=true to accept the risk)"
+            )
+            return [Outcome(reason)] * len(messages)
         smtp = self._client()
         try:
             await smtp.connect()

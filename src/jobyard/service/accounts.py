@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import hashlib
 import secrets
 import time
@@ -247,10 +249,39 @@ async def principal_for_user(svc: Services, user_id: int, org_name: str) -> Prin
     return Principal(org.id, org.name, user.id, user.email, user.display_name, role)
 
 
+# Password checks (argon2, tens to hundreds of ms of CPU each) run in worker threads, at most
+# this many at once: the event loop keeps serving heartbeats and streams meanwhile, and a
+# burst of sign-ins queues instead of taking every core.
+VERIFY_THREADS = 2
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a password nobody has: checked for unknown emails (and accounts without a
+    password) so that they take as long to refuse as a wrong password."""
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
+def _check(stored: str | None, password: str) -> bool:
+    ok = verify_password(stored or _dummy_hash(), password)
+    return ok and bool(stored)
+
+
+async def check_password(svc: Services, stored: str | None, password: str) -> bool:
+    """``password`` matches ``stored`` (a dummy when None), verified off the event loop."""
+    gate = svc.runtime.get("accounts.verify_gate")
+    if gate is None:
+        gate = svc.runtime["accounts.verify_gate"] = asyncio.Semaphore(VERIFY_THREADS)
+    assert isinstance(gate, asyncio.Semaphore)
+    async with gate:
+        return await asyncio.to_thread(_check, stored, password)
+
+
 async def login(svc: Services, email: str, password: str) -> User:
     async with svc.db.read() as tx:
         user = await tx.accounts.user_by_email(email.strip().lower())
-    if user is None or not verify_password(user.password_hash, password):
+    stored = user.password_hash if user is not None else None
+    if not await check_password(svc, stored, password) or user is None:
         raise Unauthenticated("wrong email or password")
     return user
 

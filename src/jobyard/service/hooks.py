@@ -4,7 +4,8 @@ The secret is shown once, when made or rotated; only its SHA-256 is stored, so i
 looked up by that hash (an index lookup whose timing says nothing about the secret) and
 the stored and presented hashes are compared in constant time. Rotating replaces the hash
 in one statement: the old secret stops at once. Failed attempts count against the caller's
-address; past the budget every attempt from it answers 429 until the window passes.
+address (429 past its budget) and, when the caller names the task, against the task (each
+attempt waits longer; see ``throttle``).
 A hook run accepts only the task's declared arguments.
 """
 
@@ -13,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from jobyard.domain.errors import NotFound, RateLimited
-from jobyard.domain.policies import FailureBudget
+from jobyard.domain.errors import NotFound
 from jobyard.domain.records import Principal
 from jobyard.domain.tasks import Task
+from jobyard.service import throttle
 from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.service.jobs import JobView
@@ -28,7 +28,6 @@ from jobyard.service.launches import Origin, launch
 from jobyard.service.tasks import may_change, task_of
 
 SECRET_PREFIX = "jyh_"
-_BUDGET = "hooks.failures"
 
 
 @dataclass(frozen=True)
@@ -41,25 +40,10 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def budget(svc: Services) -> FailureBudget:
-    found = svc.runtime.get(_BUDGET)
-    if found is None:
-        found = svc.runtime[_BUDGET] = FailureBudget(limit=10, window=60.0)
-    assert isinstance(found, FailureBudget)
-    return found
-
-
-def within_budget(svc: Services, client: str) -> tuple[FailureBudget, float]:
-    """The failure budget, after checking ``client`` has not spent it (429 if it has)."""
-    limiter = budget(svc)
-    now = time.monotonic()
-    wait = limiter.retry_after(client, now)
-    if wait is not None:
-        raise RateLimited(
-            f"too many failed attempts from this address; retry in {wait:.0f} s",
-            retry_after=max(1, round(wait)),
-        )
-    return limiter, now
+async def within_budget(svc: Services, client: str, account: str | None = None) -> throttle.Attempt:
+    """Let one secret-bearing attempt through: 429 when ``client`` has spent its budget,
+    after ``account``'s backoff (``task:<id>``, ``stack:<id>``) when the caller names one."""
+    return await throttle.attempt(svc, "hooks", client=client, account=account, what="attempts")
 
 
 async def rotate_secret(svc: Services, who: Principal, task_id: int) -> IssuedSecret:
@@ -134,7 +118,7 @@ async def run_by_secret(
     ``org_name`` and ``task_id`` (TheEye sends both beside the secret) must match when
     given. Unknown or mismatched secrets answer 404 and count as failures of ``client``.
     """
-    limiter, now = within_budget(svc, client)
+    tried = await within_budget(svc, client, None if task_id is None else f"task:{task_id}")
     presented = hash_secret(secret or "")
     async with svc.db.begin() as tx:
         task = await tx.tasks.by_secret_hash(presented) if secret else None
@@ -148,8 +132,9 @@ async def run_by_secret(
             or (org_name is not None and org_name != org.name)
             or (task_id is not None and task_id != task.id)
         ):
-            limiter.fail(client, now)
+            tried.failed()
             raise NotFound("no task has this secret (it may have been rotated)")
+        tried.succeeded()
         launched = await launch(
             svc,
             tx,

@@ -339,6 +339,7 @@ class Channels:
                     user=settings.smtp_user,
                     password=settings.smtp_password,
                     sender=settings.smtp_from,
+                    allow_plaintext_auth=settings.smtp_allow_plaintext_auth,
                 )
             )
         return cls(sender, WebhookSender(settings.webhook_allow_private))

@@ -177,7 +177,7 @@ async def run_by_webhook(
     hook_input: dict[str, Any],
 ) -> Started:
     """Run the stack whose webhook this is, if the caller may call it."""
-    limiter, now = hooks.within_budget(svc, client)
+    tried = await hooks.within_budget(svc, client, f"stack:{stack_id}")
     async with svc.db.begin() as tx:
         stack = await tx.stacks.get_any(stack_id)
         allowed = stack is not None and stack.webhook is not None
@@ -191,8 +191,9 @@ async def run_by_webhook(
                 who is not None and who.org_id == stack.org_id and (who.user_id == stack.created_by)
             )
         if not allowed or stack is None:
-            limiter.fail(client, now)
+            tried.failed()
             raise NotFound(f"no webhook for stack {stack_id} that this call may use")
+        tried.succeeded()
         if method != stack.webhook_method:
             raise Invalid(
                 f"this webhook answers {stack.webhook_method} only", "method", kragle_code=1

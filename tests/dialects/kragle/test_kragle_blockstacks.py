@@ -244,7 +244,7 @@ async def test_failed_webhook_calls_are_rate_limited(
     for _ in range(10):
         fault(await client.post(hook, params={"token": "jyw_guess"}), 6)
     r = await client.post(hook, params={"token": made["webhook_token"], "wait": "0"})
-    assert r.status_code == 500 and r.json()["code"] == 3 and "retry" in r.json()["msg"]
+    assert r.status_code == 429 and r.json()["code"] == 3 and "retry" in r.json()["msg"]
     assert int(r.headers["Retry-After"]) >= 1
 
 

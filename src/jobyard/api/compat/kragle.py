@@ -21,6 +21,7 @@ from starlette.responses import Response
 from jobyard.api import errors
 from jobyard.api.auth import services, token_from
 from jobyard.api.compat import json_object
+from jobyard.api.hooks import client_of
 from jobyard.api.ids import is_id
 from jobyard.api.responses import JSON
 from jobyard.domain.chains import parse_target
@@ -49,8 +50,12 @@ def render_error(request: Request, status: int, detail: str, extra: dict[str, An
         named = kragle.BAD_JSON
     code = kragle.code_of(status, named)
     headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
+    # Kragle answers every fault with 500, but a refused sign-in rate is a 429 (with the same
+    # body) so that clients and proxies can back off by the status and Retry-After.
     return JSON(
-        {"code": code, "msg": kragle.message(code, detail)}, status_code=500, headers=headers
+        {"code": code, "msg": kragle.message(code, detail)},
+        status_code=429 if status == 429 else 500,
+        headers=headers,
     )
 
 
@@ -74,10 +79,6 @@ class Call:
 
     who: Principal
     body: dict[str, Any]
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _login_fields(auth: Any) -> tuple[str, str, str | None]:
@@ -104,7 +105,7 @@ async def call(request: Request, svc: Svc) -> Call:
     body = await _body(request)
     if "auth" in body and "payload" in body:
         login, password, org = _login_fields(body["auth"])
-        who = await sessions.sign_in(svc, login, password, client=_client(request), org_name=org)
+        who = await sessions.sign_in(svc, login, password, client=client_of(request), org_name=org)
         payload = body["payload"]
         if not isinstance(payload, dict):
             raise Invalid("payload must be a JSON object", "payload", malformed=True)
@@ -127,7 +128,7 @@ Caller = Annotated[Call, Depends(call)]
 async def _authenticate(request: Request, svc: Services) -> Response:
     body = await json_object(request)
     login, password, org = _login_fields(body)
-    who = await sessions.sign_in(svc, login, password, client=_client(request), org_name=org)
+    who = await sessions.sign_in(svc, login, password, client=client_of(request), org_name=org)
     c = codec(svc)
     cookie = c.set_cookie(
         COOKIE, c.signed_in(who.user_id, who.org_name), path=PREFIX, same_site="Strict"
@@ -837,7 +838,7 @@ async def _hook(request: Request, stack_id: str, svc: Services) -> Response:
             request.method,
             token=request.query_params.get("token") or request.headers.get("x-webhook-token"),
             who=who,
-            client=_client(request),
+            client=client_of(request),
             hook_input={
                 "GET": _values(query),
                 "POST": form,

@@ -21,6 +21,7 @@ from jobyard.api import errors
 from jobyard.api.auth import principal, services, token_from
 from jobyard.api.compat import json_object, same_org
 from jobyard.api.compat import theeye_views as views
+from jobyard.api.hooks import client_of
 from jobyard.api.responses import JSON
 from jobyard.domain.accounts import Role
 from jobyard.domain.dialects import theeye
@@ -457,7 +458,7 @@ async def run_by_secret(secret: str, request: Request, svc: Svc) -> Response:
     if not task:
         raise Invalid("task is required: send ?task=<task id>", "task")
     body = await _body(request)
-    client = request.client.host if request.client else "unknown"
+    client = client_of(request)
     try:
         view = await hooks.run_by_secret(
             svc,
