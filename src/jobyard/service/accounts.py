@@ -117,6 +117,7 @@ async def _enrol(
         if admin is not None:
             await _check_admin_of_every_org(tx, admin, user.id)
         await tx.accounts.set_password(user.id, pw_hash)
+        await tx.sessions.revoke_user(user.id, svc.clock.now())  # signed-in browsers too
     await tx.accounts.upsert_membership(org_id, user.id, role, svc.clock.now())
     return user
 
@@ -370,5 +371,6 @@ async def remove_member(svc: Services, who: Principal, user_id: int) -> None:
     async with svc.db.begin() as tx:
         if not await tx.accounts.delete_membership(who.org_id, user_id):
             raise NotFound(f"no member {user_id}")
+        await tx.sessions.revoke_user(user_id, svc.clock.now(), org_id=who.org_id)
     forget_tokens(svc)
     revocations.credentials_changed(svc, who.org_id, user_id=user_id)

@@ -2,10 +2,11 @@
 
 Both the dashboard (``web/session``) and the Kragle dialect's log-in (``POST
 /compat/kragle/authenticate``) keep who signed in this way, each in a cookie of its own.
-The cookie holds ``{user, org, sid, issued}`` as base64url JSON followed by an
-HMAC-SHA256 of it; nothing is stored on the server. ``sid`` is random per sign-in (a
-visitor who has not signed in gets an anonymous session so a sign-in form is protected
-too); the CSRF token is an HMAC of ``sid``, so it is valid only with the cookie it was
+The cookie holds only ``{sid, issued}`` as base64url JSON followed by an HMAC-SHA256 of it.
+``sid`` is random per sign-in (a visitor who has not signed in gets an anonymous session so
+a sign-in form is protected too); who signed in, and in which organization, is a row on the
+server found by the sid (``service/sessions``), so a copied cookie stops working at
+sign-out. The CSRF token is an HMAC of ``sid``, so it is valid only with the cookie it was
 issued for and changes at every sign-in.
 
 The key comes from ``Settings.session_secret`` (set it when several replicas serve the
@@ -79,14 +80,8 @@ class SessionCodec:
     def anonymous(self) -> Session:
         return Session(sid=secrets.token_urlsafe(18), issued=int(time.time()))
 
-    def signed_in(self, user_id: int, org: str) -> Session:
-        """A fresh session (new sid: a sign-in never reuses the visitor's session id)."""
-        return Session(
-            sid=secrets.token_urlsafe(18), issued=int(time.time()), user_id=user_id, org=org
-        )
-
     def dumps(self, session: Session) -> str:
-        body = {"s": session.sid, "t": session.issued, "u": session.user_id, "o": session.org}
+        body = {"s": session.sid, "t": session.issued}  # who signed in is on the server
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return f"{payload}.{self._mac('session', payload)}"
 
@@ -99,12 +94,7 @@ class SessionCodec:
             return None
         try:
             body = json.loads(_unb64(payload))
-            session = Session(
-                sid=str(body["s"]),
-                issued=int(body["t"]),
-                user_id=None if body.get("u") is None else int(body["u"]),
-                org=None if body.get("o") is None else str(body["o"]),
-            )
+            session = Session(sid=str(body["s"]), issued=int(body["t"]))
         except (ValueError, KeyError, TypeError, binascii.Error):
             return None
         if session.issued + self.max_age < time.time():

@@ -28,6 +28,7 @@ from jobyard.store.files import FilesRepo
 from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
+from jobyard.store.sessions import SessionsRepo
 from jobyard.store.stack_runs import StackRunsRepo
 from jobyard.store.tasks import TaskRunsRepo, TasksRepo
 from jobyard.store.triggers import SchedulesRepo, StacksRepo, TriggersRepo
@@ -55,6 +56,7 @@ class Tx:
         self.conn = conn
         self.dialect = dialect
         self.accounts = AccountsRepo(conn)
+        self.sessions = SessionsRepo(conn)
         self.chef_keys = ChefKeysRepo(conn)
         self.jobs = JobsRepo(conn, dialect)
         self.events = EventsRepo(conn)

@@ -105,6 +105,22 @@ api_tokens = sa.Table(
     _ts("last_used_at"),
 )
 
+# Dashboard (and Kragle log-in) sessions: the cookie carries only a random id; this row, found
+# by the id's SHA-256, says who signed in and in which organization, until it expires or is
+# revoked (sign-out, a password change, removal from the organization).
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    _ref("user_id", "users.id"),
+    _ref("org_id", "organizations.id"),
+    _ts("created_at", False),
+    _ts("last_seen_at", False),
+    _ts("expires_at", False),
+    _ts("revoked_at"),
+    sa.Index("ix_web_sessions_user_id", "user_id"),
+)
+
 clusters = sa.Table(
     "clusters",
     metadata,

@@ -16,8 +16,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobyard.domain.errors import Unauthenticated
-from jobyard.service import accounts
+from jobyard.service import sessions
 from jobyard.service.context import Services
 from jobyard.web.session import COOKIE, CSRF_HEADER, codec_of
 
@@ -43,12 +42,11 @@ class SessionMiddleware:
         codec = codec_of(self.services)
         session = codec.loads(cookie)
         state = scope.setdefault("state", {})
+        who = None
+        if session is not None:  # signed out, expired, revoked or never signed in: None
+            session, who = await sessions.restore(self.services, session)
         state["web_session"] = session
-        if session is not None and session.user_id is not None and session.org is not None:
-            try:
-                who = await accounts.principal_for_user(self.services, session.user_id, session.org)
-            except Unauthenticated:
-                who = None  # removed from the organization, or the user is gone
+        if session is not None:
             state["web_principal"] = who
             if who is not None and (
                 scope["method"] in SAFE_METHODS

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from jobyard.domain.errors import Invalid, NotFound, RateLimited, Unauthenticated
-from jobyard.service import accounts, sessions
+from jobyard.domain.errors import Invalid, RateLimited, Unauthenticated
+from jobyard.service import sessions
 from jobyard.web.page import PageRoute, Poster, Visitor, VisitorPoster
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -49,22 +49,18 @@ async def login(page: VisitorPoster) -> Response:
         return await page.render(
             "login.html", status_code=exc.status_code, next=target, email=email, error=exc.detail
         )
-    page.set_session(page.codec.signed_in(who.user_id, who.org_name))
+    page.set_session(await sessions.open_session(page.svc, who))
     return page.redirect(target)
 
 
 @router.post("/logout")
 async def logout(page: VisitorPoster) -> Response:
+    await sessions.close_session(page.svc, page.session)  # every copy of the cookie ends
     page.set_session(None)
     return page.redirect("/login", "signed_out")
 
 
 @router.post("/org")
 async def switch_org(page: Poster) -> Response:
-    name = page.field("org")
-    who = page.user
-    mine = {org.name for org, _ in await accounts.organizations_of(page.svc, who.user_id)}
-    if name not in mine:
-        raise NotFound(f"you are not a member of an organization named {name!r}")
-    page.set_session(page.session.for_org(name))
+    page.set_session(await sessions.switch_org(page.svc, page.session, page.field("org")))
     return page.redirect(HOME, "switched")

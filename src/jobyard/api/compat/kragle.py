@@ -113,13 +113,21 @@ async def call(request: Request, svc: Svc) -> Call:
     secret = token_from(request)
     if secret:
         return Call(await accounts.authenticate(svc, secret), body)
-    session = codec(svc).loads(request.cookies.get(COOKIE))
-    if session is None or session.user_id is None or session.org is None:
+    signed_in = await _signed_in(request, svc)
+    if signed_in is None:
         raise Unauthenticated(
             "log in first (POST /authenticate with username or email and password), "
             "use inline auth, or send an API token"
         )
-    return Call(await sessions.resume(svc, session.user_id, session.org), body)
+    return Call(signed_in, body)
+
+
+async def _signed_in(request: Request, svc: Services) -> Principal | None:
+    """Who the log-in cookie stands for (None: no cookie, or a session that ended)."""
+    session = codec(svc).loads(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    return (await sessions.restore(svc, session))[1]
 
 
 Caller = Annotated[Call, Depends(call)]
@@ -129,10 +137,8 @@ async def _authenticate(request: Request, svc: Services) -> Response:
     body = await json_object(request)
     login, password, org = _login_fields(body)
     who = await sessions.sign_in(svc, login, password, client=client_of(request), org_name=org)
-    c = codec(svc)
-    cookie = c.set_cookie(
-        COOKIE, c.signed_in(who.user_id, who.org_name), path=PREFIX, same_site="Strict"
-    )
+    session = await sessions.open_session(svc, who)
+    cookie = codec(svc).set_cookie(COOKIE, session, path=PREFIX, same_site="Strict")
     return JSON({"code": 0, "user_id": who.user_id}, headers={"Set-Cookie": cookie})
 
 
@@ -827,9 +833,7 @@ async def _hook(request: Request, stack_id: str, svc: Services) -> Response:
     if secret:
         who = await accounts.authenticate(svc, secret)
     else:
-        session = codec(svc).loads(request.cookies.get(COOKIE))
-        if session is not None and session.user_id is not None and session.org is not None:
-            who = await sessions.resume(svc, session.user_id, session.org)
+        who = await _signed_in(request, svc)
     hidden = {"authorization", "cookie", "x-webhook-token"}
     try:
         started = await stack_hooks.run_by_webhook(
