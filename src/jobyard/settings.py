@@ -77,6 +77,9 @@ class Settings:
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.trusted_proxy_list  # noqa: B018 (refuses a bad entry when the settings are made)
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'jobyard.db').resolve()}"

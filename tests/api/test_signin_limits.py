@@ -190,3 +190,14 @@ async def test_password_check_runs_off_the_event_loop(
         release.set()
         assert (await sign_in).status_code == 200
     assert threads and threading.get_ident() not in threads
+
+
+def test_a_bad_trusted_proxy_entry_is_refused_with_its_name() -> None:
+    from jobyard.settings import Settings
+
+    assert Settings(trusted_proxies="10.0.0.1, 10.1.0.0/16").trusted_proxy_list == [
+        "10.0.0.1",
+        "10.1.0.0/16",
+    ]
+    with pytest.raises(ValueError, match=r"'proxy\.local' is not an IP address"):
+        Settings(trusted_proxies="10.0.0.1,proxy.local")
