@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -86,9 +87,17 @@ def _non_json_body(request: Request, exc: RequestValidationError) -> str | None:
     return None
 
 
-def _data_exception(exc: DBAPIError) -> bool:
-    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(state, str) and state.startswith("22")
+def _unstorable(exc: Exception) -> bool:
+    """A value the database (or the JSON text of a JSON column) cannot hold."""
+    if isinstance(exc, OverflowError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith("22")
+    # A bound value that failed to convert before reaching the driver.
+    return isinstance(exc, StatementError) and isinstance(
+        exc.orig, (OverflowError, orjson.JSONEncodeError)
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -139,13 +148,14 @@ def install(app: FastAPI) -> None:
         return resp
 
     @app.exception_handler(OverflowError)
-    @app.exception_handler(DBAPIError)
+    @app.exception_handler(StatementError)
     async def on_unstorable(request: Request, exc: Exception) -> Response:
-        # A value no check caught reached the database, which refused it: SQLite's driver
-        # raises OverflowError for integers over 64 bits; PostgreSQL answers with an error
-        # of class 22, "data exception" (out of range, NUL in text, too long). Any other
-        # database failure is the server's.
-        if isinstance(exc, DBAPIError) and not _data_exception(exc):
+        # A value no check caught reached the database, which refused it (and the
+        # transaction rolled back): SQLite's driver raises OverflowError for integers over
+        # 64 bits; PostgreSQL answers with an error of class 22, "data exception" (out of
+        # range, NUL in text, too long); a JSON column refuses what orjson cannot write.
+        # Any other database failure is the server's.
+        if not _unstorable(exc):
             return await on_crash(request, exc)
         log.warning("unstorable value on %s %s: %s", request.method, request.url.path, exc)
         return render_error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from starlette.responses import Response
 
 from jobyard.api import render
@@ -16,6 +16,7 @@ from jobyard.domain.records import Cluster, Node, Principal
 from jobyard.service import clusters as cl
 from jobyard.service import nodes as uc
 from jobyard.service.context import Services
+from jobyard.wire.values import Int64
 
 router = APIRouter(prefix="/api/v1", tags=["nodes"])
 Who = Annotated[Principal, Depends(principal)]
@@ -80,20 +81,20 @@ async def node_history(
 class ClusterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr
-    nodes: StrictInt = 1
+    nodes: Int64 = 1
     description: StrictStr = ""
     type: StrictStr = "production"
     terminate_on_idle: StrictBool = False
-    time_to_idle: StrictInt = 3600
+    time_to_idle: Int64 = 3600
 
 
 class ClusterPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr | None = None
-    nodes: StrictInt | None = None
+    nodes: Int64 | None = None
     description: StrictStr | None = None
     terminate_on_idle: StrictBool | None = None
-    time_to_idle: StrictInt | None = None
+    time_to_idle: Int64 | None = None
 
 
 @router.post("/clusters", status_code=201, summary="Create a cluster (a pool of nodes)")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -141,11 +142,28 @@ def _make_engine(url: str, echo: bool) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, echo=echo, connect_args={"isolation_level": None, "timeout": 30}
+            url,
+            echo=echo,
+            connect_args={"isolation_level": None, "timeout": 30},
+            json_serializer=json_text,
         )
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=False)
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=False,
+        json_serializer=json_text,
+    )
+
+
+def json_text(value: Any) -> str:
+    """JSON columns are written as the API reads them back (orjson): a value it could not
+    render, such as an integer over 64 bits, fails the write and its transaction instead of
+    being saved and failing every later read."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

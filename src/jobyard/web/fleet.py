@@ -9,12 +9,13 @@ from starlette.responses import Response
 
 from jobyard.domain.accounts import Role
 from jobyard.domain.clusters import CLUSTER_TYPES
-from jobyard.domain.errors import Invalid, JobyardError
+from jobyard.domain.errors import JobyardError
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import feeds, watchers
 from jobyard.service import jobs as job_uc
 from jobyard.service import nodes as node_uc
 from jobyard.store.jobs import JobFilter
+from jobyard.web.forms import whole_number
 from jobyard.web.jobs import node_summary
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 
@@ -84,13 +85,11 @@ async def clusters(page: Viewer) -> Response:
 async def create_cluster(page: Poster) -> Response:
     values = {k: page.field(k) for k in ("name", "nodes", "type", "description")}
     try:
-        if not (values["nodes"].isascii() and values["nodes"].isdigit()):
-            raise Invalid("the node count is a whole number", "nodes")
         cluster = await cluster_uc.create_cluster(
             page.svc,
             page.user,
             values["name"],
-            int(values["nodes"]),
+            whole_number(values["nodes"], "the node count", "nodes"),
             description=values["description"],
             type=values["type"] or "production",
         )
@@ -149,8 +148,6 @@ async def watch(page: Poster, cluster_id: str) -> Response:
 @router.post("/clusters/{cluster_id}/scale")
 async def scale(page: Poster, cluster_id: str) -> Response:
     cid = _cluster_id(cluster_id)
-    raw = page.field("nodes")
-    if not (raw.isascii() and raw.isdigit()):
-        raise Invalid("the node count is a whole number", "nodes")
-    await cluster_uc.update_cluster(page.svc, page.user, cid, {"nodes": int(raw)})
+    nodes = whole_number(page.field("nodes"), "the node count", "nodes")
+    await cluster_uc.update_cluster(page.svc, page.user, cid, {"nodes": nodes})
     return page.redirect(f"/clusters/{cid}", "saved")

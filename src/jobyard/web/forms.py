@@ -9,6 +9,7 @@ from typing import Any
 from jobyard.domain.errors import Invalid
 from jobyard.domain.targets import Target
 from jobyard.web.page import Page
+from jobyard.wire.values import unstorable
 
 _SPLIT = re.compile(r"[\s,]+")
 TARGET_KINDS = ("nodes", "cluster", "tags", "any")
@@ -23,10 +24,27 @@ def int_field(page: Page, name: str, label: str) -> int | None:
     raw = page.field(name)
     if not raw:
         return None
+    return whole_number(raw, label, name)
+
+
+def whole_number(raw: str, label: str, name: str) -> int:
+    """A typed whole number that the database can hold."""
     try:
-        return int(raw)
+        number = int(raw) if len(raw) <= 40 else None
     except ValueError:
-        raise Invalid(f"{label} must be a whole number, not {raw!r}", name) from None
+        number = None
+    if number is None:
+        raise Invalid(f"{label} must be a whole number, not {raw[:40]!r}", name)
+    storable(number, name)
+    return number
+
+
+def storable(value: Any, name: str) -> Any:
+    """``value`` (typed, or JSON typed into a field), refused when the database cannot hold it."""
+    problem = unstorable(value, name)
+    if problem is not None:
+        raise Invalid(problem, name)
+    return value
 
 
 def number_field(page: Page, name: str, label: str) -> float | None:

@@ -25,6 +25,7 @@ from jobyard.web.forms import (
     int_field,
     number_field,
     raw_field,
+    storable,
     target_from,
     target_values,
     target_words,
@@ -97,6 +98,7 @@ def _arguments(text: str) -> tuple[Argument, ...]:
         ) from None
     if not isinstance(data, list):
         raise Invalid('arguments are a JSON list of objects such as {"name": "x"}', "arguments")
+    storable(data, "arguments")
     return tuple(Argument.from_json(a) for a in data)
 
 

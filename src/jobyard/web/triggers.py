@@ -17,7 +17,7 @@ from jobyard.service import schedules as schedule_uc
 from jobyard.service import stacks as stack_uc
 from jobyard.service import tasks as task_uc
 from jobyard.service import triggers as uc
-from jobyard.web.forms import raw_field
+from jobyard.web.forms import raw_field, storable
 from jobyard.web.managed import managed_names
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 from jobyard.web.schedules import describe
@@ -90,7 +90,7 @@ def _optional_id(raw: str, noun: str) -> int | None:
 def _arguments(page: Page) -> Any:
     text = raw_field(page, "arguments").strip()
     try:
-        return json.loads(text) if text else None
+        return storable(json.loads(text), "arguments") if text else None
     except json.JSONDecodeError:
         raise Invalid(
             'arguments are a JSON object such as {"version": "1.2"}', "arguments"

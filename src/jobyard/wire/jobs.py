@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from jobyard.wire.values import Int64
 
 Strict = ConfigDict(extra="forbid")
 
@@ -14,7 +16,7 @@ class TargetIn(BaseModel):
     nodes: list[StrictStr] | None = None
     cluster: StrictStr | None = None
     tags: list[StrictStr] | None = None
-    count: StrictInt | None = None
+    count: Int64 | None = None
 
 
 class JobIn(BaseModel):
@@ -57,7 +59,7 @@ class JobIn(BaseModel):
         description="Run on the nodes carrying every one of these tags (with count: that many).",
         examples=[["linux", "web"]],
     )
-    count: StrictInt | None = Field(
+    count: Int64 | None = Field(
         default=None,
         description="How many nodes of the tags or cluster; alone: any that many online nodes.",
         examples=[3],
@@ -65,13 +67,13 @@ class JobIn(BaseModel):
     target: TargetIn | None = Field(
         default=None, description="The target nested ({nodes, cluster, tags, count}) instead."
     )
-    quorum: StrictInt | StrictStr | None = Field(
+    quorum: Int64 | StrictStr | None = Field(
         default=None,
         description="How many nodes must accept before it runs: a count or a percentage "
         "(default 100%).",
         examples=["50%", 2],
     )
-    run_timeout: StrictInt | None = Field(
+    run_timeout: Int64 | None = Field(
         default=None,
         description="Seconds a node may run the command before it is killed (default 3600).",
         examples=[300],
@@ -105,7 +107,7 @@ class JobIn(BaseModel):
         examples=[True],
     )
     # Uploaded input files (POST /api/v1/files) written into each run's directory.
-    input_files: list[StrictInt] | None = None
+    input_files: list[Int64] | None = None
     # Globs of the files a run keeps as output files; default: every file the run writes.
     outputs: list[StrictStr] | None = None
 
@@ -119,9 +121,9 @@ class JobPatch(BaseModel):
     nodes: list[StrictStr] | None = None
     cluster: StrictStr | None = None
     tags: list[StrictStr] | None = None
-    count: StrictInt | None = None
-    quorum: StrictInt | StrictStr | None = None
-    run_timeout: StrictInt | None = None
+    count: Int64 | None = None
+    quorum: Int64 | StrictStr | None = None
+    run_timeout: Int64 | None = None
     env: dict[StrictStr, StrictStr] | None = None
     dir: StrictStr | None = None
     capture_output: StrictBool | None = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from jobyard.wire.values import Int64
 
 Strict = ConfigDict(extra="forbid")
 
@@ -13,7 +15,7 @@ class WatchIn(BaseModel):
     """Watch a job or cluster; an admin may name another member with ``user_id``."""
 
     model_config = Strict
-    user_id: StrictInt | None = None
+    user_id: Int64 | None = None
 
 
 class ShareIn(BaseModel):

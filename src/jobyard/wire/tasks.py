@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from jobyard.wire.jobs import TargetIn
+from jobyard.wire.values import Int64, JsonValue
 
 Strict = ConfigDict(extra="forbid")
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Text = Annotated[StrictStr, Field(max_length=10000)]
-Arguments = dict[StrictStr, Any] | list[Any] | None
+Arguments = dict[StrictStr, JsonValue] | list[JsonValue] | None
 
 
 class ArgumentIn(BaseModel):
@@ -22,7 +23,7 @@ class ArgumentIn(BaseModel):
     label: StrictStr = ""
     help: StrictStr = ""
     required: StrictBool = True
-    default: Any = None
+    default: JsonValue = None
     options: list[StrictStr] | None = None
 
 
@@ -52,21 +53,21 @@ class TaskIn(BaseModel):
     command: Annotated[StrictStr, Field(max_length=65536)] = ""
     argv: list[StrictStr] | None = None
     target: TargetIn | None = None
-    quorum: StrictInt | StrictStr | None = None
-    run_timeout: StrictInt | None = 3600
+    quorum: Int64 | StrictStr | None = None
+    run_timeout: Int64 | None = 3600
     env: dict[StrictStr, StrictStr] = {}
     dir: StrictStr | None = None
     arguments: list[ArgumentIn | StrictStr] = []
-    approvers: list[StrictInt | StrictStr] = []
+    approvers: list[Int64 | StrictStr] = []
     approve_label: StrictStr = "Approve"
     reject_label: StrictStr = "Reject"
     allow_self_approval: StrictBool = False
     message: Text = ""
-    recipients: list[StrictInt | StrictStr] = []
+    recipients: list[Int64 | StrictStr] = []
     cancellable: StrictBool = True
-    hold_timeout: StrictInt | None = None
-    retry: dict[StrictStr, Any] | None = None
-    concurrency: dict[StrictStr, Any] | StrictStr | None = None
+    hold_timeout: Int64 | None = None
+    retry: dict[StrictStr, JsonValue] | None = None
+    concurrency: dict[StrictStr, JsonValue] | StrictStr | None = None
 
 
 class TaskPatch(BaseModel):
@@ -78,21 +79,21 @@ class TaskPatch(BaseModel):
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
     argv: list[StrictStr] | None = None
     target: TargetIn | None = None
-    quorum: StrictInt | StrictStr | None = None
-    run_timeout: StrictInt | None = None
+    quorum: Int64 | StrictStr | None = None
+    run_timeout: Int64 | None = None
     env: dict[StrictStr, StrictStr] | None = None
     dir: StrictStr | None = None
     arguments: list[ArgumentIn | StrictStr] | None = None
-    approvers: list[StrictInt | StrictStr] | None = None
+    approvers: list[Int64 | StrictStr] | None = None
     approve_label: StrictStr | None = None
     reject_label: StrictStr | None = None
     allow_self_approval: StrictBool | None = None
     message: Text | None = None
-    recipients: list[StrictInt | StrictStr] | None = None
+    recipients: list[Int64 | StrictStr] | None = None
     cancellable: StrictBool | None = None
-    hold_timeout: StrictInt | None = None
-    retry: dict[StrictStr, Any] | None = None
-    concurrency: dict[StrictStr, Any] | StrictStr | None = None
+    hold_timeout: Int64 | None = None
+    retry: dict[StrictStr, JsonValue] | None = None
+    concurrency: dict[StrictStr, JsonValue] | StrictStr | None = None
 
 
 class RunIn(BaseModel):
@@ -101,7 +102,7 @@ class RunIn(BaseModel):
     model_config = Strict
     arguments: Arguments = None
     target: TargetIn | None = None
-    stack_id: StrictInt | None = None
+    stack_id: Int64 | None = None
 
 
 class ArgumentsIn(BaseModel):
@@ -109,7 +110,7 @@ class ArgumentsIn(BaseModel):
 
     model_config = Strict
     arguments: Arguments = None
-    args: list[Any] | None = None
+    args: list[JsonValue] | None = None
 
 
 class DecisionIn(BaseModel):
@@ -134,7 +135,7 @@ class ScheduleIn(BaseModel):
     kind: StrictStr | None = None
     cron: StrictStr | None = None
     timezone: StrictStr | None = None
-    period: StrictInt | None = None
+    period: Int64 | None = None
     start: dt.datetime | None = None
     at: dt.datetime | None = None
 
@@ -168,7 +169,7 @@ class StackIn(BaseModel):
     description: Text = ""
     target: TargetIn
     env: dict[StrictStr, StrictStr] = {}
-    task_id: StrictInt | None = None
+    task_id: Int64 | None = None
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
     # Checked by the stack rules (domain.chains), which name the wrong step.
     steps: list[Any] | None = None
@@ -182,7 +183,7 @@ class StackPatch(BaseModel):
     description: Text | None = None
     target: TargetIn | None = None
     env: dict[StrictStr, StrictStr] | None = None
-    task_id: StrictInt | None = None
+    task_id: Int64 | None = None
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
     steps: list[Any] | None = None
     on_failure: dict[StrictStr, Any] | None = None
@@ -208,24 +209,24 @@ class TriggerIn(BaseModel):
         },
     )
     name: Name | None = None
-    schedule_id: StrictInt
-    task_id: StrictInt | None = None
-    stack_id: StrictInt | None = None
+    schedule_id: Int64
+    task_id: Int64 | None = None
+    stack_id: Int64 | None = None
     enabled: StrictBool = True
-    overlap: dict[StrictStr, Any] | StrictStr | None = None
+    overlap: dict[StrictStr, JsonValue] | StrictStr | None = None
     catch_up: StrictStr = "once"
-    catch_up_window: StrictInt = 3600
+    catch_up_window: Int64 = 3600
     arguments: Arguments = None
 
 
 class TriggerPatch(BaseModel):
     model_config = Strict
     name: Name | None = None
-    schedule_id: StrictInt | None = None
-    task_id: StrictInt | None = None
-    stack_id: StrictInt | None = None
+    schedule_id: Int64 | None = None
+    task_id: Int64 | None = None
+    stack_id: Int64 | None = None
     enabled: StrictBool | None = None
-    overlap: dict[StrictStr, Any] | StrictStr | None = None
+    overlap: dict[StrictStr, JsonValue] | StrictStr | None = None
     catch_up: StrictStr | None = None
-    catch_up_window: StrictInt | None = None
+    catch_up_window: Int64 | None = None
     arguments: Arguments = None

@@ -18,6 +18,7 @@ from fastapi import Request
 
 from jobyard.domain.errors import Invalid, NotFound
 from jobyard.domain.records import Principal
+from jobyard.wire.values import check_int64, unstorable
 
 
 def base_url(request: Request) -> str:
@@ -30,15 +31,24 @@ def same_org(name: str, who: Principal) -> None:
         raise NotFound(f"organization '{name}' not found")
 
 
+def decode_json(raw: bytes) -> Any:
+    """A body's JSON value, refused (422) when it holds a number the database cannot."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"the body is not valid JSON: {exc}", "body", malformed=True) from None
+    problem = unstorable(data)
+    if problem is not None:
+        raise Invalid(problem, "body")
+    return data
+
+
 async def json_object(request: Request) -> dict[str, Any]:
     """The JSON object in the body; an empty body is an empty object."""
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Invalid(f"the body is not valid JSON: {exc}", "body", malformed=True) from None
+    data = decode_json(raw)
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", "body", malformed=True)
     return data
@@ -62,18 +72,25 @@ def integer(body: dict[str, Any], key: str, *, coerce: bool = False) -> int | No
         return None
     if isinstance(value, bool):
         raise Invalid(f"{key} must be a whole number", key)
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if (
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif (
         coerce
         and isinstance(value, str)
         and value.strip().lstrip("-").isascii()
         and value.strip().lstrip("-").isdigit()
+        and len(value.strip()) <= 40
     ):
-        return int(value.strip())
-    raise Invalid(f"{key} must be a whole number", key)
+        number = int(value.strip())
+    if number is None:
+        raise Invalid(f"{key} must be a whole number", key)
+    try:
+        return check_int64(number, key)
+    except ValueError as exc:
+        raise Invalid(str(exc), key) from None
 
 
 def boolean(body: dict[str, Any], key: str, *, coerce: bool = False) -> bool | None:

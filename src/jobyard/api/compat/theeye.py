@@ -13,13 +13,12 @@ from __future__ import annotations
 import http
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from jobyard.api import errors
 from jobyard.api.auth import principal, services, token_from
-from jobyard.api.compat import json_object, same_org
+from jobyard.api.compat import decode_json, json_object, same_org
 from jobyard.api.compat import theeye_views as views
 from jobyard.api.hooks import client_of
 from jobyard.api.responses import JSON
@@ -358,10 +357,7 @@ async def _body(request: Request) -> Any:
     """A JSON object, or a bare list (TheEye takes the arguments list as the body)."""
     raw = await request.body()
     if raw.strip().startswith(b"["):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise Invalid("the body is not valid JSON", "body", malformed=True) from None
+        return decode_json(raw)
     return await json_object(request)
 
 

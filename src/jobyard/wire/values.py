@@ -1,0 +1,66 @@
+"""Values the database can hold, checked where requests come in.
+
+Every integer a request carries, at any depth (a job's ``count``, a task argument's
+``default``, a number inside ``retry`` or a dialect's loosely typed body), must fit in 64
+signed bits, and every number must be finite: a larger integer would be refused by an
+integer column or, inside a JSON column, saved and then fail every read of the row. The
+request models use ``Int64`` for integer fields and ``JsonValue`` for free-form values; the
+dialects and dashboard forms, which read loose JSON themselves, call ``unstorable``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, StrictInt
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+
+
+def unstorable(value: Any, where: str = "") -> str | None:
+    """What in ``value`` (a decoded JSON value) the database cannot hold, in words, or None."""
+    stack: list[tuple[str, Any]] = [(where, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                return f"{path or 'a number'}: {_short(item)} is out of range (at most 64 bits)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{path or 'a number'}: {item} is not a finite number"
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
+    return None
+
+
+def check_int64(value: int, where: str) -> int:
+    """``value`` itself, or ValueError when it does not fit in 64 signed bits."""
+    problem = unstorable(value, where)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _short(number: int) -> str:
+    bits = number.bit_length()
+    return str(number) if bits <= 128 else f"a {bits}-bit number"
+
+
+def _storable_json(value: Any) -> Any:
+    problem = unstorable(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A free-form JSON value (an argument's default, ``retry``, ``meta``): any shape, but only
+# numbers the database can hold.
+JsonValue = Annotated[Any, AfterValidator(_storable_json)]
