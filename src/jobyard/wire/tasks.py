@@ -172,8 +172,8 @@ class StackIn(BaseModel):
     task_id: Int64 | None = None
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
     # Checked by the stack rules (domain.chains), which name the wrong step.
-    steps: list[Any] | None = None
-    on_failure: dict[StrictStr, Any] | None = None
+    steps: list[JsonValue] | None = None
+    on_failure: dict[StrictStr, JsonValue] | None = None
     public: StrictBool = False
 
 
@@ -185,8 +185,8 @@ class StackPatch(BaseModel):
     env: dict[StrictStr, StrictStr] | None = None
     task_id: Int64 | None = None
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
-    steps: list[Any] | None = None
-    on_failure: dict[StrictStr, Any] | None = None
+    steps: list[JsonValue] | None = None
+    on_failure: dict[StrictStr, JsonValue] | None = None
     public: StrictBool | None = None
 
 
