@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from jobyard.api.auth import principal, services
@@ -14,6 +14,7 @@ from jobyard.domain.records import Principal
 from jobyard.domain.retention import RetentionPolicy
 from jobyard.service import retention as uc
 from jobyard.service.context import Services
+from jobyard.wire.values import Int64
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 Who = Annotated[Principal, Depends(principal)]
@@ -27,8 +28,8 @@ class RetentionIn(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"keep_jobs_days": 90, "keep_output_days": 14}]},
     )
-    keep_jobs_days: StrictInt | None = None
-    keep_output_days: StrictInt | None = None
+    keep_jobs_days: Int64 | None = None
+    keep_output_days: Int64 | None = None
 
 
 def policy_json(policy: RetentionPolicy) -> dict[str, Any]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from jobyard.wire.notifications import WebhookIn
 from jobyard.wire.tasks import Arguments, Name, ScheduleIn, StackIn, TaskIn
+from jobyard.wire.values import Int64, JsonValue
 
 KINDS = ("schedules", "tasks", "stacks", "triggers", "webhooks")
 
@@ -44,9 +45,9 @@ class TriggerDef(BaseModel):
     task: Name | None = None
     stack: Name | None = None
     enabled: StrictBool = True
-    overlap: dict[StrictStr, Any] | StrictStr | None = None
+    overlap: dict[StrictStr, JsonValue] | StrictStr | None = None
     catch_up: StrictStr = "once"
-    catch_up_window: StrictInt = 3600
+    catch_up_window: Int64 = 3600
     arguments: Arguments = None
 
 
