@@ -258,7 +258,13 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/api/v1/tokens"): lambda w: {"name": "walker"},
     ("POST", "/api/v1/members"): lambda w: {"email": "new@acme.test", "role": "viewer"},
     ("POST", "/api/v1/chef-keys"): lambda w: {"name": "walker", "email": "user@acme.test"},
-    ("POST", "/api/v1/jobs"): lambda w: {"command": "true", "nodes": ["web1"], "draft": True},
+    # web1 is the first organization's node: others pre-declare it
+    ("POST", "/api/v1/jobs"): lambda w: {
+        "command": "true",
+        "nodes": ["web1"],
+        "draft": True,
+        "allow_unknown_nodes": True,
+    },
     ("PUT", "/api/v1/jobs/{job_id}"): lambda w: {"command": "true", "nodes": ["web2"]},
     ("PATCH", "/api/v1/jobs/{job_id}"): lambda w: {"description": "changed"},
     ("POST", "/api/v1/jobs/{job_id}/input"): lambda w: {"arguments": {"env": "prod"}},

@@ -137,6 +137,15 @@ async def build_tenant(svc: Services, app: FastAPI, factory: Factory, org: str) 
                 "created_at": svc.clock.now(),
             }
         )
+    uploaded = await asgi_request(
+        app,
+        "POST",
+        f"/api/v1/files?name=input-{org}.txt",
+        user.headers,
+        secret.encode(),
+        content_type="application/octet-stream",
+    )
+    assert uploaded.status_code == 201, uploaded.text
     cluster = await _ok(
         app, user, "POST", "/api/v1/clusters", {"name": f"pool-{secret}", "nodes": 1}
     )
@@ -208,6 +217,7 @@ async def build_tenant(svc: Services, app: FastAPI, factory: Factory, org: str) 
         "job_id": str(job["id"]),
         "active_job_id": str(active["id"]),
         "file_id": str(stored.id),
+        "input_file_id": str(uploaded.json()["id"]),
         "cluster_id": str(cluster["id"]),
         "task_id": str(task["id"]),
         "schedule_id": str(schedule["id"]),
@@ -323,6 +333,8 @@ def victim_value(victim: Tenant, route: RouteSpec, param: str) -> str:
     if param == "package_id":
         return _render(dialect, v["task_id"])
     if param == "file_id":
+        if path == "/api/v1/files/{file_id}":  # an uploaded input file, not an output
+            return v["input_file_id"]
         return _render(dialect, v["file_id"])
     if param in v:
         return _render(dialect, v[param])
