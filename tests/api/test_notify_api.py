@@ -329,3 +329,38 @@ async def test_the_inbox_stream_is_live(svc: Services, tenant: Tenant) -> None:
             # A server that starts to stop ends the stream rather than wait for the client.
             svc.hub.publish_local(SHUTDOWN, SHUTDOWN)
             assert await asyncio.wait_for(read_events(lines, 1), 10) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:a00:1::]/",  # 6to4 embedding 10.0.0.1
+        "http://[::ffff:10.0.0.1]/",  # IPv4-mapped
+        "http://[64:ff9b::a00:1]/",  # NAT64
+        "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/",  # Teredo client 10.0.0.1
+        "http://[::10.0.0.1]/",  # IPv4-compatible
+    ],
+)
+async def test_webhook_urls_embedding_a_private_ipv4_are_refused(
+    client: httpx.AsyncClient, tenant: Tenant, svc: Services, url: str
+) -> None:
+    assert svc.settings.webhook_allow_private is False
+    admin = tenant.admin.headers
+    r = await client.post(
+        "/api/v1/webhooks", json={"url": url, "event_types": ["*"]}, headers=admin
+    )
+    assert r.status_code == 422, r.text
+    assert "10.0.0.1" in r.json()["detail"] and "private" in r.json()["detail"]
+    assert (await client.get("/api/v1/webhooks", headers=admin)).json() == []
+
+
+async def test_webhook_urls_embedding_a_public_ipv4_pass_the_address_rule(
+    client: httpx.AsyncClient, tenant: Tenant, svc: Services
+) -> None:
+    assert svc.settings.webhook_allow_private is False
+    r = await client.post(
+        "/api/v1/webhooks",
+        json={"url": "http://[2002:808:808::]/hook", "event_types": ["*"]},
+        headers=tenant.admin.headers,
+    )
+    assert r.status_code == 201, r.text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 
 import pytest
 
@@ -116,34 +115,13 @@ def test_standard_webhooks_signature_vector() -> None:
     assert not webhooks.verify(webhooks.new_secret(), headers, body, now=1614265330)
 
 
-@pytest.mark.parametrize(
-    ("address", "why"),
-    [
-        ("127.0.0.1", "loopback"),
-        ("::1", "loopback"),
-        ("10.1.2.3", "private"),
-        ("172.16.0.1", "private"),
-        ("192.168.1.1", "private"),
-        ("169.254.169.254", "link-local"),
-        ("fe80::1", "link-local"),
-        ("fc00::1", "private"),
-        ("::ffff:127.0.0.1", "loopback"),
-        ("0.0.0.0", "private"),
-        ("100.64.0.1", "non-public"),
-        ("224.0.0.1", "reserved"),
-        ("8.8.8.8", None),
-        ("2606:4700:4700::1111", None),
-    ],
-)
-def test_private_addresses_are_refused(address: str, why: str | None) -> None:
-    assert webhooks.forbidden(ipaddress.ip_address(address)) == why
-
-
 async def test_urls_are_checked_before_any_request() -> None:
     with pytest.raises(webhooks.AddressRefused, match="loopback"):
         await webhooks.resolve(webhooks.parse("http://127.0.0.1:9/x"), allow_private=False)
     with pytest.raises(webhooks.AddressRefused, match="loopback"):
         await webhooks.resolve(webhooks.parse("http://localhost/x"), allow_private=False)
+    with pytest.raises(webhooks.AddressRefused, match=r"private \(6to4 embedding 10\.0\.0\.1\)"):
+        await webhooks.resolve(webhooks.parse("http://[2002:a00:1::]/x"), allow_private=False)
     with pytest.raises(webhooks.AddressRefused, match="https://"):
         webhooks.parse("ftp://example.com/")
     with pytest.raises(webhooks.AddressRefused, match="credentials"):

@@ -27,11 +27,11 @@ from collections.abc import Mapping
 
 import httpx
 
+from jobyard.domain.addresses import Address, internal_reason
 from jobyard.notify.outcome import OK, Outcome
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE = 300
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class AddressRefused(Exception):
@@ -77,23 +77,6 @@ def verify(secret: str, got: Mapping[str, str], body: bytes, *, now: float | Non
     return any(hmac.compare_digest(expected, s) for s in signatures.split())
 
 
-def forbidden(address: Address) -> str | None:
-    """Why an address may not receive webhooks, or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_private:
-        return "private"
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
-        return "reserved"
-    if not address.is_global:
-        return "non-public"
-    return None
-
-
 def parse(url: str) -> httpx.URL:
     """A webhook URL: http or https, with a host and no credentials."""
     try:
@@ -131,7 +114,7 @@ async def resolve(url: httpx.URL, allow_private: bool) -> list[Address]:
         raise AddressRefused(f"{host!r} has no address")
     if not allow_private:
         for address in addresses:
-            why = forbidden(address)
+            why = internal_reason(address)
             if why is not None:
                 raise AddressRefused(
                     f"{host} resolves to {address}, a {why} address; webhooks go to public "
