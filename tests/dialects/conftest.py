@@ -15,7 +15,7 @@ import uvicorn
 from jobyard.api.app import create_app
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.service.context import Services
-from jobyard.service.transitions import move_job, move_run
+from jobyard.service.transitions import RunMove, apply, move_job
 
 
 async def drive(
@@ -32,11 +32,11 @@ async def drive(
             for step in steps:
                 run = await tx.jobs.run(job_id, node)
                 assert run is not None, node
-                values = {"exit_code": 0 if step is NodeRunStatus.SUCCEEDED else 1}
+                code = 0 if step is NodeRunStatus.SUCCEEDED else 1
                 terminal = step in (NodeRunStatus.SUCCEEDED, NodeRunStatus.FAILED)
-                assert await move_run(
-                    svc, tx, run, step, actor=node, values=values if terminal else None
-                ), (node, run.status, step)
+                move = RunMove.of(run, step, actor=node, exit_code=code if terminal else None)
+                done = await apply(svc, tx, run_changes=[move])
+                assert done.runs == [run.id], (node, run.status, step)
         for node, (out, err) in (output or {}).items():
             run = await tx.jobs.run(job_id, node)
             assert run is not None

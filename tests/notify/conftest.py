@@ -17,7 +17,7 @@ from jobyard.domain.targets import Target
 from jobyard.service import accounts, jobs
 from jobyard.service import outbox as relay
 from jobyard.service.context import Services
-from jobyard.service.transitions import move_job, move_run
+from jobyard.service.transitions import RunMove, apply, move_job
 from tests.notify.receivers import SmtpServer, WebhookReceiver
 
 T = TypeVar("T")
@@ -98,12 +98,12 @@ async def finish_job(
         job = await move_job(svc, tx, job, JobStatus.VOTING, actor=None)
         assert job is not None
         for run in await tx.jobs.runs(job_id):
-            await move_run(svc, tx, run, NodeRunStatus.READY, actor=None)
+            await apply(svc, tx, run_changes=[RunMove.of(run, NodeRunStatus.READY, actor=None)])
         job = await move_job(svc, tx, job, JobStatus.RUNNING, actor=None)
         assert job is not None
         for run in await tx.jobs.runs(job_id):
             result = (results or {}).get(run.node_name, NodeRunStatus.SUCCEEDED)
-            await move_run(svc, tx, run, result, actor=None)
+            await apply(svc, tx, run_changes=[RunMove.of(run, result, actor=None)])
         await move_job(svc, tx, job, JobStatus.COMPLETE, actor=None)
 
 

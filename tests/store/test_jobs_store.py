@@ -233,6 +233,20 @@ async def test_sorting(any_svc: Services, sort: str) -> None:
     assert await ids(any_svc, w.org, JobFilter(), sort=sort, descending=True) == want_asc[::-1]
 
 
+def _run_change(run_id: int, expected: str, status: str) -> dict[str, object]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "b_id": run_id,
+        "b_expected": expected,
+        "b_status": status,
+        "b_exit_code": None,
+        "b_reason": None,
+        "b_now": now,
+        "b_started": None,
+        "b_finished": None,
+    }
+
+
 async def test_compare_and_set(any_svc: Services) -> None:
     w = await world(any_svc)
     async with any_svc.db.begin() as tx:
@@ -243,8 +257,8 @@ async def test_compare_and_set(any_svc: Services) -> None:
         assert await tx.jobs.set_status(job.id, JobStatus.NEW, {"status": "aborted"}) is False
         run = await tx.jobs.run(job.id, "a")
         assert run is not None
-        assert await tx.jobs.set_run(run.id, NodeRunStatus.NEW, {"status": "ready"}) is True
-        assert await tx.jobs.set_run(run.id, NodeRunStatus.NEW, {"status": "nacked"}) is False
+        assert await tx.jobs.move_runs([_run_change(run.id, "new", "ready")]) is True
+        assert await tx.jobs.move_runs([_run_change(run.id, "new", "nacked")]) is False
         assert await tx.jobs.set_status(job.id + 99, JobStatus.NEW, {"status": "voting"}) is False
     async with any_svc.db.read() as tx:
         again = await tx.jobs.get(w.org, job.id)

@@ -14,7 +14,7 @@ from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, Principal
 from jobyard.service import accounts
 from jobyard.service.context import Services
-from jobyard.service.transitions import move_job, move_run
+from jobyard.service.transitions import RunMove, apply, move_job
 
 START = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 _n = itertools.count(1)
@@ -73,13 +73,13 @@ async def finish(
         current = await move_job(svc, tx, current, JobStatus.VOTING, actor=None)
         assert current is not None
         for run in await tx.jobs.runs(job_id):
-            await move_run(svc, tx, run, NodeRunStatus.READY, actor=None)
+            await apply(svc, tx, run_changes=[RunMove.of(run, NodeRunStatus.READY, actor=None)])
         current = await move_job(svc, tx, current, JobStatus.RUNNING, actor=None)
         assert current is not None
         for run in await tx.jobs.runs(job_id):
-            await move_run(svc, tx, run, NodeRunStatus.RUNNING, actor=None)
+            await apply(svc, tx, run_changes=[RunMove.of(run, NodeRunStatus.RUNNING, actor=None)])
         for run in await tx.jobs.runs(job_id):
-            await move_run(svc, tx, run, result, actor=None)
+            await apply(svc, tx, run_changes=[RunMove.of(run, result, actor=None)])
         await move_job(svc, tx, current, JobStatus.COMPLETE, actor=None)
 
 

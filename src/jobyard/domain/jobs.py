@@ -20,6 +20,7 @@ Terminal states are absorbing: no edge leaves them.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -142,6 +143,45 @@ RUN_TRANSITIONS: Mapping[NodeRunStatus, frozenset[NodeRunStatus]] = {
     ),
     **{s: frozenset() for s in RUN_TERMINAL},
 }
+
+# What entering a status does to the row besides the status (the one table the transition
+# writer, service/transitions.apply, reads): time columns stamped with the moment of the
+# change, and the job's deadline (see ``job_deadline``).
+JOB_STAMPS: Mapping[JobStatus, tuple[str, ...]] = {
+    JobStatus.NEW: ("submitted_at",),
+    JobStatus.RUNNING: ("started_at",),
+    **{s: ("finished_at",) for s in JOB_TERMINAL},
+}
+RUN_STAMPS: Mapping[NodeRunStatus, tuple[str, ...]] = {
+    NodeRunStatus.RUNNING: ("started_at",),
+    **{s: ("finished_at",) for s in RUN_TERMINAL},
+}
+# A job entering voting waits for votes until the voting timeout; entering running, until
+# its run_timeout (none without one); a finished job waits for nothing.
+KEEP_DEADLINE = object()
+
+
+def job_deadline(
+    target: JobStatus,
+    now: dt.datetime,
+    *,
+    voting_timeout: float,
+    run_timeout: int | None,
+) -> dt.datetime | object | None:
+    """The deadline a job gets on entering ``target``, or KEEP_DEADLINE (unchanged)."""
+    if target is JobStatus.VOTING:
+        return now + dt.timedelta(seconds=voting_timeout)
+    if target is JobStatus.RUNNING:
+        return now + dt.timedelta(seconds=run_timeout) if run_timeout else None
+    if target.terminal:
+        return None
+    return KEEP_DEADLINE
+
+
+# Job moves written before the node-run moves of the same change (the runs' moves are
+# caused by them: voting opens, then the votes), the others after (caused by the runs).
+JOB_BEFORE_RUNS = frozenset({JobStatus.NEW, JobStatus.VOTING})
+
 
 # A node run that counts as "fine" for knife-push's exit rule.
 RUN_OK_FOR_EXIT = frozenset(

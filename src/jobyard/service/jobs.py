@@ -19,7 +19,7 @@ from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
 from jobyard.service.sharing import readable_job
-from jobyard.service.transitions import move_job
+from jobyard.service.transitions import admit, move_job
 from jobyard.store import Tx
 from jobyard.store.jobs import JobFilter
 
@@ -142,6 +142,18 @@ async def add_job(
     """Write a job (``values``: its spec columns, kind, task_id ...) in this transaction and
     move it on: to ``new`` (submitted), to ``onhold`` (waiting; ``reason`` says for what),
     or nowhere (``then=None``: a draft)."""
+    if then is JobStatus.NEW:
+        # Submitted at once: written directly in ``new`` with its node runs.
+        names, place = await placement(tx, org_id, Target.from_json(values["target"]))
+        (job,) = await admit(
+            svc,
+            tx,
+            [({**values, **place, "org_id": org_id, "created_by": created_by}, actor)],
+            reason="submitted",
+        )
+        await tx.jobs.insert_runs(job, names, job.created_at)
+        tx.after_commit(lambda: svc.hub.publish("dispatch", job.id))
+        return job
     now = svc.clock.now()
     job = await tx.jobs.insert(
         {
@@ -164,8 +176,6 @@ async def add_job(
         reason=reason if then is None else None,
         now=now,
     )
-    if then is JobStatus.NEW:
-        return await _enter_new(svc, tx, job, actor)
     if then is JobStatus.ONHOLD:
         held = await move_job(svc, tx, job, JobStatus.ONHOLD, actor=actor, reason=reason)
         assert held is not None  # nobody else knows the job yet

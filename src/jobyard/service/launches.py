@@ -25,9 +25,9 @@ from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Hold, Task, TaskType, bind_arguments, job_spec
 from jobyard.domain.triggers import Stack, Trigger
 from jobyard.service.context import Services
-from jobyard.service.events import event_row, record_job_event, record_many
+from jobyard.service.events import record_job_event
 from jobyard.service.jobs import abort_job, add_job, placement
-from jobyard.service.transitions import move_job
+from jobyard.service.transitions import admit, move_job
 from jobyard.store import Tx
 
 # Hub topic that wakes the scheduler loop (held runs to release, triggers changed).
@@ -412,55 +412,23 @@ async def plan_launch(
 
 async def launch_planned(svc: Services, tx: Tx, planned: Sequence[Planned]) -> list[Job]:
     """Write planned runs in a few statements: the same rows and events (``job.created`` as
-    a draft, then ``job.status`` draft → new) as ``launch`` writes one run at a time."""
+    a draft, then ``job.status`` draft → new, by ``transitions.admit``) as ``launch`` writes
+    one run at a time."""
     if not planned:
         return []
     now = svc.clock.now()
-    jobs = await tx.jobs.insert_many(
+    jobs = await admit(
+        svc,
+        tx,
         [
-            {
-                **p.row,
-                **p.place,
-                "org_id": p.org_id,
-                "status": JobStatus.NEW.value,
-                "attempt": 0,
-                "created_by": p.origin.created_by,
-                "created_at": now,
-                "updated_at": now,
-                "submitted_at": now,
-            }
+            (
+                {**p.row, **p.place, "org_id": p.org_id, "created_by": p.origin.created_by},
+                p.origin.actor,
+            )
             for p in planned
-        ]
+        ],
+        reason="submitted",
     )
-    rows: list[dict[str, Any]] = []
-    for job, p in zip(jobs, planned, strict=True):
-        common: dict[str, Any] = {
-            "org_id": job.org_id,
-            "kind": "job",
-            "subject_id": job.id,
-            "job_id": job.id,
-        }
-        rows.append(
-            event_row(
-                **common,
-                type="job.created",
-                to_status=JobStatus.DRAFT.value,
-                actor=p.origin.actor,
-                now=now,
-            )
-        )
-        rows.append(
-            event_row(
-                **common,
-                type="job.status",
-                from_status=JobStatus.DRAFT.value,
-                to_status=JobStatus.NEW.value,
-                actor=p.origin.actor,
-                reason="submitted",
-                now=now,
-            )
-        )
-    await record_many(svc, tx, rows)
     await tx.jobs.insert_runs_many([(j, p.nodes) for j, p in zip(jobs, planned, strict=True)], now)
     await tx.task_runs.insert_many(
         [

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Job
-from jobyard.domain.rounds import JobChange, JobRound, RunCopy
+from jobyard.domain.rounds import JobRound, RunCopy
 from jobyard.service.context import Services
-from jobyard.service.events import event_row, publish
-from jobyard.service.transitions import move_job
+from jobyard.service.transitions import JobMove, RunMove, apply
 from jobyard.store import Tx
 from jobyard.wire import agent as wire
 
@@ -94,82 +92,38 @@ def commit_message(job: Job, node: str, files_cap: int | None = None) -> str:
 
 
 async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: str | None) -> Job:
-    """Write a round's run changes and job moves, with their events; queue its commands."""
-    now = rnd.now
-    current = job
-    job_changes = list(rnd.job_changes)
-    if job_changes and job_changes[0].to_status is JobStatus.VOTING:
-        # Record "voting" before the votes it caused, so history reads in causal order.
-        current = await _move(svc, tx, current, job_changes.pop(0), actor, now)
-    if rnd.run_changes:
-        await tx.jobs.apply_run_changes(
-            [
-                {
-                    "b_id": c.run_id,
-                    "b_expected": c.from_status.value,
-                    "b_status": c.to_status.value,
-                    "b_exit_code": c.exit_code,
-                    "b_reason": c.reason,
-                    "b_now": now,
-                    "b_started": now if c.to_status.value == "running" else None,
-                    "b_finished": now if c.to_status.terminal else None,
-                }
-                for c in rnd.run_changes
-            ]
-        )
-        rows = [
-            event_row(
-                org_id=job.org_id,
-                kind="node_run",
-                subject_id=c.run_id,
-                job_id=job.id,
-                node_name=c.node,
-                type="node_run.status",
-                from_status=c.from_status.value,
-                to_status=c.to_status.value,
-                actor=actor,
+    """Write a round's run changes and job moves through the transition writer; queue its
+    commands."""
+    done = await apply(
+        svc,
+        tx,
+        [JobMove(job, c.to_status, actor, reason=c.reason) for c in rnd.job_changes],
+        [
+            RunMove(
+                c.run_id,
+                job.org_id,
+                job.id,
+                c.node,
+                c.from_status,
+                c.to_status,
+                actor,
                 reason=c.reason,
-                data={"exit_code": c.exit_code} if c.exit_code is not None else None,
-                now=now,
+                exit_code=c.exit_code,
             )
             for c in rnd.run_changes
-        ]
-        events = await tx.events.append_many_returning(rows)
-        from jobyard.service.events import OBSERVERS
-
-        for event in events:
-            for observer in OBSERVERS:
-                await observer(svc, tx, event)
-            tx.after_commit(_publisher(svc, event))
-    for change in job_changes:
-        current = await _move(svc, tx, current, change, actor, now)
+        ],
+        now=rnd.now,
+    )
+    current = done.jobs.get(job.id, job)
+    if rnd.job_changes and current.status is not rnd.job_changes[-1].to_status:
+        raise RuntimeError(f"job {job.id} moved under a locked round")
+    if current.cluster_id is not None and any(
+        c.to_status is JobStatus.RUNNING for c in rnd.job_changes
+    ):
+        await _cluster_job_started(svc, tx, current)
     for node, kind in rnd.commands:
         send(svc, tx, job.org_id, node, command_for(current, kind))
     return current
-
-
-async def _move(
-    svc: Services, tx: Tx, job: Job, change: JobChange, actor: str | None, now: dt.datetime
-) -> Job:
-    values: dict[str, Any] = {}
-    if change.to_status is JobStatus.VOTING:
-        values["deadline"] = now + dt.timedelta(seconds=svc.settings.voting_timeout)
-    elif change.to_status is JobStatus.RUNNING:
-        values["deadline"] = (
-            now + dt.timedelta(seconds=job.run_timeout) if job.run_timeout else None
-        )
-    moved = await move_job(
-        svc, tx, job, change.to_status, actor=actor, reason=change.reason, values=values
-    )
-    if moved is None:
-        raise RuntimeError(f"job {job.id} moved under a locked round")
-    if change.to_status is JobStatus.RUNNING and moved.cluster_id is not None:
-        await _cluster_job_started(svc, tx, moved)
-    return moved
-
-
-def _publisher(svc: Services, event: Any) -> Callable[[], None]:
-    return lambda: publish(svc, event)
 
 
 async def _cluster_job_started(svc: Services, tx: Tx, job: Job) -> None:

@@ -266,22 +266,15 @@ class JobsRepo:
         row = (await self.conn.execute(q)).mappings().first()
         return None if row is None else _run(row)
 
-    async def set_run(self, run_id: int, expected: NodeRunStatus, values: dict[str, Any]) -> bool:
-        """Move a node run only if it is still in ``expected`` (compare-and-set)."""
-        res = await self.conn.execute(
-            node_runs.update()
-            .where(node_runs.c.id == run_id, node_runs.c.status == expected.value)
-            .values(**values)
-        )
-        return bool(res.rowcount)
-
-    async def apply_run_changes(self, changes: Sequence[dict[str, Any]]) -> None:
-        """Move many node runs in one statement; each row is a compare-and-set on its status.
+    async def move_runs(self, changes: Sequence[dict[str, Any]]) -> bool:
+        """Move node runs in one statement; each row is a compare-and-set on its status
+        (service/transitions.apply decides the values). One row: whether it moved; many: True
+        (the caller holds their job).
 
         Keys: b_id, b_expected, b_status, b_exit_code, b_reason, b_now, b_started, b_finished.
         """
         if not changes:
-            return
+            return False
         stmt = (
             node_runs.update()
             .where(
@@ -305,7 +298,10 @@ class JobsRepo:
                 ),
             )
         )
+        if len(changes) == 1:
+            return bool((await self.conn.execute(stmt, dict(changes[0]))).rowcount)
         await self.conn.execute(stmt, list(changes))
+        return True
 
     async def append_output(self, run_id: int, stream: str, chunk: str, cap: int) -> bool:
         """Append to a run's stdout or stderr up to ``cap`` characters; True if truncated."""
