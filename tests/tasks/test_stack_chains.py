@@ -186,14 +186,12 @@ async def test_the_sweep_advances_a_chain_the_observer_missed(
 ) -> None:
     stack = await chain_stack(any_svc, people)
     first = await stacks.run_stack(any_svc, people.alice, stack.id)
-    chains_observer = chains.on_step_finished
-    from jobyard.service import events
-
-    events.OBSERVERS.remove(chains_observer)
+    composed = any_svc.observers
+    any_svc.observers = tuple(o for o in composed if o.one is not chains.on_step_finished)
     try:
         await finish_with(any_svc, first.job.id, "7\n")
     finally:
-        events.OBSERVERS.append(chains_observer)
+        any_svc.observers = composed
     assert len(await jobs_of(any_svc, people.alice.org_id)) == 1
     assert await chains.sweep(any_svc) == 1
     made = await jobs_of(any_svc, people.alice.org_id)

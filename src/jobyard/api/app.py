@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -32,11 +32,8 @@ from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty
 from jobyard.api.files import UPLOAD_OVERHEAD, UPLOAD_PATHS
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
-from jobyard.dispatch import engine as _engine  # noqa: F401  (registers the dispatch loops)
-from jobyard.dispatch import outbox as _outbox  # noqa: F401  (registers the outbox relay)
-from jobyard.dispatch import retention as _retention  # noqa: F401  (registers retention)
-from jobyard.dispatch import scheduler as _scheduler  # noqa: F401  (registers the scheduler)
-from jobyard.dispatch.loops import LOOPS
+from jobyard.dispatch.loops import LoopFactory
+from jobyard.dispatch.server import server_loops
 from jobyard.service.context import Services
 from jobyard.settings import Settings
 from jobyard.store import Database
@@ -50,7 +47,10 @@ def create_app(
     services: Services | None = None,
     migrate: bool = True,
     run_loops: bool = True,
+    loops: Sequence[LoopFactory] | None = None,
 ) -> FastAPI:
+    """The server, put together: its routes, and the background loops (``loops``, in start
+    order; ``server_loops()`` unless given) when ``run_loops``."""
     settings = settings or (services.settings if services else Settings.from_env())
     owned = services is None
     svc = services or Services(db=Database(settings.db_url), settings=settings)
@@ -64,7 +64,7 @@ def create_app(
         await app.state.metrics.jobs.start(svc)
         async with contextlib.AsyncExitStack() as stack:
             if run_loops:
-                for loop in LOOPS:
+                for loop in server_loops() if loops is None else loops:
                     await stack.enter_async_context(loop(svc))
             log.info("jobyard %s ready on %s", __version__, settings.base_url)
             yield

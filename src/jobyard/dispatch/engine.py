@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from jobyard.dispatch.loops import LOOPS, periodic
+from jobyard.dispatch.loops import periodic
 from jobyard.service import clusters, dispatch, nodes
 from jobyard.service.context import Services
 from jobyard.service.rounds import Report, apply_reports, node_topic
@@ -185,6 +185,3 @@ class Engine:
 
 def engine_loop(svc: Services) -> contextlib.AbstractAsyncContextManager[Engine]:
     return Engine.of(svc).running()
-
-
-LOOPS.append(engine_loop)

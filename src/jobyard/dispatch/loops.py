@@ -1,8 +1,6 @@
-"""The background loops the server runs, in start order (they stop in reverse order).
-
-Each entry is a callable taking Services and returning an async context manager that
-starts the loop on enter and stops it cleanly on exit.
-"""
+"""What a background loop is: a callable taking Services and returning an async context
+manager that starts the loop on enter and stops it cleanly on exit. Which loops the server
+runs, in start order, is composed in dispatch/server.py."""
 
 from __future__ import annotations
 
@@ -17,7 +15,6 @@ from jobyard.service.context import Services
 log = logging.getLogger("jobyard.dispatch")
 
 LoopFactory = Callable[[Services], contextlib.AbstractAsyncContextManager[Any]]
-LOOPS: list[LoopFactory] = []
 
 
 @contextlib.asynccontextmanager

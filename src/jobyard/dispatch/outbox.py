@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from jobyard.dispatch.loops import LOOPS, periodic
+from jobyard.dispatch.loops import periodic
 from jobyard.service import outbox
 from jobyard.service.context import Services
 
@@ -88,6 +88,3 @@ class Relay:
 
 def relay_loop(svc: Services) -> contextlib.AbstractAsyncContextManager[Relay]:
     return Relay(svc).running()
-
-
-LOOPS.append(relay_loop)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from jobyard.dispatch.loops import LOOPS, periodic
+from jobyard.dispatch.loops import periodic
 from jobyard.service import retention
 from jobyard.service.context import Services
 
@@ -32,6 +32,3 @@ async def retention_loop(svc: Services) -> AsyncIterator[None]:
 
     async with periodic("retention", svc.settings.retention_interval, tick):
         yield
-
-
-LOOPS.append(retention_loop)

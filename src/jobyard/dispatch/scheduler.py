@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from jobyard.dispatch.loops import LOOPS
 from jobyard.domain.clock import Clock
 from jobyard.service import approvals, chains, holds, triggers
 from jobyard.service.context import Services
@@ -117,6 +116,3 @@ async def scheduler_loop(svc: Services) -> AsyncIterator[Scheduler]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-LOOPS.append(scheduler_loop)

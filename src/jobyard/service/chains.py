@@ -33,7 +33,7 @@ from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Task
 from jobyard.domain.triggers import Stack
 from jobyard.service.context import Services
-from jobyard.service.events import observe, record
+from jobyard.service.events import record
 from jobyard.service.holds import isolated
 from jobyard.service.jobs import abort_job
 from jobyard.service.launches import Launched, Origin, launch
@@ -315,7 +315,6 @@ async def _retry_of(tx: Tx, job: Job) -> int | None:
     return None
 
 
-@observe
 async def on_step_finished(svc: Services, tx: Tx, event: Event) -> None:
     """A job ended: if it was a step of a running chain, advance the chain."""
     if event.kind != "job" or event.type != "job.status" or event.to_status not in _TERMINAL:

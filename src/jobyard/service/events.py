@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobyard.domain.records import Event, Job
@@ -18,30 +19,19 @@ if TYPE_CHECKING:
     from jobyard.service.context import Services
 
 Observer = Callable[["Services", Tx, Event], Awaitable[None]]
-# Registered at import time by the parts that react to events (notify, tasks, ...).
-OBSERVERS: list[Observer] = []
 ManyObserver = Callable[["Services", Tx, Sequence[Event]], Awaitable[None]]
-# Batch variants of observers: ``record_many`` hands them every event it appended at once
-# (one statement for many events instead of one each); other observers get one at a time.
-MANY: dict[Observer, ManyObserver] = {}
 
 
-def observe_many(observer: Observer) -> Callable[[ManyObserver], ManyObserver]:
-    """Decorator: register ``fn(svc, tx, events)`` as the batch variant of ``observer``;
-    it must do for the events what ``observer`` does for each of them."""
+@dataclass(frozen=True)
+class Observing:
+    """An observer of recorded events, with its batch variant when it has one: ``many``
+    does for the events of one ``record_many`` what ``one`` does for each of them.
 
-    def register(many: ManyObserver) -> ManyObserver:
-        MANY[observer] = many
-        return many
+    Which observers run is composed in one place (service/observers.py) and handed to
+    ``Services``; nothing registers itself on import."""
 
-    return register
-
-
-def observe(observer: Observer) -> Observer:
-    """Decorator: run ``observer(svc, tx, event)`` for every recorded event."""
-    if observer not in OBSERVERS:
-        OBSERVERS.append(observer)
-    return observer
+    one: Observer
+    many: ManyObserver | None = None
 
 
 def event_row(
@@ -110,8 +100,8 @@ def publish(svc: Services, event: Event) -> None:
 async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
     """Append an event, let observers act in the same transaction, publish after commit."""
     event = await tx.events.append(event_row(**fields))
-    for observer in OBSERVERS:
-        await observer(svc, tx, event)
+    for observer in svc.observers:
+        await observer.one(svc, tx, event)
     tx.after_commit(lambda: publish(svc, event))
     return event
 
@@ -121,13 +111,12 @@ async def record_many(svc: Services, tx: Tx, rows: Sequence[dict[str, Any]]) -> 
     in the same transaction (each observer's batch variant when it has one); publish after
     commit."""
     events = await tx.events.append_many_returning(rows)
-    for observer in OBSERVERS:
-        many = MANY.get(observer)
-        if many is not None:
-            await many(svc, tx, events)
+    for observer in svc.observers:
+        if observer.many is not None:
+            await observer.many(svc, tx, events)
             continue
         for event in events:
-            await observer(svc, tx, event)
+            await observer.one(svc, tx, event)
 
     def publish_all() -> None:
         for event in events:

@@ -23,7 +23,7 @@ from jobyard.domain.records import Event, Job, NodeRun
 from jobyard.domain.tasks import Hold, Task, TaskRun
 from jobyard.domain.triggers import Trigger
 from jobyard.service.context import Services
-from jobyard.service.events import observe, record_job_event
+from jobyard.service.events import record_job_event
 from jobyard.service.jobs import abort_job, add_job, release_job
 from jobyard.service.launches import admission, replace_runs, wake_scheduler
 from jobyard.service.transitions import move_job
@@ -68,7 +68,6 @@ def ended_failed(job: Job, runs: list[NodeRun]) -> bool:
     return job_outcome(job, runs).is_failure
 
 
-@observe
 async def on_job_finished(svc: Services, tx: Tx, event: Event) -> None:
     """A job of a task finished: free its hold, wake the queues, maybe schedule a retry."""
     if event.kind != "job" or event.type != "job.status" or event.to_status not in _TERMINAL:

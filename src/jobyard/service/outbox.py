@@ -44,7 +44,6 @@ from jobyard.notify.messages import About, Message, compose
 from jobyard.notify.outcome import Outcome
 from jobyard.notify.webhooks import WebhookSender
 from jobyard.service.context import Services
-from jobyard.service.events import observe, observe_many
 from jobyard.settings import Settings
 from jobyard.store import Tx
 from jobyard.store.notify import Audience, audience_of_users, audience_of_watchers
@@ -103,7 +102,6 @@ def _ids(value: Any) -> list[int]:
 # -- the observer
 
 
-@observe
 async def notify_on_event(svc: Services, tx: Tx, event: Event) -> None:
     """Make the creator a watcher; queue the deliveries an event calls for."""
     if event.type == "job.created" and event.kind == "job":
@@ -165,7 +163,6 @@ SUBSCRIPTIONS_TTL = 2.0
 _SUBS = "notify.subscriptions"
 
 
-@observe_many(notify_on_event)
 async def notify_on_events(svc: Services, tx: Tx, events: Sequence[Event]) -> None:
     """``notify_on_event`` for many events at once (a scheduler pass starts hundreds of
     jobs): the creators of the new jobs watch them in one statement, before the events

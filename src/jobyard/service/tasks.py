@@ -15,7 +15,6 @@ from jobyard.domain.errors import Conflict, Invalid, NotFound
 from jobyard.domain.records import Page, Principal
 from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Task, TaskSpec
-from jobyard.service import holds as _holds  # noqa: F401  (registers the retry observer)
 from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.service.jobs import JobView
