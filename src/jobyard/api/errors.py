@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from jobyard.api.responses import problem
 from jobyard.domain.errors import JobyardError
+from jobyard.wire.values import NOT_NULL
 
 log = logging.getLogger("jobyard.api")
 
@@ -65,6 +66,9 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
             msg = f"unknown field {where!r}: remove it"
         elif kind == "missing":
             msg = f"{where} is required"
+        elif kind == NOT_NULL:
+            where = err["ctx"]["fields"]
+            msg = f"{where} may not be null"
         else:
             msg = f"{where}: {err.get('msg', 'invalid')}"
         errors.append({"field": where, "message": msg})

@@ -16,7 +16,7 @@ from jobyard.domain.records import Cluster, Node, Principal
 from jobyard.service import clusters as cl
 from jobyard.service import nodes as uc
 from jobyard.service.context import Services
-from jobyard.wire.values import Int64
+from jobyard.wire.values import Int64, Patch
 
 router = APIRouter(prefix="/api/v1", tags=["nodes"])
 Who = Annotated[Principal, Depends(principal)]
@@ -88,8 +88,9 @@ class ClusterIn(BaseModel):
     time_to_idle: Int64 = 3600
 
 
-class ClusterPatch(BaseModel):
+class ClusterPatch(Patch):
     model_config = ConfigDict(extra="forbid")
+    not_null = frozenset({"name", "nodes", "description", "terminate_on_idle", "time_to_idle"})
     name: StrictStr | None = None
     nodes: Int64 | None = None
     description: StrictStr | None = None

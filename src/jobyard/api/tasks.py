@@ -125,8 +125,6 @@ async def _converted(svc: Services, who: Principal, body: TaskIn | TaskPatch) ->
             out[field] = ConcurrencyPolicy.from_json(value)
         elif field == "env":
             out[field] = dict(value or {})
-        elif value is None and field in ("name", "description", "command", "message"):
-            raise Invalid(f"{field} cannot be null", field)
         else:
             out[field] = value
     return out

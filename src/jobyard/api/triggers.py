@@ -111,9 +111,6 @@ async def patch(trigger_id: str, body: TriggerPatch, who: Who, svc: Svc) -> Resp
         changes["overlap"] = ConcurrencyPolicy.from_json(body.overlap, "overlap")
     if "catch_up" in changes:
         changes["catch_up"] = _catch_up(body.catch_up or "")
-    for field in ("schedule_id", "enabled", "catch_up_window"):
-        if field in changes and changes[field] is None:
-            raise Invalid(f"{field} cannot be null", field)
     trigger = await uc.update_trigger(svc, who, ident(trigger_id, "trigger"), changes)
     return JSON(trigger_out(svc, trigger))
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from jobyard.wire.values import Int64
+from jobyard.wire.values import Int64, Patch
 
 Strict = ConfigDict(extra="forbid")
 
@@ -112,10 +112,11 @@ class JobIn(BaseModel):
     outputs: list[StrictStr] | None = None
 
 
-class JobPatch(BaseModel):
+class JobPatch(Patch):
     """Change a job. Fields left out stay as they are."""
 
     model_config = Strict
+    not_null = frozenset({"description", "env", "capture_output", "count"})
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
     argv: list[StrictStr] | None = None
     nodes: list[StrictStr] | None = None

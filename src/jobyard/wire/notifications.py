@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from jobyard.wire.values import Int64
+from jobyard.wire.values import Int64, Patch
 
 Strict = ConfigDict(extra="forbid")
 
@@ -70,10 +70,11 @@ class WebhookIn(BaseModel):
     secret: Annotated[StrictStr, Field(max_length=128)] | None = None
 
 
-class WebhookPatch(BaseModel):
+class WebhookPatch(Patch):
     """Change a subscription; ``enabled: true`` re-enables one that was disabled."""
 
     model_config = Strict
+    not_null = frozenset({"url", "event_types", "description", "enabled"})
     url: Annotated[StrictStr, Field(max_length=2000)] | None = None
     event_types: list[StrictStr] | None = None
     description: Annotated[StrictStr, Field(max_length=1000)] | None = None

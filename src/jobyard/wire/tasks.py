@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from jobyard.wire.jobs import TargetIn
-from jobyard.wire.values import Int64, JsonValue
+from jobyard.wire.values import Int64, JsonValue, Patch
 
 Strict = ConfigDict(extra="forbid")
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -70,10 +70,26 @@ class TaskIn(BaseModel):
     concurrency: dict[StrictStr, JsonValue] | StrictStr | None = None
 
 
-class TaskPatch(BaseModel):
+class TaskPatch(Patch):
     """Change a task: fields left out stay as they are."""
 
     model_config = Strict
+    not_null = frozenset(
+        {
+            "name",
+            "description",
+            "command",
+            "env",
+            "arguments",
+            "approvers",
+            "approve_label",
+            "reject_label",
+            "allow_self_approval",
+            "message",
+            "recipients",
+            "cancellable",
+        }
+    )
     name: Name | None = None
     description: Text | None = None
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
@@ -177,8 +193,9 @@ class StackIn(BaseModel):
     public: StrictBool = False
 
 
-class StackPatch(BaseModel):
+class StackPatch(Patch):
     model_config = Strict
+    not_null = frozenset({"name", "description", "target", "env", "public"})
     name: Name | None = None
     description: Text | None = None
     target: TargetIn | None = None
@@ -219,8 +236,9 @@ class TriggerIn(BaseModel):
     arguments: Arguments = None
 
 
-class TriggerPatch(BaseModel):
+class TriggerPatch(Patch):
     model_config = Strict
+    not_null = frozenset({"schedule_id", "enabled", "catch_up", "catch_up_window"})
     name: Name | None = None
     schedule_id: Int64 | None = None
     task_id: Int64 | None = None

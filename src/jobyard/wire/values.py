@@ -11,9 +11,10 @@ dialects and dashboard forms, which read loose JSON themselves, call ``unstorabl
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, Field, StrictInt, model_validator
+from pydantic_core import PydanticCustomError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -64,3 +65,24 @@ def _storable_json(value: Any) -> Any:
 # A free-form JSON value (an argument's default, ``retry``, ``meta``): any shape, but only
 # numbers the database can hold.
 JsonValue = Annotated[Any, AfterValidator(_storable_json)]
+
+
+# The error type of a null refused by a Patch model (the API names the fields).
+NOT_NULL = "not_null"
+
+
+class Patch(BaseModel):
+    """A change: fields left out stay as they are. ``null`` is refused (422 "name may not be
+    null") for the fields in ``not_null``, which the database keeps NOT NULL; the others
+    take ``null`` as their meaning (none, or back to the default)."""
+
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _refuse_nulls(self) -> Self:
+        nulls = sorted(f for f in self.model_fields_set & self.not_null if getattr(self, f) is None)
+        if nulls:
+            raise PydanticCustomError(
+                NOT_NULL, "{fields} may not be null", {"fields": ", ".join(nulls)}
+            )
+        return self
