@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.responses import Response
@@ -42,3 +44,24 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Problem:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="jobyard"'} if status == 401 else None
     return Problem(body, status_code=status, headers=headers)
+
+
+def _ascii_char(ch: str) -> str:
+    if " " <= ch <= "~":
+        return "_" if ch in '"\\%;' else ch
+    plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode("ascii")
+    return plain if plain.isalnum() else "_"
+
+
+def _ascii_fallback(name: str) -> str:
+    """The name for clients without RFC 5987: accents dropped, anything else not printable
+    ASCII (or a quote, backslash, percent sign or semicolon) replaced by ``_``."""
+    return "".join(_ascii_char(ch) for ch in name).strip() or "download"
+
+
+def content_disposition(name: str, disposition: str = "attachment") -> str:
+    """A Content-Disposition header for a file named ``name`` (RFC 6266): an ASCII
+    ``filename`` fallback, and ``filename*`` carrying the exact name as UTF-8 (RFC 5987)."""
+    base = name.rsplit("/", 1)[-1] or name
+    encoded = quote(base, safe="", encoding="utf-8", errors="surrogatepass")
+    return f"{disposition}; filename=\"{_ascii_fallback(base)}\"; filename*=UTF-8''{encoded}"

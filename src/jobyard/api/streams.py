@@ -12,7 +12,7 @@ from jobyard.api import render
 from jobyard.api.auth import principal, services
 from jobyard.api.ids import IdPath
 from jobyard.api.jobs import _job_id
-from jobyard.api.responses import JSON, iso
+from jobyard.api.responses import JSON, content_disposition, iso
 from jobyard.api.sse import event_stream, frame, job_finished
 from jobyard.domain.errors import Invalid
 from jobyard.domain.records import Event, Principal, StoredFile
@@ -121,9 +121,8 @@ async def file_contents(file_id: IdPath, who: Who, svc: Svc) -> Response:
 
 def download(stored: StoredFile, path: Path) -> Response:
     """A stored file's bytes, streamed from disk (input files may be large)."""
-    filename = stored.name.rsplit("/", 1)[-1].replace('"', "")
     return FileResponse(
         path,
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": content_disposition(stored.name)},
     )

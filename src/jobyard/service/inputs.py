@@ -7,12 +7,12 @@ download and the hash to check, with no lookup at dispatch time.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import AsyncIterable, Sequence
 from typing import Any
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Invalid, NotFound
+from jobyard.domain.filenames import check_name
 from jobyard.domain.records import Principal, StoredFile
 from jobyard.service.context import Services
 
@@ -21,11 +21,12 @@ INPUT = "input"
 
 
 def clean_upload_name(name: str | None) -> str:
-    """A plain file name (no directories): the agent writes it into the run directory."""
+    """A plain file name (no directories, no control characters): the agent writes it
+    into the run directory."""
     if not isinstance(name, str) or not name.strip():
         raise Invalid("an uploaded file needs a name", "name")
-    base = posixpath.basename(name.replace("\\", "/")).strip()
-    if not base or base in (".", "..") or "\x00" in base or len(base) > 255:
+    base = check_name(name).strip()
+    if not base or base in (".", "..") or len(base) > 255:
         raise Invalid(f"{name!r} is not a usable file name", "name")
     return base
 

@@ -8,14 +8,16 @@ from pathlib import Path
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Forbidden, Invalid, NotFound, TooLarge
+from jobyard.domain.filenames import check_name
 from jobyard.domain.records import NodeRun, Principal, StoredFile
 from jobyard.service.context import Services
 from jobyard.service.sharing import readable_job
 
 
 def _clean_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "\x00" in name:
+    if not isinstance(name, str) or not name:
         raise Invalid("a file needs a name", "name")
+    check_name(name, separators=False)  # a relative path: '/' separates its directories
     cleaned = posixpath.normpath("/" + name.replace("\\", "/")).lstrip("/")
     if not cleaned or cleaned.startswith(".."):
         raise Invalid(f"{name!r} is not a relative file name", "name")
