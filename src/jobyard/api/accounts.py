@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from jobyard.api.auth import principal, services
+from jobyard.api.auth import agent_principal, principal, services
 from jobyard.api.ids import IdPath
 from jobyard.api.responses import JSON, iso
 from jobyard.domain.accounts import parse_role
@@ -46,8 +46,8 @@ def _member(m: Member) -> dict[str, Any]:
     }
 
 
-@router.get("/me", summary="The caller: user, organization and role")
-async def me(who: Who) -> Response:
+@router.get("/me", summary="The caller: user, organization and role (agents too)")
+async def me(who: Annotated[Principal, Depends(agent_principal)]) -> Response:
     return JSON(
         {
             "user": {"id": who.user_id, "email": who.email, "display_name": who.display_name},

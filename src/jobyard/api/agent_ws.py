@@ -12,12 +12,12 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from jobyard.api.auth import token_from
+from jobyard.api.auth import authenticate, token_from
 from jobyard.dispatch.engine import Engine
 from jobyard.domain.errors import JobyardError
 from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Principal
-from jobyard.service import accounts, approvals, nodes, outputs, revocations
+from jobyard.service import approvals, nodes, outputs, revocations
 from jobyard.service.context import Services
 from jobyard.service.rounds import Report, node_topic
 from jobyard.wire import agent as wire
@@ -32,7 +32,7 @@ async def agent_socket(ws: WebSocket) -> None:
     svc: Services = ws.app.state.services
     try:
         secret = token_from(ws)
-        who = await accounts.authenticate(svc, secret or "")
+        who = await authenticate(svc, secret or "", agent=True)
     except JobyardError as exc:
         await ws.close(code=4401, reason=exc.detail[:120])
         return
@@ -59,7 +59,7 @@ async def agent_socket(ws: WebSocket) -> None:
         try:
             # Once more, now that changes are heard: a revocation since the first look
             # cleared the remembered authentication, so this one reads the database.
-            await accounts.authenticate(svc, secret or "")
+            await authenticate(svc, secret or "", agent=True)
             before = await nodes.availability_of(svc, who.org_id, hello.node)
             node = await nodes.node_connected(svc, who, hello, engine.replica)
         except JobyardError as exc:
@@ -166,7 +166,7 @@ class Session:
         while not revocations.is_revocation(await changes.get()):
             pass
         try:
-            await accounts.authenticate(self.svc, secret)
+            await authenticate(self.svc, secret, agent=True)
         except JobyardError:
             self.revoked = True
             log.warning("node %s: its credentials were revoked; disconnected", self.name)

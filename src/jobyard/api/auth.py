@@ -3,6 +3,12 @@
 Accepted: ``Authorization: Bearer T``, ``Authorization: Token T``, HTTP Basic with
 T as the user name (with or without a colon), the ``access_token`` query parameter,
 and the dashboard's session cookie.
+
+Scopes: an agent credential (a token or Chef key with the ``agent`` role) is only an
+agent. ``principal`` refuses it (403) everywhere; the few routes an agent needs (its
+WebSocket, input-file downloads, TheEye's agent routes) depend on ``agent_principal``
+instead, which admits agents as well as people. Every other way in (Kragle, Chef
+signatures) passes its principal through ``admit``: the one place this rule lives.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import binascii
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from jobyard.domain.errors import Unauthenticated
+from jobyard.domain.accounts import Role
+from jobyard.domain.errors import Forbidden, Unauthenticated
 from jobyard.domain.records import Principal
 from jobyard.service import accounts
 from jobyard.service.context import Services
@@ -43,8 +50,36 @@ def services(request: Request) -> Services:
     return svc
 
 
+AGENT_ONLY = (
+    "an agent token only acts as an agent (its WebSocket, its jobs' input files, "
+    "TheEye agent routes): use a person's token for this"
+)
+
+
+def admit(who: Principal, *, agent: bool = False) -> Principal:
+    """The caller, if its credential's scope covers the route: an agent credential only
+    where the route is for agents (``agent=True``), or Forbidden."""
+    if who.role is Role.AGENT and not agent:
+        raise Forbidden(AGENT_ONLY)
+    return who
+
+
+async def authenticate(svc: Services, secret: str, *, agent: bool = False) -> Principal:
+    """A presented token's principal, within its scope (see ``admit``)."""
+    return admit(await accounts.authenticate(svc, secret), agent=agent)
+
+
 async def principal(request: Request) -> Principal:
-    """FastAPI dependency: the authenticated caller, or 401."""
+    """FastAPI dependency: the authenticated person, or 401; an agent credential, 403."""
+    return admit(await _caller(request))
+
+
+async def agent_principal(request: Request) -> Principal:
+    """FastAPI dependency for the routes an agent uses: a person or an agent, or 401."""
+    return admit(await _caller(request), agent=True)
+
+
+async def _caller(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import FileResponse, Response
 
 from jobyard.api import render
-from jobyard.api.auth import principal, services
+from jobyard.api.auth import agent_principal, principal, services
 from jobyard.api.ids import IdPath
 from jobyard.api.jobs import _job_id
 from jobyard.api.responses import JSON, content_disposition, iso
@@ -22,6 +22,8 @@ from jobyard.service.context import Services
 
 router = APIRouter(prefix="/api/v1", tags=["streams"])
 Who = Annotated[Principal, Depends(principal)]
+# An agent downloads its jobs' input files here (agent/runner.py fetch_input).
+AgentOrWho = Annotated[Principal, Depends(agent_principal)]
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -114,7 +116,7 @@ async def list_files(job_id: str, who: Who, svc: Svc) -> Response:
 
 
 @router.get("/files/{file_id}/contents", summary="Download an output file")
-async def file_contents(file_id: IdPath, who: Who, svc: Svc) -> Response:
+async def file_contents(file_id: IdPath, who: AgentOrWho, svc: Svc) -> Response:
     stored, path = await outputs.locate_file(svc, who, file_id)
     return download(stored, path)
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from jobyard.api import errors
-from jobyard.api.auth import principal, services
+from jobyard.api.auth import admit, principal, services
 from jobyard.api.compat import base_url, json_object, same_org, string_map, text
 from jobyard.api.responses import JSON
 from jobyard.api.sse import event_stream, frame, job_finished
@@ -56,6 +56,7 @@ async def org_member(org: str, request: Request) -> Principal:
             body=await request.body(),
         )
         request.state.principal = who
+        admit(who)  # a Chef key registered for an agent is no person
     else:
         who = await principal(request)
     same_org(org, who)

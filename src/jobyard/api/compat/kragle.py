@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from jobyard.api import errors
-from jobyard.api.auth import services, token_from
+from jobyard.api import auth
 from jobyard.api.compat import json_object
 from jobyard.api.hooks import client_of
 from jobyard.api.ids import is_id
@@ -30,7 +30,7 @@ from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import Page, Principal
 from jobyard.domain.targets import Target
 from jobyard.domain.triggers import SavedSchedule, Stack, Trigger
-from jobyard.service import accounts, sessions, stack_hooks
+from jobyard.service import sessions, stack_hooks
 from jobyard.service import schedules as schedules_uc
 from jobyard.service import stacks as stacks_uc
 from jobyard.service import tasks as tasks_uc
@@ -41,7 +41,7 @@ from jobyard.service.cookies import SessionCodec
 PREFIX = "/compat/kragle"
 COOKIE = "kragle_session"
 router = APIRouter(prefix=PREFIX, tags=["dialect: Kragle"])
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(auth.services)]
 
 
 def render_error(request: Request, status: int, detail: str, extra: dict[str, Any]) -> Response:
@@ -110,9 +110,9 @@ async def call(request: Request, svc: Svc) -> Call:
         if not isinstance(payload, dict):
             raise Invalid("payload must be a JSON object", "payload", malformed=True)
         return Call(who, payload)
-    secret = token_from(request)
+    secret = auth.token_from(request)
     if secret:
-        return Call(await accounts.authenticate(svc, secret), body)
+        return Call(await auth.authenticate(svc, secret), body)
     signed_in = await _signed_in(request, svc)
     if signed_in is None:
         raise Unauthenticated(
@@ -470,7 +470,7 @@ async def reader(request: Request, svc: Svc) -> Reader:
     """FastAPI dependency: the signed-in caller, or an anonymous reader of one
     organization's public stacks (``?organization=NAME``, else ``JOBYARD_KRAGLE_ORG``)."""
     anonymous = (
-        not token_from(request)
+        not auth.token_from(request)
         and codec(svc).loads(request.cookies.get(COOKIE)) is None
         and request.method == "GET"
     )
@@ -829,9 +829,9 @@ async def _hook(request: Request, stack_id: str, svc: Services) -> Response:
         elif kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             form = _values([(k, str(v)) for k, v in (await request.form()).multi_items()])
     who = None
-    secret = token_from(request) if request.headers.get("authorization") else None
+    secret = auth.token_from(request) if request.headers.get("authorization") else None
     if secret:
-        who = await accounts.authenticate(svc, secret)
+        who = await auth.authenticate(svc, secret)
     else:
         who = await _signed_in(request, svc)
     hidden = {"authorization", "cookie", "x-webhook-token"}

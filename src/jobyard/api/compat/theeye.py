@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from jobyard.api import errors
-from jobyard.api.auth import principal, services, token_from
+from jobyard.api.auth import agent_principal, principal, services, token_from
 from jobyard.api.compat import decode_json, json_object, same_org
 from jobyard.api.compat import theeye_views as views
 from jobyard.api.hooks import client_of
@@ -71,8 +71,29 @@ async def query_member(
     return who
 
 
+async def customer_agent(
+    customer: str, who: Annotated[Principal, Depends(agent_principal)]
+) -> Principal:
+    """V1, on the routes theeye-agent calls: an agent credential is admitted too."""
+    same_org(customer, who)
+    return who
+
+
+async def query_agent(
+    request: Request, who: Annotated[Principal, Depends(agent_principal)]
+) -> Principal:
+    """V2, on the routes theeye-agent calls: an agent credential is admitted too."""
+    customer = request.query_params.get("customer")
+    if customer is not None:
+        same_org(customer, who)
+    return who
+
+
+# People only (an agent credential answers 403), and the routes theeye-agent uses.
 Who = Annotated[Principal, Depends(customer_member)]
 WhoV2 = Annotated[Principal, Depends(query_member)]
+Agent = Annotated[Principal, Depends(customer_agent)]
+AgentV2 = Annotated[Principal, Depends(query_agent)]
 
 
 def need(who: Principal, credential: str) -> None:
@@ -145,14 +166,14 @@ async def agent_queue(svc: Services, who: Principal, request: Request) -> Respon
 
 
 @router.get("/{customer}/job", summary="List jobs (an agent credential: its next job)")
-async def get_jobs(request: Request, who: Who, svc: Svc) -> Response:
+async def get_jobs(request: Request, who: Agent, svc: Svc) -> Response:
     if who.role is Role.AGENT:
         return await agent_queue(svc, who, request)
     return JSON(await list_jobs(svc, who, views.list_query(request.query_params)))
 
 
 @router.get("/job", summary="List jobs (V2)")
-async def get_jobs_v2(request: Request, who: WhoV2, svc: Svc) -> Response:
+async def get_jobs_v2(request: Request, who: AgentV2, svc: Svc) -> Response:
     if who.role is Role.AGENT:
         return await agent_queue(svc, who, request)
     return JSON(await list_jobs(svc, who, views.list_query(request.query_params)))
@@ -257,7 +278,7 @@ def _result(body: dict[str, Any]) -> polling.PolledResult:
 
 
 @router.put("/{customer}/job/{job}", summary="Finish a job (agent)")
-async def finish_job(job: str, request: Request, who: Who, svc: Svc) -> Response:
+async def finish_job(job: str, request: Request, who: Agent, svc: Svc) -> Response:
     if who.role is not Role.AGENT:
         raise Forbidden("forbidden: only an agent credential finishes a job")
     body = await json_object(request)
@@ -270,13 +291,13 @@ async def finish_job(job: str, request: Request, who: Who, svc: Svc) -> Response
 
 
 @router.get("/{customer}/script/{script}/download", summary="The script of a job (agent)")
-async def download_script(script: str, who: Who, svc: Svc) -> Response:
+async def download_script(script: str, who: Agent, svc: Svc) -> Response:
     view = await polling.handed_job(svc, who, native_id(script, "script"))
     return Response(views.script_of(view).encode(), media_type="application/octet-stream")
 
 
 @router.put("/{customer}/agent/{hostname}", summary="Agent keep-alive")
-async def keep_alive(hostname: str, who: Who, svc: Svc) -> Response:
+async def keep_alive(hostname: str, who: Agent, svc: Svc) -> Response:
     await polling.agent_alive(svc, who, hostname)
     return JSON({})
 
@@ -288,7 +309,7 @@ HOST_PING = {"type": "keepAlive", "looptime": 30000}
 
 
 @router.post("/token", summary="An access token for a client id and secret (agent)")
-async def access_token(request: Request, who: Annotated[Principal, Depends(principal)]) -> Response:
+async def access_token(request: Request, who: Annotated[Principal, Depends(agent_principal)]) -> Response:
     """theeye-agent asks for a token with HTTP Basic (client id, client secret) first. A
     jobyard credential is both: the answer is the token it presented, as a JSON string."""
     presented = token_from(request)
@@ -308,17 +329,17 @@ async def register(svc: Services, who: Principal, hostname: str) -> Response:
 
 
 @router.post("/{customer}/host/{hostname}", summary="Register an agent's host")
-async def register_host(hostname: str, who: Who, svc: Svc) -> Response:
+async def register_host(hostname: str, who: Agent, svc: Svc) -> Response:
     return await register(svc, who, hostname)
 
 
 @router.post("/host/{hostname}", summary="Register an agent's host (V2)")
-async def register_host_v2(hostname: str, who: WhoV2, svc: Svc) -> Response:
+async def register_host_v2(hostname: str, who: AgentV2, svc: Svc) -> Response:
     return await register(svc, who, hostname)
 
 
 @router.get("/{customer}/agent/{hostname}/config", summary="An agent's workers")
-async def agent_config(hostname: str, who: Who, svc: Svc) -> Response:
+async def agent_config(hostname: str, who: Agent, svc: Svc) -> Response:
     """The workers the supervisor configures on the host (its monitors): jobyard runs no
     monitors, so none; the agent's job listener is its own (local) worker."""
     await polling.registered_node(svc, who, hostname)
