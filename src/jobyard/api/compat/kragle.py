@@ -18,8 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from jobyard.api import errors
-from jobyard.api import auth
+from jobyard.api import auth, errors
 from jobyard.api.compat import json_object
 from jobyard.api.hooks import client_of
 from jobyard.api.ids import is_id
@@ -30,8 +29,8 @@ from jobyard.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from jobyard.domain.records import Page, Principal
 from jobyard.domain.targets import Target
 from jobyard.domain.triggers import SavedSchedule, Stack, Trigger
-from jobyard.service import sessions, stack_hooks
 from jobyard.service import schedules as schedules_uc
+from jobyard.service import sessions, stack_hooks
 from jobyard.service import stacks as stacks_uc
 from jobyard.service import tasks as tasks_uc
 from jobyard.service import triggers as triggers_uc

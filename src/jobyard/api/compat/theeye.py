@@ -65,6 +65,10 @@ async def query_member(
     request: Request, who: Annotated[Principal, Depends(principal)]
 ) -> Principal:
     """V2: ``?customer=`` names the organization; without it, the credential's own."""
+    return _query_org(request, who)
+
+
+def _query_org(request: Request, who: Principal) -> Principal:
     customer = request.query_params.get("customer")
     if customer is not None:
         same_org(customer, who)
@@ -83,10 +87,7 @@ async def query_agent(
     request: Request, who: Annotated[Principal, Depends(agent_principal)]
 ) -> Principal:
     """V2, on the routes theeye-agent calls: an agent credential is admitted too."""
-    customer = request.query_params.get("customer")
-    if customer is not None:
-        same_org(customer, who)
-    return who
+    return _query_org(request, who)
 
 
 # People only (an agent credential answers 403), and the routes theeye-agent uses.
@@ -309,7 +310,9 @@ HOST_PING = {"type": "keepAlive", "looptime": 30000}
 
 
 @router.post("/token", summary="An access token for a client id and secret (agent)")
-async def access_token(request: Request, who: Annotated[Principal, Depends(agent_principal)]) -> Response:
+async def access_token(
+    request: Request, who: Annotated[Principal, Depends(agent_principal)]
+) -> Response:
     """theeye-agent asks for a token with HTTP Basic (client id, client secret) first. A
     jobyard credential is both: the answer is the token it presented, as a JSON string."""
     presented = token_from(request)
