@@ -80,6 +80,8 @@ def but(base: Expect, **changes: object) -> Expect:
 # Presets. "Objects" are the first organization's, created by ``user`` unless noted.
 PUBLIC = expect(anonymous=OK, outsider=OK, agent=OK, viewer=OK, user2=OK, user=OK, admin=OK)
 SIGNED_IN = but(PUBLIC, anonymous=401)
+# Any person signed in: an agent token is only an agent (docs/decisions.md, token scope).
+PEOPLE = but(SIGNED_IN, agent=403)
 # Read the organization's collection (the outsider reads its own, empty, collection).
 READ = expect(outsider=OK, agent=403, viewer=OK, user2=OK, user=OK, admin=OK)
 # Read one object of the first organization.
@@ -102,11 +104,11 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("GET", "/metrics"): PUBLIC,
     # -- accounts
     ("GET", "/api/v1/me"): SIGNED_IN,
-    ("GET", "/api/v1/tokens"): SIGNED_IN,
-    ("POST", "/api/v1/tokens"): but(SIGNED_IN, agent=403),  # an agent mints no tokens
+    ("GET", "/api/v1/tokens"): PEOPLE,
+    ("POST", "/api/v1/tokens"): PEOPLE,  # an agent mints no tokens
     # the token is the user's own: they or an admin revoke it; others do not see it
     ("DELETE", "/api/v1/tokens/{token_id}"): expect(
-        outsider=404, agent=404, viewer=404, user2=404, user=OK, admin=OK
+        outsider=404, agent=403, viewer=404, user2=404, user=OK, admin=OK
     ),
     ("GET", "/api/v1/members"): READ,
     ("POST", "/api/v1/members"): ADMIN,
@@ -175,7 +177,7 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/hooks/{secret}"): PUBLIC,  # the secret is the credential
     ("POST", "/api/v1/schedules"): CREATE,
     ("GET", "/api/v1/schedules"): READ,
-    ("POST", "/api/v1/schedules/preview"): SIGNED_IN,  # arithmetic only, nothing saved
+    ("POST", "/api/v1/schedules/preview"): PEOPLE,  # arithmetic only, nothing saved
     ("GET", "/api/v1/schedules/{schedule_id}"): READ_OBJ,
     ("PATCH", "/api/v1/schedules/{schedule_id}"): OWN_OBJ,
     ("DELETE", "/api/v1/schedules/{schedule_id}"): but(OWN_OBJ, user=PASS, admin=PASS),
@@ -244,7 +246,7 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("PUT", "/api/v1/definitions/managed"): CREATE,
     ("GET", "/api/v1/definitions/schema"): PUBLIC,
     # -- webhooks (admins)
-    ("GET", "/api/v1/webhooks/event-types"): SIGNED_IN,
+    ("GET", "/api/v1/webhooks/event-types"): PEOPLE,
     ("GET", "/api/v1/webhooks"): ADMIN,
     ("POST", "/api/v1/webhooks"): ADMIN,
     ("GET", "/api/v1/webhooks/{subscription_id}"): ADMIN_OBJ,
