@@ -14,7 +14,7 @@ from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import FROZEN_AFTER_SUBMIT, JobSpec
 from jobyard.domain.quorum import Quorum
-from jobyard.domain.records import Event, Job, NodeRun, Page, Principal
+from jobyard.domain.records import Cluster, Event, Job, NodeRun, Page, Principal
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
@@ -80,18 +80,27 @@ async def placement(tx: Tx, org_id: int, target: Target) -> tuple[list[str], dic
     return await _resolve_nodes(tx, org_id, target), values
 
 
+async def _cluster_not_ready(tx: Tx, org_id: int, target: Target) -> Cluster | None:
+    """The cluster a job with this target must wait for, or None when it may run now."""
+    if not target.cluster:
+        return None
+    cluster = await tx.clusters.by_name(org_id, target.cluster)
+    if cluster is None:
+        return None
+    members = await tx.nodes.all(org_id, cluster=cluster.name)
+    infos = [NodeInfo(n.name, n.online, n.busy, frozenset(n.tags), n.cluster) for n in members]
+    if not job_waits(ClusterStatus(cluster.status), len(select_nodes(target, infos))):
+        return None
+    return cluster
+
+
 async def _cluster_hold(svc: Services, tx: Tx, job: Job, actor: str) -> Job | None:
     """Hold a job whose cluster is not ready for it yet: ``onhold`` until the cluster is
     available (``release_waiting``), failing if it is not within ``cluster_wait``."""
-    target = Target.from_json(job.target)
-    if not target.cluster or job.status is not JobStatus.DRAFT:
+    if job.status is not JobStatus.DRAFT:
         return None
-    cluster = await tx.clusters.by_name(job.org_id, target.cluster)
+    cluster = await _cluster_not_ready(tx, job.org_id, Target.from_json(job.target))
     if cluster is None:
-        return None
-    members = await tx.nodes.all(job.org_id, cluster=cluster.name)
-    infos = [NodeInfo(n.name, n.online, n.busy, frozenset(n.tags), n.cluster) for n in members]
-    if not job_waits(ClusterStatus(cluster.status), len(select_nodes(target, infos))):
         return None
     until = svc.clock.now() + dt.timedelta(seconds=svc.settings.cluster_wait)
     wait = {"cluster": cluster.name, "until": until.isoformat()}
@@ -142,9 +151,10 @@ async def add_job(
     """Write a job (``values``: its spec columns, kind, task_id ...) in this transaction and
     move it on: to ``new`` (submitted), to ``onhold`` (waiting; ``reason`` says for what),
     or nowhere (``then=None``: a draft)."""
-    if then is JobStatus.NEW:
+    target = Target.from_json(values["target"]) if then is JobStatus.NEW else None
+    if target is not None and await _cluster_not_ready(tx, org_id, target) is None:
         # Submitted at once: written directly in ``new`` with its node runs.
-        names, place = await placement(tx, org_id, Target.from_json(values["target"]))
+        names, place = await placement(tx, org_id, target)
         (job,) = await admit(
             svc,
             tx,
@@ -176,6 +186,8 @@ async def add_job(
         reason=reason if then is None else None,
         now=now,
     )
+    if then is JobStatus.NEW:  # its cluster is not ready: held until it is
+        return await _enter_new(svc, tx, job, actor)
     if then is JobStatus.ONHOLD:
         held = await move_job(svc, tx, job, JobStatus.ONHOLD, actor=actor, reason=reason)
         assert held is not None  # nobody else knows the job yet
