@@ -97,3 +97,15 @@ async def asgi_request(
         content=b"".join(chunks),
         request=httpx.Request(method, target),
     )
+
+
+def kragle_fault(path: str, response: Any) -> bool:
+    """Kragle answers every fault 500 with ``{code, msg}``, as the real service does: a
+    refusal in its convention, not a crash."""
+    if not path.startswith("/compat/kragle"):
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and set(body) == {"code", "msg"}

@@ -29,6 +29,7 @@ from jobyard.domain.accounts import Role
 from jobyard.service.context import Services
 from jobyard.settings import Settings
 from jobyard.store import Database
+from tests.api.asgi import kragle_fault
 from tests.conftest import Factory
 
 EXAMPLES = int(os.environ.get("JOBYARD_FUZZ_EXAMPLES", "6"))
@@ -129,16 +130,6 @@ def fuzz_world() -> Iterator[FuzzWorld]:
         yield world
     finally:
         shutil.rmtree(world.root, ignore_errors=True)
-
-
-def kragle_fault(path: str, response: Any) -> bool:
-    if not path.startswith("/compat/kragle"):
-        return False
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and set(body) == {"code", "msg"}
 
 
 def strategy(operation: Any, ids: dict[str, str]) -> Any:

@@ -19,6 +19,7 @@ from jobyard.service.context import Services
 from jobyard.wire.jobs import JobPatch
 from jobyard.wire.notifications import SettingsIn, WebhookPatch
 from jobyard.wire.tasks import ScheduleIn, StackPatch, TaskPatch, TriggerPatch
+from tests.api.asgi import kragle_fault
 from tests.api.conftest import snapshot
 from tests.conftest import Factory
 
@@ -173,17 +174,6 @@ def dialect_calls(
             ["nodes", "name", "description", "terminate_on_idle", "time_to_idle"],
         ),
     ]
-
-
-def kragle_fault(url: str, r: httpx.Response) -> bool:
-    """Kragle answers its faults 500 with {code, msg}, as the real service does."""
-    if not url.startswith("/compat/kragle"):
-        return False
-    try:
-        body = r.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and set(body) == {"code", "msg"}
 
 
 async def walk(svc: Services) -> list[str]:

@@ -44,7 +44,7 @@ from jobyard.service.context import Services
 from jobyard.settings import Settings
 from jobyard.store import Database
 from jobyard.store.schema import metadata
-from tests.api.asgi import asgi_request, schema_app
+from tests.api.asgi import asgi_request, kragle_fault, schema_app
 from tests.conftest import Account, Factory
 from tests.web.dashboard import sign_in
 
@@ -535,17 +535,6 @@ def test_the_walk_covers_every_surface() -> None:
     assert len(writes) > 50, len(writes)
 
 
-def kragle_fault(route: RouteSpec, r: httpx.Response) -> bool:
-    """Kragle answers every fault 500 with ``{code, msg}``: its documented convention."""
-    if dialect_of(route.path) != "kragle":
-        return False
-    try:
-        body = r.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and set(body) == {"code", "msg"}
-
-
 async def _attack(
     world: World, attacker: Tenant, role: str, route: RouteSpec, victim: Tenant
 ) -> httpx.Response | None:
@@ -585,7 +574,7 @@ async def test_no_cross_tenant_effect(
         if r is None:
             continue
         where = f"{route.method} {route.path} as {attacker_org} {role}"
-        if r.status_code >= 500 and not kragle_fault(route, r):
+        if r.status_code >= 500 and not kragle_fault(route.path, r):
             problems.append(f"{where}: {r.status_code} {r.text[:200]}")
         if victim.canary in r.text:
             problems.append(f"{where}: answered {r.status_code} with the victim's data")
