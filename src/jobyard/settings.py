@@ -75,6 +75,9 @@ class Settings:
     # How often each organization's retention policy is applied (seconds).
     retention_interval: float = 3600.0
     log_level: str = "info"
+    # Count database statements and transactions, shown on /metrics (store/counting.py):
+    # for benchmarks and diagnosis; off, because counting costs on every statement.
+    count_statements: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -45,9 +45,15 @@ def token_from(request: HTTPConnection) -> str | None:
     return request.query_params.get("access_token")
 
 
-def services(request: Request) -> Services:
+def services_of(request: HTTPConnection) -> Services:
     svc: Services = request.app.state.services
     return svc
+
+
+async def services(request: Request) -> Services:
+    """FastAPI dependency: the composed services. ``async`` because FastAPI runs a plain
+    ``def`` dependency in its thread pool: a thread hop on every request for an attribute."""
+    return services_of(request)
 
 
 AGENT_ONLY = (
@@ -84,7 +90,7 @@ async def _caller(request: Request) -> Principal:
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     secret = token_from(request)
-    svc = services(request)
+    svc = services_of(request)
     if secret:
         who = await accounts.authenticate(svc, secret)
     else:

@@ -56,4 +56,6 @@ async def metrics(request: Request, svc: Svc) -> Response:
     except Exception:  # the database is down: still serve what the process knows
         log.warning("metrics: the database could not be read", exc_info=True)
     body = generate_latest(REGISTRY) + generate_latest(app_metrics.registry)
+    if svc.db.counts is not None:  # JOBYARD_COUNT_STATEMENTS
+        body += "\n".join([*svc.db.counts.lines(), ""]).encode()
     return Response(body, media_type=CONTENT_TYPE_LATEST)

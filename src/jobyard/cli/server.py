@@ -106,8 +106,10 @@ def serve(
     """Run the server until SIGINT/SIGTERM; a second Ctrl-C forces exit (uvicorn's)."""
     listener = listen(settings.host, settings.port)
     setup_logs(settings.log_level)
-    svc = Services(db=Database(settings.db_url), settings=settings)
-    app = create_app(settings, services=svc)
+    svc = Services(
+        db=Database(settings.db_url, count_statements=settings.count_statements), settings=settings
+    )
+    app = create_app(settings, services=svc, tune_gc=True)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from jobyard.store.accounts import AccountsRepo
 from jobyard.store.chef_keys import ChefKeysRepo
 from jobyard.store.clusters import ClustersRepo
+from jobyard.store.counting import Counts
+from jobyard.store.counting import install as count_statements_of
 from jobyard.store.events import EventsRepo
 from jobyard.store.files import FilesRepo
 from jobyard.store.jobs import JobsRepo
@@ -91,10 +93,12 @@ class Tx:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, count_statements: bool = False) -> None:
         self.url = url
         self.engine: AsyncEngine = _make_engine(async_url(url), echo)
         self.dialect = self.engine.dialect.name
+        # Statement and transaction counters (store/counting.py), when asked for.
+        self.counts: Counts | None = count_statements_of(self.engine) if count_statements else None
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
@@ -118,8 +122,11 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
-        async with self.engine.connect() as conn:
+        conn = await self.engine.connect()
+        try:
             yield Tx(conn, self.dialect)
+        finally:
+            await _close(conn)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -136,24 +143,47 @@ class Database:
         await self.engine.dispose()
 
 
+async def _close(conn: AsyncConnection) -> None:
+    """Give a connection back to the pool. ``async with engine.connect()`` closes in a task
+    of its own behind ``asyncio.shield`` (so that a cancellation cannot abandon it halfway):
+    a task per request. That protection is kept for a task already being cancelled (server
+    shutdown); otherwise the close is awaited in place, and a cancellation arriving during
+    it makes the pool invalidate the connection instead of reusing it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        await conn.__aexit__(None, None, None)  # SQLAlchemy's shielded close
+    else:
+        await conn.close()
+
+
+# Connections kept open per process. Beyond the pool, overflow connections are opened for a
+# request and closed after it, which costs more than the request; the pool is sized for
+# the concurrency one process serves (HTTP requests plus the background loops).
+SQLITE_POOL = (32, 32)  # pool_size, max_overflow: a connection is a file handle and a thread
+POSTGRESQL_POOL = (32, 8)  # each is a PostgreSQL backend process: bounded harder
+
+
 def _make_engine(url: str, echo: bool) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            pool = {"pool_size": SQLITE_POOL[0], "max_overflow": SQLITE_POOL[1]}
         engine = create_async_engine(
             url,
             echo=echo,
             connect_args={"isolation_level": None, "timeout": 30},
             json_serializer=json_text,
+            **pool,
         )
         _sqlite_pragmas(engine)
         return engine
     return create_async_engine(
         url,
         echo=echo,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=POSTGRESQL_POOL[0],
+        max_overflow=POSTGRESQL_POOL[1],
         pool_pre_ping=False,
         json_serializer=json_text,
     )

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from jobyard.api import errors
-from jobyard.api.auth import admit, principal, services
+from jobyard.api.auth import admit, principal, services, services_of
 from jobyard.api.compat import base_url, json_object, same_org, string_map, text
 from jobyard.api.responses import JSON
 from jobyard.api.sse import event_stream, frame, job_finished
@@ -45,7 +45,7 @@ def _signed_path(request: Request) -> str:
 async def org_member(org: str, request: Request) -> Principal:
     """The caller: a Chef-signed request (X-Ops-* headers) or any jobyard token."""
     if chef_signing.is_signed(request.headers):
-        svc = services(request)
+        svc = services_of(request)
         sig = chef_signing.parse(request.headers)
         who = await chef_keys.authenticate(
             svc,
