@@ -332,7 +332,7 @@ class Agent:
         elif key in self.runs:
             reason = "busy"  # the same ids from another server, whose run goes on
         elif not self.allowed(msg):
-            reason = "command not on this node's allowlist"
+            reason = "not allowed: command not on this node's allowlist"
         elif self.busy:
             reason = "busy"
         if reason:

@@ -26,6 +26,12 @@ class Availability(StrEnum):
         return "available" if self is Availability.AVAILABLE else "unavailable"
 
 
+# Why a node did not run its part of a job, as node runs, `jobyard run`, `jobyard job` and the
+# dashboard show it. The agent's own refusals read "busy" and "not allowed: ...".
+OFFLINE_REASON = "node is offline"
+UNKNOWN_REASON = "node is unknown: no agent has ever registered with this name"
+
+
 def availability(online: bool, connected: bool, busy: bool) -> Availability:
     if not online:
         return Availability.OFFLINE

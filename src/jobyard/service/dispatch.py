@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
-from jobyard.domain.nodes import Availability
+from jobyard.domain.nodes import OFFLINE_REASON, UNKNOWN_REASON, Availability
 from jobyard.domain.records import Job
 from jobyard.service.context import Services
 from jobyard.service.rounds import commit_message, load_round, persist_round, send
@@ -30,9 +30,11 @@ async def start_jobs(svc: Services, limit: int = 200) -> int:
             for node, run in rnd.runs.items():
                 if run.status is not NodeRunStatus.NEW:
                     continue
-                seen = state.get(node, Availability.OFFLINE)
-                if seen is Availability.OFFLINE:
-                    rnd.node_lost(node, "node is offline")
+                seen = state.get(node)
+                if seen is None:  # pre-declared (allow_unknown_nodes), never registered
+                    rnd.node_lost(node, UNKNOWN_REASON)
+                elif seen is Availability.OFFLINE:
+                    rnd.node_lost(node, OFFLINE_REASON)
                 elif seen is not Availability.RECONNECTING:  # else: sent after its hello
                     send(
                         svc,
