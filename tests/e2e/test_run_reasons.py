@@ -120,9 +120,7 @@ def test_not_allowed(yard: Yard) -> None:
 def test_offline(yard: Yard) -> None:
     yard.agents["gone1"].stop()
     with yard.server.client(yard.token) as c:
-        wait_until(
-            lambda: not c.get("/api/v1/nodes/gone1").json()["online"], what="gone1 offline"
-        )
+        wait_until(lambda: not c.get("/api/v1/nodes/gone1").json()["online"], what="gone1 offline")
     run = run_cli("run", "--nodes", "gone1", "--", "echo", "hi", env=yard.env)
     _check_everywhere(yard, run, "gone1", "offline")
 
