@@ -1,7 +1,8 @@
 """The baseline: an empty FastAPI POST endpoint, served by uvicorn like ``jobyard serve``.
 
 ``POST /empty`` answers ``{}`` without reading the body (the DESIGN.md baseline);
-``POST /parsed`` also parses the body into a small pydantic model, for reference.
+``POST /parsed`` also parses the body into a small pydantic model, for reference;
+``GET /empty/{item}`` answers ``{"id": item}`` (the baseline of a read by id).
 Uvicorn gets the same options as jobyard's server (auto loop and HTTP parser, so uvloop
 and httptools when installed; no access log; one process).
 """
@@ -33,6 +34,11 @@ async def empty() -> dict[str, Any]:
 @app.post("/parsed", status_code=201)
 async def parsed(body: Body) -> dict[str, Any]:
     return {"nodes": len(body.nodes)}
+
+
+@app.get("/empty/{item}")
+async def empty_get(item: int) -> dict[str, Any]:
+    return {"id": item}
 
 
 @app.get("/healthz")

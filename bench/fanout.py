@@ -57,7 +57,9 @@ class SwarmProcess:
         self.names: list[str] = []
 
     @classmethod
-    async def start(cls, url: str, token: str, prefix: str, done: DoneBoard) -> SwarmProcess:
+    async def start(
+        cls, url: str, token: str, prefix: str, done: DoneBoard, *flags: str
+    ) -> SwarmProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -68,6 +70,7 @@ class SwarmProcess:
             token,
             "--prefix",
             prefix,
+            *flags,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 20,

@@ -1,6 +1,7 @@
 """HTTP load generators: ``wrk`` (Debian's package) when installed, else a small asyncio one.
 
-Both keep N keep-alive connections busy with the same POST for a fixed time, in a separate
+Both keep N keep-alive connections busy with the same request (a POST with a body, or a
+GET) for a fixed time, in a separate
 process from the server, and report requests/s and latency percentiles. Only loopback
 URLs are accepted: the benchmarks never send traffic anywhere else.
 
@@ -54,20 +55,27 @@ def have_wrk() -> bool:
 
 
 def run(
-    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float, tool: str
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    tool: str,
+    method: str = "POST",
 ) -> Load:
     _check_loopback(url)
     if tool == "wrk":
-        return run_wrk(url, body, headers, connections, seconds)
-    return run_python(url, body, headers, connections, seconds)
+        return run_wrk(url, body, headers, connections, seconds, method)
+    return run_python(url, body, headers, connections, seconds, method)
 
 
 # -- wrk
 
 _LUA = """
 local f = io.open("{body}", "rb")
-wrk.method = "POST"
-wrk.body = f:read("*a")
+wrk.method = "{method}"
+local body = f:read("*a")
+if #body > 0 then wrk.body = body end
 f:close()
 {headers}
 """
@@ -82,14 +90,19 @@ def _seconds(text: str) -> float:
 
 
 def run_wrk(
-    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    method: str = "POST",
 ) -> Load:
     with tempfile.TemporaryDirectory(prefix="jobyard-wrk-") as tmp:
         body_path = Path(tmp) / "body.json"
         body_path.write_bytes(body)
         lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
         script = Path(tmp) / "post.lua"
-        script.write_text(_LUA.format(body=body_path, headers=lines))
+        script.write_text(_LUA.format(body=body_path, headers=lines, method=method))
         argv = [
             "wrk",
             "-t1",
@@ -133,7 +146,12 @@ def run_wrk(
 
 
 def run_python(
-    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    method: str = "POST",
 ) -> Load:
     with tempfile.NamedTemporaryFile(prefix="jobyard-body-", suffix=".json") as fh:
         fh.write(body)
@@ -141,7 +159,7 @@ def run_python(
         argv = [sys.executable, "-m", "bench.load", url, "--body-file", fh.name]
         for k, v in headers.items():
             argv += ["--header", f"{k}: {v}"]
-        argv += ["-c", str(connections), "-d", str(seconds)]
+        argv += ["-c", str(connections), "-d", str(seconds), "--method", method]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{out.stderr}")
@@ -172,12 +190,17 @@ async def _connection(
 
 
 async def _generate(
-    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    method: str = "POST",
 ) -> Load:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = [
-        f"POST {parts.path or '/'} HTTP/1.1",
+        f"{method} {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1",
         f"Host: {host}:{port}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
@@ -213,6 +236,7 @@ def main() -> None:
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("-c", "--connections", type=int, default=32)
     parser.add_argument("-d", "--duration", type=float, default=10.0)
+    parser.add_argument("--method", default="POST")
     args = parser.parse_args()
     _check_loopback(args.url)
     headers = dict(h.split(": ", 1) for h in args.header)
@@ -223,7 +247,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    load = asyncio.run(_generate(args.url, body, headers, args.connections, args.duration))
+    load = asyncio.run(
+        _generate(args.url, body, headers, args.connections, args.duration, args.method)
+    )
     print(json.dumps(load.as_dict()))
 
 

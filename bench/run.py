@@ -31,7 +31,7 @@ def main() -> None:
         common += ["--json", args.json]
     if args.profile:
         common += ["--profile", args.profile]
-    submit_args = ["-d", "4", "--warmup", "1"] if args.quick else []
+    submit_args = ["-d", "4", "--warmup", "1", "--floor-jobs", "128"] if args.quick else []
     fanout_args = (
         [
             "--sizes",

@@ -8,7 +8,9 @@ answers like a ``jobyard agent`` whose command is a no-op that succeeds at once:
     abort  -> result aborted    ack -> (the server applied our result)
 
 Unlike the real agent, a simulated agent takes any number of jobs at once (it never
-answers ``nack_commit`` busy), so that many jobs can share the same nodes.
+answers ``nack_commit`` busy), so that many jobs can share the same nodes. With
+``--hold-votes`` it answers no ``commit`` at all: its nodes are online and every job sent to
+them stays in ``voting`` (what the submit benchmark needs: jobs dispatched, nothing more).
 
 The process is driven over stdin/stdout with JSON lines (``bench.fanout`` does it):
 
@@ -49,8 +51,9 @@ def emit(**fields: Any) -> None:
 
 
 class Swarm:
-    def __init__(self, url: str, token: str, prefix: str) -> None:
+    def __init__(self, url: str, token: str, prefix: str, hold_votes: bool = False) -> None:
         self.url, self.token, self.prefix = url, token, prefix
+        self.hold_votes = hold_votes
         self.sockets: dict[str, ClientConnection] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.commits: dict[int, int] = defaultdict(int)
@@ -141,6 +144,8 @@ class Swarm:
         if kind == "commit":
             job, attempt = wire.job_ref(msg)
             self.commits[job] += 1
+            if self.hold_votes:
+                return
             await ws.send(wire.encode("ack_commit", job=job, attempt=attempt))
             self.sent += 1
         elif kind == "run":
@@ -188,7 +193,7 @@ class Swarm:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    swarm = Swarm(args.url, args.token, args.prefix)
+    swarm = Swarm(args.url, args.token, args.prefix, args.hold_votes)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -210,6 +215,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--prefix", default="sim")
+    parser.add_argument("--hold-votes", action="store_true", help="answer no commit")
     args = parser.parse_args()
     if not args.url.startswith(("ws://127.", "ws://localhost", "ws://[::1]")):
         raise SystemExit("simulated agents dial loopback only")
