@@ -75,6 +75,10 @@ def test_metrics_after_a_real_job(tmp_path: Path) -> None:
         assert last is not None and last > 1.7e9
         assert sample(text, "jobyard_nodes", state="online") == 1.0
         assert sample(text, "jobyard_agents_connected") == 1.0
+        made_jobs = sample(
+            text, "jobyard_db_transaction_seconds_count", kind="write", use_case="create_job"
+        )
+        assert made_jobs is not None and made_jobs >= 1.0
         # HTTP metrics carry the route's template, not the path with its ids.
         assert sample(
             text,

@@ -92,6 +92,7 @@ def create_app(
     )
     app.state.services = svc
     app.state.metrics = health.AppMetrics()
+    svc.db.observe = app.state.metrics.transactions.observe  # transaction times in /metrics
     errors.install(app)
     app.include_router(health.router)
     app.include_router(accounts.router)

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from jobyard.api.auth import services
 from jobyard.api.responses import JSON
 from jobyard.service.context import Services
-from jobyard.service.metrics import JobMetrics
+from jobyard.service.metrics import JobMetrics, TransactionMetrics
 
 log = logging.getLogger("jobyard.api")
 router = APIRouter(tags=["health"])
@@ -40,6 +40,7 @@ class AppMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.jobs = JobMetrics(self.registry)
+        self.transactions = TransactionMetrics(self.registry)
 
 
 def _agents_connected(svc: Services) -> int:

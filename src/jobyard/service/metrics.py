@@ -19,6 +19,10 @@ reports the same figures: scrape one replica, or aggregate with ``max``.
 | jobyard_outbox_backlog | gauge: deliveries waiting | channel |
 | jobyard_outbox_oldest_age_seconds | gauge: the oldest waiting delivery's age | channel |
 | jobyard_scheduler_lateness_seconds | histogram: slot time to fire | |
+| jobyard_db_transaction_seconds | histogram: BEGIN to COMMIT, here | kind, use_case |
+
+The transaction times are the exception to "read at scrape time": the database handle tells
+``TransactionMetrics.observe`` of each commit as it happens (``Database.observe``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,28 @@ if TYPE_CHECKING:
 BATCH = 10_000
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+TRANSACTION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class TransactionMetrics:
+    """How long this process's database transactions take, by kind and use case."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram(
+            "jobyard_db_transaction_seconds",
+            "Database transaction time, BEGIN to COMMIT, by kind and the use case that opened it",
+            ["kind", "use_case"],
+            buckets=TRANSACTION_BUCKETS,
+            registry=registry,
+        )
+        # Each labelled child found once: labels() takes a lock and builds a key every call.
+        self._children: dict[tuple[str, str], Histogram] = {}
+
+    def observe(self, kind: str, use_case: str, seconds: float) -> None:
+        child = self._children.get((kind, use_case))
+        if child is None:
+            child = self._children[kind, use_case] = self.seconds.labels(kind, use_case)
+        child.observe(seconds)
 
 
 class JobMetrics:

@@ -5,13 +5,20 @@ are the repositories (``tx.jobs``, ``tx.accounts`` ...). ``Database.read()`` doe
 same for reads. On SQLite, writers in this process queue on a lock before
 ``BEGIN IMMEDIATE`` so they never spin on "database is locked"; on PostgreSQL the
 database does the serializing.
+
+``Database.observe``, when set (the server sets it to its metrics), is told the duration of
+every committed transaction: ``observe(kind, use_case, seconds)``, where kind is ``read`` or
+``write`` and the use case is the function that opened it (``submit_job``). A write is timed
+from BEGIN to COMMIT, after any wait for SQLite's write lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +99,10 @@ class Tx:
         self._after_commit.append(callback)
 
 
+# observe(kind, use_case, seconds): told of each committed transaction (see the docstring).
+Observe = Callable[[str, str, float], None]
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False, count_statements: bool = False) -> None:
         self.url = url
@@ -100,33 +111,49 @@ class Database:
         # Statement and transaction counters (store/counting.py), when asked for.
         self.counts: Counts | None = count_statements_of(self.engine) if count_statements else None
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.observe: Observe | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    def begin(self) -> contextlib.AbstractAsyncContextManager[Tx]:
+        """A write transaction: committed when the block ends, rolled back on an exception."""
+        return self._begin(_use_case() if self.observe is not None else "")
+
+    def read(self) -> contextlib.AbstractAsyncContextManager[Tx]:
+        """A read transaction (nothing it does is committed)."""
+        return self._read(_use_case() if self.observe is not None else "")
+
     @contextlib.asynccontextmanager
-    async def begin(self) -> AsyncIterator[Tx]:
+    async def _begin(self, use_case: str) -> AsyncIterator[Tx]:
         if self._write_lock is None:
             async with self.engine.begin() as conn:
+                started = time.perf_counter()
                 tx = Tx(conn, self.dialect)
                 yield tx
         else:
             async with self._write_lock, self.engine.connect() as raw:
                 conn = await raw.execution_options(jobyard_write=True)
+                started = time.perf_counter()
                 async with conn.begin():
                     tx = Tx(conn, self.dialect)
                     yield tx
+        if self.observe is not None:
+            self.observe("write", use_case, time.perf_counter() - started)
         for callback in tx._after_commit:
             callback()
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[Tx]:
+    async def _read(self, use_case: str) -> AsyncIterator[Tx]:
         conn = await self.engine.connect()
+        started = time.perf_counter()
         try:
             yield Tx(conn, self.dialect)
         finally:
             await _close(conn)
+        if self.observe is not None:
+            self.observe("read", use_case, time.perf_counter() - started)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -141,6 +168,12 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _use_case() -> str:
+    """The name of the function that asked for a transaction (two frames up: it called
+    ``begin`` or ``read``)."""
+    return sys._getframe(2).f_code.co_qualname
 
 
 async def _close(conn: AsyncConnection) -> None:
