@@ -80,3 +80,46 @@ def test_a_bare_services_and_the_app_run_the_same_observers(tmp_path: Path) -> N
         "retention_loop",
         "scheduler_loop",
     ]
+
+
+def test_dialect_error_shapes_are_composed_by_the_app(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from jobyard.api.app import DIALECT_ERRORS
+
+    settings = Settings(data_dir=tmp_path)
+    composed = create_app(settings, run_loops=False)
+    assert composed.state.error_renderers == DIALECT_ERRORS
+    assert [prefix for prefix, _ in DIALECT_ERRORS] == [
+        "/compat/chef/",
+        "/compat/rescale/",
+        "/compat/xplenty/",
+        "/compat/theeye/",
+        "/compat/kragle/",
+    ]
+    # Nothing is registered by importing a dialect: an app made without them answers a
+    # dialect's path as problem+json, the composed one in the platform's shape (Chef:
+    # {"error": ...}).
+    bare = create_app(settings, run_loops=False, dialect_errors=())
+
+    async def get(app: object) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/compat/chef/organizations/x/pushy/jobs/1")
+
+    plain, shaped = asyncio.run(get(bare)), asyncio.run(get(composed))
+    assert plain.headers["content-type"].startswith("application/problem+json")
+    assert not shaped.headers["content-type"].startswith("application/problem+json")
+    assert plain.status_code == shaped.status_code == 401
+    assert list(shaped.json()) == ["error"]
+
+
+def test_each_services_has_its_own_runtime(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    one = Services(db=Database(settings.db_url), settings=settings)
+    two = Services(db=Database(settings.db_url), settings=settings)
+    one.runtime.subscriptions[1] = (0.0, [])
+    assert two.runtime.subscriptions == {}
+    assert one.runtime.engine is None and one.runtime.verify_gate is not two.runtime.verify_gate

@@ -29,7 +29,7 @@ from jobyard.api import (
     watchers,
     webhooks,
 )
-from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty
+from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty, xplenty_requests
 from jobyard.api.files import UPLOAD_OVERHEAD, UPLOAD_PATHS
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
@@ -41,6 +41,15 @@ from jobyard.store import Database
 
 log = logging.getLogger("jobyard")
 
+# Each dialect answers the failures under its path prefix in its platform's own shape.
+DIALECT_ERRORS: tuple[tuple[str, errors.ErrorRenderer], ...] = (
+    (chef.ERRORS_UNDER, chef.render_error),
+    (rescale.ERRORS_UNDER, rescale.render_error),
+    (xplenty_requests.ERRORS_UNDER, xplenty_requests.render_error),
+    (theeye.ERRORS_UNDER, theeye.render_error),
+    (kragle.ERRORS_UNDER, kragle.render_error),
+)
+
 
 def create_app(
     settings: Settings | None = None,
@@ -50,11 +59,13 @@ def create_app(
     run_loops: bool = True,
     loops: Sequence[LoopFactory] | None = None,
     tune_gc: bool = False,
+    dialect_errors: Sequence[tuple[str, errors.ErrorRenderer]] = DIALECT_ERRORS,
 ) -> FastAPI:
-    """The server, put together: its routes, and the background loops (``loops``, in start
-    order; ``server_loops()`` unless given) when ``run_loops``; with ``tune_gc`` (the
-    server process, not tests that make many apps), the garbage collector as ``tune_gc``
-    says once everything has started."""
+    """The server, put together: its routes, the background loops (``loops``, in start
+    order; ``server_loops()`` unless given) when ``run_loops``, the error shape of each
+    dialect's path prefix (``dialect_errors``); with ``tune_gc`` (the server process, not
+    tests that make many apps), the garbage collector as ``tune_gc`` says once everything
+    has started."""
     settings = settings or (services.settings if services else Settings.from_env())
     owned = services is None
     svc = services or Services(
@@ -93,7 +104,7 @@ def create_app(
     app.state.services = svc
     app.state.metrics = health.AppMetrics()
     svc.db.observe = app.state.metrics.transactions.observe  # transaction times in /metrics
-    errors.install(app)
+    errors.install(app, dialect_errors)
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(chef_keys.router)

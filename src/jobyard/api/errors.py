@@ -1,13 +1,15 @@
 """Every failure of the native API becomes RFC 9457 problem+json, in one table.
 
-Dialect routers install their own shapes (see ``api/compat``); this module handles
-everything else, including malformed JSON, validation errors and unknown routes.
+The app is installed with each dialect's renderer for its path prefix (see ``api/app``
+and ``api/compat``); this module handles everything else, including malformed JSON,
+validation errors and unknown routes.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import orjson
 from fastapi import FastAPI, Request
@@ -22,21 +24,25 @@ from jobyard.wire.values import NOT_NULL
 
 log = logging.getLogger("jobyard.api")
 
-# A dialect registers a renderer for its path prefix: (request, status, message, extra) -> Response
-ErrorRenderer = Any
-_renderers: list[tuple[str, ErrorRenderer]] = []
 
+class ErrorRenderer(Protocol):
+    """A dialect's error shape: (request, status, message, extra) -> its platform's response."""
 
-def register_renderer(prefix: str, renderer: ErrorRenderer) -> None:
-    _renderers.append((prefix, renderer))
+    def __call__(
+        self, request: Request, status: int, detail: str, extra: dict[str, Any]
+    ) -> Response: ...
 
 
 def render_error(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:
+    """The failure in the shape of the dialect whose prefix the path is under (the renderers
+    the app was installed with), else as problem+json."""
     path = request.url.path
-    for prefix, renderer in _renderers:
+    renderers: tuple[tuple[str, ErrorRenderer], ...] = getattr(
+        request.app.state, "error_renderers", ()
+    )
+    for prefix, renderer in renderers:
         if path.startswith(prefix):
-            response: Response = renderer(request, status, detail, extra)
-            return response
+            return renderer(request, status, detail, extra)
     return problem(status, title, detail, **extra)
 
 
@@ -104,7 +110,11 @@ def _unstorable(exc: Exception) -> bool:
     )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, renderers: Sequence[tuple[str, ErrorRenderer]] = ()) -> None:
+    """Answer every failure of ``app``: under a dialect's path prefix with that dialect's
+    renderer (``renderers``: (prefix, renderer) pairs), elsewhere as problem+json."""
+    app.state.error_renderers = tuple(renderers)
+
     @app.exception_handler(JobyardError)
     async def on_domain_error(request: Request, exc: JobyardError) -> Response:
         extra: dict[str, Any] = dict(exc.extra)

@@ -44,9 +44,8 @@ class AppMetrics:
 
 
 def _agents_connected(svc: Services) -> int:
-    engine = svc.runtime.get("engine")
-    sessions = getattr(engine, "sessions", None)
-    return len(sessions) if sessions is not None else 0
+    engine = svc.runtime.engine
+    return engine.connected() if engine is not None else 0
 
 
 @router.get("/metrics", summary="Prometheus metrics")

@@ -47,11 +47,14 @@ class Engine:
 
     @classmethod
     def of(cls, svc: Services) -> Engine:
-        engine = svc.runtime.get("engine")
+        engine = svc.runtime.engine
         if engine is None:
-            engine = svc.runtime["engine"] = cls(svc)
+            engine = svc.runtime.engine = cls(svc)
         assert isinstance(engine, Engine)
         return engine
+
+    def connected(self) -> int:
+        return len(self.sessions)
 
     # -- used by agent connections
     def report(self, report: Report) -> None:

@@ -185,10 +185,7 @@ TOKEN_CACHE_TTL = 2.0
 
 
 def _token_cache(svc: Services) -> dict[str, tuple[float, Principal, dt.datetime | None]]:
-    cache: dict[str, tuple[float, Principal, dt.datetime | None]] = svc.runtime.setdefault(
-        "token_cache", {}
-    )
-    return cache
+    return svc.runtime.tokens
 
 
 def forget_tokens(svc: Services) -> None:
@@ -250,12 +247,6 @@ async def principal_for_user(svc: Services, user_id: int, org_name: str) -> Prin
     return Principal(org.id, org.name, user.id, user.email, user.display_name, role)
 
 
-# Password checks (argon2, tens to hundreds of ms of CPU each) run in worker threads, at most
-# this many at once: the event loop keeps serving heartbeats and streams meanwhile, and a
-# burst of sign-ins queues instead of taking every core.
-VERIFY_THREADS = 2
-
-
 @functools.cache
 def _dummy_hash() -> str:
     """A hash of a password nobody has: checked for unknown emails (and accounts without a
@@ -270,11 +261,7 @@ def _check(stored: str | None, password: str) -> bool:
 
 async def check_password(svc: Services, stored: str | None, password: str) -> bool:
     """``password`` matches ``stored`` (a dummy when None), verified off the event loop."""
-    gate = svc.runtime.get("accounts.verify_gate")
-    if gate is None:
-        gate = svc.runtime["accounts.verify_gate"] = asyncio.Semaphore(VERIFY_THREADS)
-    assert isinstance(gate, asyncio.Semaphore)
-    async with gate:
+    async with svc.runtime.verify_gate:
         return await asyncio.to_thread(_check, stored, password)
 
 

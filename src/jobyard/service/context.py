@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from jobyard.domain.clock import Clock, SystemClock
+from jobyard.domain.notifications import Subscription
+from jobyard.domain.policies import Backoff, FailureBudget
+from jobyard.domain.records import Principal
+from jobyard.service.cookies import SessionCodec
 from jobyard.service.files import FileStorage
 from jobyard.service.hub import Hub
 from jobyard.settings import Settings
@@ -13,6 +19,42 @@ from jobyard.store import Database
 
 if TYPE_CHECKING:
     from jobyard.service.events import Observing
+
+
+class AgentLinks(Protocol):
+    """The dispatch engine as the rest of the server sees it (it lives in ``dispatch``)."""
+
+    def connected(self) -> int:
+        """How many agents are connected to this process."""
+        ...
+
+
+# Password checks (argon2, tens to hundreds of ms of CPU each) run in worker threads, at most
+# this many at once: the event loop keeps serving heartbeats and streams meanwhile, and a
+# burst of sign-ins queues instead of taking every core.
+VERIFY_THREADS = 2
+
+
+@dataclass
+class Runtime:
+    """What one server process keeps in memory beside the database: the dispatch engine
+    (made by the server's loops), the caches and gates of the use cases. Each is a typed
+    field, made with its ``Services``; none is filled by importing a module."""
+
+    engine: AgentLinks | None = None
+    server_identity: str | None = None
+    # token secret -> (valid until (monotonic), principal, token expiry)
+    tokens: dict[str, tuple[float, Principal, dt.datetime | None]] = field(default_factory=dict)
+    verify_gate: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(VERIFY_THREADS)
+    )
+    # per kind of attempt (sessions, hooks, ...): per-address budgets, per-account backoff
+    failures: dict[str, FailureBudget] = field(default_factory=dict)
+    backoffs: dict[str, Backoff] = field(default_factory=dict)
+    # organization -> (valid until (monotonic), its enabled webhook subscriptions)
+    subscriptions: dict[int, tuple[float, list[Subscription]]] = field(default_factory=dict)
+    # cookie codecs by purpose ("web", "kragle"), made on first use
+    codecs: dict[str, SessionCodec] = field(default_factory=dict)
 
 
 @dataclass
@@ -24,8 +66,7 @@ class Services:
     storage: FileStorage | None = None
     # What acts on every recorded event (service/observers.standard_observers unless given).
     observers: tuple[Observing, ...] = field(default_factory=lambda: _standard_observers())
-    # Singletons owned by the running loops (the dispatch engine), keyed by name.
-    runtime: dict[str, Any] = field(default_factory=dict)
+    runtime: Runtime = field(default_factory=Runtime)
 
     def __post_init__(self) -> None:
         if self.storage is None:

@@ -103,12 +103,12 @@ async def availability_of(svc: Services, org_id: int, name: str) -> Availability
 
 async def server_identity(svc: Services) -> str:
     """The id agents key their journal by: this database's, made once and kept in it."""
-    known = svc.runtime.get("server_identity")
-    if isinstance(known, str):
+    known = svc.runtime.server_identity
+    if known is not None:
         return known
     async with svc.db.begin() as tx:
         found = await tx.nodes.server_identity(svc.clock.now())
-    svc.runtime["server_identity"] = found
+    svc.runtime.server_identity = found
     return found
 
 

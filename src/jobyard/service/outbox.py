@@ -160,7 +160,6 @@ async def notify_on_event(svc: Services, tx: Tx, event: Event) -> None:
 # one made on another replica within SUBSCRIPTIONS_TTL, and a delivery queued for a
 # subscription disabled meanwhile fails with that reason instead of being sent.
 SUBSCRIPTIONS_TTL = 2.0
-_SUBS = "notify.subscriptions"
 
 
 async def notify_on_events(svc: Services, tx: Tx, events: Sequence[Event]) -> None:
@@ -178,7 +177,7 @@ async def notify_on_events(svc: Services, tx: Tx, events: Sequence[Event]) -> No
 
 
 async def _subscriptions(svc: Services, tx: Tx, org_id: int) -> list[Subscription]:
-    cache: dict[int, tuple[float, list[Subscription]]] = svc.runtime.setdefault(_SUBS, {})
+    cache = svc.runtime.subscriptions
     now = time.monotonic()
     found = cache.get(org_id)
     if found is not None and found[0] > now:
@@ -190,7 +189,7 @@ async def _subscriptions(svc: Services, tx: Tx, org_id: int) -> list[Subscriptio
 
 def forget_subscriptions(svc: Services, org_id: int) -> None:
     """Drop the cached subscriptions of an organization (after a change to them)."""
-    svc.runtime.get(_SUBS, {}).pop(org_id, None)
+    svc.runtime.subscriptions.pop(org_id, None)
 
 
 def _audience(event: Event, kind: Kind) -> Audience | None:

@@ -28,22 +28,17 @@ _sleep = asyncio.sleep  # the wait of a backed-off attempt (tests record it inst
 
 def budget(svc: Services, name: str) -> FailureBudget:
     """The per-address budget of one kind of attempt (``sessions``, ``hooks``)."""
-    found = svc.runtime.get(f"{name}.failures")
+    found = svc.runtime.failures.get(name)
     if found is None:
-        found = svc.runtime[f"{name}.failures"] = FailureBudget(
+        found = svc.runtime.failures[name] = FailureBudget(
             limit=ADDRESS_LIMIT, window=ADDRESS_WINDOW
         )
-    assert isinstance(found, FailureBudget)
     return found
 
 
 def backoff(svc: Services, name: str) -> Backoff:
     """The per-account backoff of one kind of attempt."""
-    found = svc.runtime.get(f"{name}.backoff")
-    if found is None:
-        found = svc.runtime[f"{name}.backoff"] = Backoff()
-    assert isinstance(found, Backoff)
-    return found
+    return svc.runtime.backoffs.setdefault(name, Backoff())
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,7 @@ class SessionCodec(cookies.SessionCodec):
 def codec_of(svc: Services) -> SessionCodec:
     """The server's codec, made on first use (so that an app that serves no dashboard
     session never touches the data directory)."""
-    found = svc.runtime.get("web.codec")
-    if found is None:
-        found = svc.runtime["web.codec"] = SessionCodec.from_settings(svc.settings)
-    assert isinstance(found, SessionCodec)
+    found = svc.runtime.codecs.get("web")
+    if not isinstance(found, SessionCodec):  # the dashboard's own kind of codec
+        found = svc.runtime.codecs["web"] = SessionCodec.from_settings(svc.settings)
     return found

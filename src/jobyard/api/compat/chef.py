@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from jobyard.api import errors
 from jobyard.api.auth import admit, principal, services, services_of
 from jobyard.api.compat import base_url, json_object, same_org, string_map, text
 from jobyard.api.responses import JSON
@@ -73,7 +72,8 @@ def render_error(request: Request, status: int, detail: str, extra: dict[str, An
     return JSON({"error": [detail]}, status_code=400 if status == 422 else status, headers=headers)
 
 
-errors.register_renderer("/compat/chef/", render_error)
+# Failures under this prefix are answered by render_error (composed in api/app.py).
+ERRORS_UNDER = "/compat/chef/"
 
 
 def _job_id(text_id: str) -> int:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from jobyard.api import auth, errors
+from jobyard.api import auth
 from jobyard.api.compat import json_object
 from jobyard.api.hooks import client_of
 from jobyard.api.ids import is_id
@@ -58,17 +58,17 @@ def render_error(request: Request, status: int, detail: str, extra: dict[str, An
     )
 
 
-errors.register_renderer(PREFIX + "/", render_error)
+# Failures under this prefix are answered by render_error (composed in api/app.py).
+ERRORS_UNDER = PREFIX + "/"
 
 
 # -- who is asking
 
 
 def codec(svc: Services) -> SessionCodec:
-    found = svc.runtime.get("kragle.codec")
+    found = svc.runtime.codecs.get("kragle")
     if found is None:
-        found = svc.runtime["kragle.codec"] = SessionCodec.from_settings(svc.settings)
-    assert isinstance(found, SessionCodec)
+        found = svc.runtime.codecs["kragle"] = SessionCodec.from_settings(svc.settings)
     return found
 
 

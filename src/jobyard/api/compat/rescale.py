@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from jobyard.api import errors, render
+from jobyard.api import render
 from jobyard.api.auth import principal, services
 from jobyard.api.compat import base_url, integer, json_object, string_map, text
 from jobyard.api.files import receive_upload
@@ -69,7 +69,8 @@ def render_error(request: Request, status: int, detail: str, extra: dict[str, An
     return JSON({"detail": detail}, status_code=status, headers=headers)
 
 
-errors.register_renderer("/compat/rescale/", render_error)
+# Failures under this prefix are answered by render_error (composed in api/app.py).
+ERRORS_UNDER = "/compat/rescale/"
 
 
 def route(

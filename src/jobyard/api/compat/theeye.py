@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from jobyard.api import errors
 from jobyard.api.auth import agent_principal, principal, services, token_from
 from jobyard.api.compat import decode_json, json_object, same_org
 from jobyard.api.compat import theeye_views as views
@@ -50,7 +49,8 @@ def render_error(request: Request, status: int, detail: str, extra: dict[str, An
     return JSON({"message": detail, "code": code, "statusCode": shown}, status_code=shown)
 
 
-errors.register_renderer(PREFIX + "/", render_error)
+# Failures under this prefix are answered by render_error (composed in api/app.py).
+ERRORS_UNDER = PREFIX + "/"
 
 
 async def customer_member(

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Protocol, TypeVar
 from fastapi import Depends, Request
 from starlette.responses import Response
 
-from jobyard.api import errors
 from jobyard.api.auth import principal, services
 from jobyard.api.compat import base_url, json_object, same_org
 from jobyard.api.compat import xplenty_views as views
@@ -53,7 +52,8 @@ def render_error(request: Request, status: int, detail: str, extra: dict[str, An
     return JSON({"message": detail}, status_code=status, headers=_rate_headers(request))
 
 
-errors.register_renderer("/compat/xplenty/", render_error)
+# Failures under this prefix are answered by render_error (composed in api/app.py).
+ERRORS_UNDER = "/compat/xplenty/"
 
 
 async def account_member(
