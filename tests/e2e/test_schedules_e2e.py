@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
 import itertools
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from tests.e2e.procs import Agent, Server, run_cli, wait_until
 
 pytestmark = pytest.mark.e2e
+PASSWORD = "correct horse battery"
 
 SERVER_ENV = {
     "JOBYARD_HEARTBEAT_INTERVAL": "0.2",
@@ -41,7 +44,7 @@ async def _accounts(database_url: str) -> tuple[str, str]:
         await db.migrate()
         svc = Services(db=db, settings=Settings(database_url=database_url))
         await accounts.create_org(svc, "acme")
-        await accounts.create_user(svc, "acme", "ops@acme.test", Role.ADMIN)
+        await accounts.create_user(svc, "acme", "ops@acme.test", Role.ADMIN, password=PASSWORD)
         user = await accounts.create_token(svc, "acme", "ops@acme.test")
         agent = await accounts.create_token(svc, "acme", "ops@acme.test", role=Role.AGENT)
         return user.secret, agent.secret
@@ -145,3 +148,85 @@ def test_a_server_killed_across_fire_times_fires_each_slot_once(
     assert gaps and all(g == 1 for g in gaps), gaps
     fired_jobs = {f["job_id"] for f in fires if f["outcome"] == "fired"}
     assert len(fired_jobs) == len([f for f in fires if f["outcome"] == "fired"])
+
+
+@pytest.mark.parametrize("mode", ["queue", "forbid"])
+def test_two_triggers_at_one_moment_onto_one_node_follow_the_policy(
+    yard: tuple[Server, httpx.Client, Agent], tmp_path: Path, mode: str
+) -> None:
+    """Two tasks' triggers fire at the same moment onto one agent that runs one job at a
+    time: under ``queue`` the second job runs once the first has ended, under ``forbid``
+    its slot is skipped and the fire history says which node was busy with which job."""
+    server, api, _ = yard
+    gate = tmp_path / "gate"
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).isoformat()
+    r = api.post("/api/v1/schedules", json={"at": at})
+    assert r.status_code == 201, r.text
+    schedule_id = r.json()["id"]
+    trigger_ids = []
+    for name in ("backup", "report"):
+        r = api.post(
+            "/api/v1/tasks",
+            json={
+                "name": name,
+                "command": f"while [ ! -e {gate} ]; do sleep 0.05; done; echo {name}",
+                "target": {"nodes": ["tick-1"]},
+                "concurrency": mode,
+            },
+        )
+        assert r.status_code == 201, r.text
+        r = api.post(
+            "/api/v1/triggers",
+            json={"name": name, "schedule_id": schedule_id, "task_id": r.json()["id"]},
+        )
+        assert r.status_code == 201, r.text
+        trigger_ids.append(r.json()["id"])
+    handled = wait_until(
+        lambda: (f := [_fires(api, t) for t in trigger_ids]) and all(f) and f,
+        timeout=30,
+        interval=0.2,
+        what="both triggers fired",
+    )
+    pairs = sorted(
+        zip(trigger_ids, (f[0] for f in handled), strict=True),
+        key=lambda p: p[1].get("job_id") or 1 << 62,
+    )
+    fires = [f for _, f in pairs]
+    first, second = fires
+    _shown_on_the_dashboard(server, pairs[1][0], second["reason"])
+    assert first["outcome"] == "fired" and first["job_id"] and not first["reason"], fires
+    busy = f"tick-1 (job {first['job_id']})"
+    if mode == "forbid":
+        assert second["outcome"] == "skipped" and second["job_id"] is None, fires
+        assert f"nodes busy: {busy}" in second["reason"], fires
+        gate.touch()
+        assert len(_jobs(api)) == 1
+        return
+    assert second["outcome"] == "fired" and second["reason"] == (
+        f"queued: waiting for busy nodes: {busy}"
+    ), fires
+    waiting = api.get(f"/api/v1/jobs/{second['job_id']}").json()
+    assert waiting["status"] == "onhold", waiting
+    gate.touch()
+
+    def both_done() -> list[dict[str, Any]] | None:
+        jobs = {j["id"]: j for j in _jobs(api)}
+        done = [jobs[f["job_id"]] for f in fires]
+        return done if all(j["status"] == "complete" for j in done) else None
+
+    done = wait_until(both_done, timeout=30, interval=0.2, what="both jobs complete")
+    assert [j["node_states"] for j in done] == [{"succeeded": ["tick-1"]}] * 2, done
+    assert done[1]["started_at"] >= done[0]["finished_at"], done
+
+
+def _shown_on_the_dashboard(server: Server, trigger_id: int, reason: str) -> None:
+    with httpx.Client(base_url=server.url, timeout=30.0) as browser:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/login").text)
+        assert csrf
+        signed = browser.post(
+            "/login", data={"email": "ops@acme.test", "password": PASSWORD, "csrf_token": csrf[1]}
+        )
+        assert signed.status_code == 303, signed.text
+        page = browser.get(f"/triggers/{trigger_id}")
+        assert page.status_code == 200
+        assert reason in html.unescape(page.text), page.text[-3000:]

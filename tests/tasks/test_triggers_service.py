@@ -29,7 +29,7 @@ async def _task(svc: Services, people: People, **kw: object) -> int:
     spec = TaskSpec(
         name=str(kw.pop("name", "tick")),
         command="echo tick",
-        target=Target(nodes=("n1",)),
+        target=kw.pop("target", Target(nodes=("n1",))),  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
     )
     return (await tasks.create_task(svc, people.alice, spec)).id
@@ -157,6 +157,8 @@ async def test_overlap_forbid_skips_and_queue_waits(
     any_svc: Services, people: People, clock: FakeClock
 ) -> None:
     task_id = await _task(any_svc, people)
+    # On another node: what waits here is the trigger's overlap, not a busy node.
+    other_id = await _task(any_svc, people, name="tock", target=Target(nodes=("n2",)))
     sched = await schedules.create_schedule(any_svc, people.alice, EVERY_MINUTE)
     forbid = await triggers.create_trigger(
         any_svc,
@@ -170,7 +172,7 @@ async def test_overlap_forbid_skips_and_queue_waits(
         any_svc,
         people.alice,
         schedule_id=sched.id,
-        task_id=task_id,
+        task_id=other_id,
         name="queue",
         overlap=ConcurrencyPolicy(mode=Concurrency.QUEUE, queue=5),
     )
@@ -190,6 +192,49 @@ async def test_overlap_forbid_skips_and_queue_waits(
     await scheduler.tick()
     made = [j for j in await jobs_of(any_svc, people.alice.org_id) if j.trigger_id == queue.id]
     assert [j.status for j in made] == [JobStatus.COMPLETE, JobStatus.NEW]
+
+
+@pytest.mark.parametrize("mode", [Concurrency.QUEUE, Concurrency.FORBID, Concurrency.ALLOW])
+async def test_two_triggers_onto_one_busy_node_follow_the_task_policy(
+    any_svc: Services, people: People, clock: FakeClock, mode: Concurrency
+) -> None:
+    """Two tasks' triggers due at the same moment on the same node: under queue the second
+    job waits for the node, under forbid its slot is skipped; the fire history says why."""
+    policy = ConcurrencyPolicy(mode=mode)
+    first_task = await _task(any_svc, people, name="backup", concurrency=policy)
+    second_task = await _task(any_svc, people, name="report", concurrency=policy)
+    sched = await schedules.create_schedule(any_svc, people.alice, EVERY_MINUTE)
+    made_triggers = [
+        await triggers.create_trigger(
+            any_svc, people.alice, schedule_id=sched.id, task_id=t, name=f"t{t}"
+        )
+        for t in (first_task, second_task)
+    ]
+    scheduler = Scheduler(any_svc)
+    clock.advance(60)
+    report = await scheduler.tick()
+    made = await jobs_of(any_svc, people.alice.org_id)
+    fires = [
+        (await triggers.trigger_fires(any_svc, people.viewer, t.id)).items[0] for t in made_triggers
+    ]
+    assert made[0].status is JobStatus.NEW and fires[0].reason is None
+    if mode is Concurrency.FORBID:
+        assert len(made) == 1 and report.skipped == 1
+        assert fires[1].outcome.value == "skipped" and fires[1].job_id is None
+        assert f"nodes busy: n1 (job {made[0].id})" in (fires[1].reason or "")
+        return
+    assert len(made) == 2 and report.skipped == 0 and fires[1].job_id == made[1].id
+    if mode is Concurrency.ALLOW:  # both start; the node answers busy to one of them
+        assert made[1].status is JobStatus.NEW and fires[1].reason is None
+        return
+    assert made[1].status is JobStatus.ONHOLD
+    assert fires[1].reason == f"queued: waiting for busy nodes: n1 (job {made[0].id})"
+    await scheduler.tick()  # the node is still busy: it keeps waiting
+    assert (await jobs_of(any_svc, people.alice.org_id))[1].status is JobStatus.ONHOLD
+    await finish(any_svc, made[0].id)
+    await scheduler.tick()
+    after = await jobs_of(any_svc, people.alice.org_id)
+    assert [j.status for j in after] == [JobStatus.COMPLETE, JobStatus.NEW]
 
 
 async def test_delete_is_queued_while_a_run_is_due(

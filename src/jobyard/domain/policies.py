@@ -146,6 +146,26 @@ class ConcurrencyPolicy:
         return self.mode is Concurrency.ALLOW or running < self.limit
 
 
+def on_busy_nodes(policies: list[ConcurrencyPolicy]) -> Admission:
+    """What a trigger's run does when a node of its target is running another job: under
+    ``forbid`` the slot is skipped, under ``queue`` and ``replace`` the run waits until the
+    nodes are free (it replaces only runs of its own task or trigger), under ``allow`` it
+    starts (and a node with no free slot answers busy)."""
+    modes = {p.mode for p in policies}
+    if Concurrency.FORBID in modes:
+        return Admission.REFUSE
+    if modes & {Concurrency.QUEUE, Concurrency.REPLACE}:
+        return Admission.QUEUE
+    return Admission.START
+
+
+def busy_words(occupied: dict[str, int], shown: int = 5) -> str:
+    """``web1 (job 12), web2 (job 12)``: the busy nodes and what they run, a few of them."""
+    items = sorted(occupied.items())
+    words = ", ".join(f"{node} (job {job})" for node, job in items[:shown])
+    return words + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
 class CatchUp(StrEnum):
     """What a trigger does with the slots it missed while the scheduler was down."""
 

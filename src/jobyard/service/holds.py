@@ -18,14 +18,14 @@ from typing import Any
 
 from jobyard.domain.jobs import JOB_TERMINAL, JobStatus
 from jobyard.domain.outcomes import job_outcome
-from jobyard.domain.policies import Admission
+from jobyard.domain.policies import Admission, Concurrency
 from jobyard.domain.records import Event, Job, NodeRun
 from jobyard.domain.tasks import Hold, Task, TaskRun
 from jobyard.domain.triggers import Trigger
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
 from jobyard.service.jobs import abort_job, add_job, release_job
-from jobyard.service.launches import admission, replace_runs, wake_scheduler
+from jobyard.service.launches import admission, busy_nodes, replace_runs, wake_scheduler
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
 
@@ -168,13 +168,17 @@ async def _start_held(
     """Start a held run if its policies allow; a retry that may not start yet is queued."""
     task, trigger = await origins.of(run)
     if queued:
-        for policy, scope in _policies(task, trigger):
+        policies = _policies(task, trigger)
+        for policy, scope in policies:
             running = await tx.task_runs.running(run.org_id, **scope)
             if not policy.may_release(len(running)):
                 return False
+        strict = any(p.mode is not Concurrency.ALLOW for p, _ in policies)
+        if trigger is not None and strict and await busy_nodes(tx, run.org_id, job.target):
+            return False  # queued for its nodes: they still run another job
         decision, replace, why = Admission.START, list[int](), ""
     else:
-        decision, replace, why = await admission(svc, tx, run.org_id, task, trigger)
+        decision, replace, why = await admission(svc, tx, run.org_id, task, trigger, job.target)
     if decision is Admission.REFUSE:
         await abort_job(svc, tx, job, actor="retry", reason=f"not started: {why}")
         return False

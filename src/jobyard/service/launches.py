@@ -19,7 +19,13 @@ from typing import Any
 from jobyard.domain.errors import Conflict, Invalid, JobyardError
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import JobSpec
-from jobyard.domain.policies import Admission, Concurrency, ConcurrencyPolicy
+from jobyard.domain.policies import (
+    Admission,
+    Concurrency,
+    ConcurrencyPolicy,
+    busy_words,
+    on_busy_nodes,
+)
 from jobyard.domain.records import Job
 from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Hold, Task, TaskType, bind_arguments, job_spec
@@ -36,10 +42,12 @@ SCHEDULER_TOPIC = "scheduler"
 
 @dataclass(frozen=True)
 class Launched:
-    """The job a launch made, or why it made none (a trigger's slot that was skipped)."""
+    """The job a launch made, or why it made none (a trigger's slot that was skipped);
+    ``queued`` says why a job made waits in its concurrency queue."""
 
     job: Job | None
     skipped: str | None = None
+    queued: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,9 +109,15 @@ def _no_command_values(task: Task, name: str) -> dict[str, Any]:
 
 
 async def admission(
-    svc: Services, tx: Tx, org_id: int, task: Task | None, trigger: Trigger | None
+    svc: Services,
+    tx: Tx,
+    org_id: int,
+    task: Task | None,
+    trigger: Trigger | None,
+    target: dict[str, Any] | None = None,
 ) -> tuple[Admission, list[int], str]:
-    """Apply the task's concurrency and the trigger's overlap policy to one new run.
+    """Apply the task's concurrency and the trigger's overlap policy to one new run; for a
+    trigger's run on ``target``, also to the nodes it finds running other jobs.
 
     Returns the decision, the jobs to stop first (replace), and a reason when refused.
     """
@@ -133,7 +147,45 @@ async def admission(
             decision = Admission.REPLACE if decision is Admission.START else decision
         elif verdict is Admission.QUEUE:
             decision, why = Admission.QUEUE, f"waiting for a free slot of {what}"
+    if trigger is not None and target is not None and scopes and decision is not Admission.QUEUE:
+        return await _node_admission(
+            tx, org_id, target, [p for p, _, _ in scopes], decision, replace
+        )
     return decision, replace, why
+
+
+async def _node_admission(
+    tx: Tx,
+    org_id: int,
+    target: dict[str, Any],
+    policies: list[ConcurrencyPolicy],
+    decision: Admission,
+    replace: list[int],
+) -> tuple[Admission, list[int], str]:
+    """A trigger's run whose nodes are running other jobs follows its policies: skipped
+    (forbid) or queued until the nodes are free (queue, replace)."""
+    busy = await busy_nodes(tx, org_id, target, replace)
+    if not busy:
+        return decision, replace, ""
+    verdict = on_busy_nodes(policies)
+    if verdict is Admission.REFUSE:
+        return (
+            Admission.REFUSE,
+            [],
+            f"skipped: nodes busy: {busy_words(busy)}; the concurrency policy forbid "
+            "runs nothing beside another job",
+        )
+    if verdict is Admission.QUEUE:
+        return Admission.QUEUE, replace, f"waiting for busy nodes: {busy_words(busy)}"
+    return decision, replace, ""
+
+
+async def busy_nodes(
+    tx: Tx, org_id: int, target: dict[str, Any], exclude: list[int] | None = None
+) -> dict[str, int]:
+    """The nodes a run on ``target`` would use that are running another job (name -> job)."""
+    names, _ = await placement(tx, org_id, Target.from_json(target))
+    return await tx.nodes.occupied(org_id, names, exclude)
 
 
 async def replace_runs(svc: Services, tx: Tx, job_ids: list[int], actor: str) -> None:
@@ -249,7 +301,9 @@ async def launch(
     elif kind is TaskType.NOTIFICATION:
         then, reason = JobStatus.ONHOLD, "recording a notification"
     elif kind is TaskType.SCRIPT:
-        decision, replace, why = await admission(svc, tx, org_id, task, origin.trigger)
+        decision, replace, why = await admission(
+            svc, tx, org_id, task, origin.trigger, row["target"]
+        )
         if decision is Admission.REFUSE:
             if refuse == "skip":
                 return Launched(None, skipped=why)
@@ -275,7 +329,7 @@ async def launch(
     await tx.task_runs.insert(task_run_row(job, task, stack, origin, hold, release_at, now))
     if task is not None:
         job = await _announce(svc, tx, job, task, kind, origin, values)
-    return Launched(job)
+    return Launched(job, queued=reason if hold is Hold.QUEUE else None)
 
 
 async def _announce(

@@ -463,15 +463,15 @@ async def fire_due(
         report.lost = len(claims) - len(claimed)
         cache = _Cache(tx)
         places = Placements(tx)
-        jobs: list[tuple[int, int]] = []
+        jobs: list[tuple[int, int, str | None]] = []
         skipped: list[tuple[int, str]] = []
         batch: list[tuple[int, Trigger, dt.datetime, Planned]] = []
 
         async def done(
             fire_id: int, trigger: Trigger, slot: dt.datetime, job_id: int | None, why: str | None
         ) -> None:
-            if job_id is not None:
-                jobs.append((fire_id, job_id))
+            if job_id is not None:  # ``why``: it waits in a queue
+                jobs.append((fire_id, job_id, why))
                 report.fired.append((trigger.id, slot, job_id))
                 return
             skipped.append((fire_id, why or "skipped"))
@@ -534,7 +534,8 @@ def _origin(trigger: Trigger) -> Origin:
 async def _fire(
     svc: Services, tx: Tx, cache: _Cache, trigger: Trigger, slot: dt.datetime
 ) -> tuple[int | None, str | None]:
-    """Launch one slot; a failure skips this slot only (and says why)."""
+    """Launch one slot: its job and, when the job waits in a queue, why; or no job and
+    why not (a failure skips this slot only)."""
     task, stack = await cache.what(trigger)
     if task is None and stack is None:
         return None, "its task and stack no longer exist"
@@ -558,7 +559,7 @@ async def _fire(
         return None, f"internal error: {type(exc).__name__}"
     if launched.job is None:
         return None, launched.skipped
-    return launched.job.id, None
+    return launched.job.id, f"queued: {launched.queued}" if launched.queued else None
 
 
 async def prune_fires(svc: Services, before: dt.datetime) -> int:

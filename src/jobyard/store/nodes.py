@@ -11,9 +11,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Node
 from jobyard.store.rows import record, records
-from jobyard.store.schema import nodes, server_identity
+from jobyard.store.schema import jobs, node_runs, nodes, server_identity
 
 # Ids per IN (...) list: bound parameters are limited (asyncpg 32,767; SQLite 32,766).
 _IN_CHUNK = 10_000
@@ -43,6 +44,36 @@ class NodesRepo:
         if for_share and self.conn.dialect.name == "postgresql":
             q = q.with_for_update(read=True)
         return records(Node, (await self.conn.execute(q)).mappings())
+
+    async def occupied(
+        self, org_id: int, names: list[str], exclude: list[int] | None = None
+    ) -> dict[str, int]:
+        """Which of these nodes have a part of a dispatched job not yet ended (new, ready,
+        running), other than the jobs in ``exclude``: node name -> the oldest such job."""
+        if not names:
+            return {}
+        q = (
+            sa.select(node_runs.c.node_name, sa.func.min(node_runs.c.job_id))
+            .join(jobs, jobs.c.id == node_runs.c.job_id)
+            .where(
+                node_runs.c.org_id == org_id,
+                node_runs.c.node_name.in_(names[:_IN_CHUNK]),
+                node_runs.c.status.in_(
+                    [
+                        NodeRunStatus.NEW.value,
+                        NodeRunStatus.READY.value,
+                        NodeRunStatus.RUNNING.value,
+                    ]
+                ),
+                jobs.c.status.in_(
+                    [JobStatus.NEW.value, JobStatus.VOTING.value, JobStatus.RUNNING.value]
+                ),
+            )
+            .group_by(node_runs.c.node_name)
+        )
+        if exclude:
+            q = q.where(node_runs.c.job_id.not_in(exclude))
+        return {name: job_id for name, job_id in (await self.conn.execute(q)).all()}
 
     async def upsert(
         self, org_id: int, name: str, values: dict[str, Any], now: dt.datetime

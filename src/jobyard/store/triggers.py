@@ -288,16 +288,17 @@ class TriggersRepo:
         result = await self.conn.execute(q, list(rows))
         return {(t, s): i for i, t, s in result.all()}
 
-    async def set_fire_jobs(self, pairs: Sequence[tuple[int, int]]) -> None:
-        """Record the job of each fired slot: (fire id, job id)."""
-        if not pairs:
+    async def set_fire_jobs(self, fired: Sequence[tuple[int, int, str | None]]) -> None:
+        """Record the job of each fired slot, and a note (why it waits) or None:
+        (fire id, job id, note)."""
+        if not fired:
             return
         stmt = (
             trigger_fires.update()
             .where(trigger_fires.c.id == sa.bindparam("f_id"))
-            .values(job_id=sa.bindparam("f_job"))
+            .values(job_id=sa.bindparam("f_job"), reason=sa.bindparam("f_reason"))
         )
-        await self.conn.execute(stmt, [{"f_id": f, "f_job": j} for f, j in pairs])
+        await self.conn.execute(stmt, [{"f_id": f, "f_job": j, "f_reason": r} for f, j, r in fired])
 
     async def skip_fires(self, pairs: Sequence[tuple[int, str]]) -> None:
         """Mark fired slots as skipped, with why: (fire id, reason)."""
