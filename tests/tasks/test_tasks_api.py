@@ -193,6 +193,7 @@ async def test_schedules_stacks_triggers(client: httpx.AsyncClient, factory: Fac
         headers=alice.headers,
     )
     assert r.status_code == 201 and r.json()["nodes"] == ["n2"]
+    stack_job = r.json()["id"]
     r = await client.post(
         "/api/v1/triggers",
         json={
@@ -214,6 +215,11 @@ async def test_schedules_stacks_triggers(client: httpx.AsyncClient, factory: Fac
         f"/api/v1/triggers/{trigger['id']}", json={"catch_up": "later"}, headers=alice.headers
     )
     assert r.status_code == 422
+    r = await client.post(f"/api/v1/triggers/{trigger['id']}/run", headers=alice.headers)
+    # The stack's run holds n2: the trigger's forbid refuses to run beside it.
+    assert r.status_code == 409 and f"nodes busy: n2 (job {stack_job})" in r.json()["detail"]
+    r = await client.post(f"/api/v1/jobs/{stack_job}/stop", headers=alice.headers)
+    assert r.status_code == 200, r.text
     r = await client.post(f"/api/v1/triggers/{trigger['id']}/run", headers=alice.headers)
     assert r.status_code == 201 and r.json()["trigger_id"] == trigger["id"]
     r = await client.get(f"/api/v1/triggers/{trigger['id']}/fires", headers=viewer.headers)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, fail, settings_from
+from jobyard.cli.output import Format, OutputOpt, emit
 from jobyard.domain.accounts import parse_role
 from jobyard.domain.errors import JobyardError
 
@@ -214,8 +215,10 @@ def chef_key_list(
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = Format.TABLE,
 ) -> None:
-    """The Chef names of an organization, with the member each acts as."""
+    """The Chef names of an organization, with the member each acts as (``--json``: the
+    list alone, as before ``-o``)."""
     keys = run_with_services(data_dir, database_url, lambda svc: _chef_keys().list_keys(svc, org))
     rows = [
         {
@@ -228,6 +231,8 @@ def chef_key_list(
     ]
     if as_json:
         typer.echo(json.dumps(rows))
+        return
+    if emit({"count": len(rows), "results": rows}, output):
         return
     for r in rows:
         typer.echo(f"{r['name']}\t{r['email']}\t{r['role'] or 'member role'}\t{r['fingerprint']}")

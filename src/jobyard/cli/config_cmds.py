@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from jobyard.cli.common import DatabaseOpt, DataDirOpt
+from jobyard.cli.output import Format, OutputOpt, emit
 from jobyard.settings import Settings
 
 app = typer.Typer(help="Inspect jobyard's settings.", no_args_is_help=True)
@@ -68,7 +69,8 @@ def effective(settings: Settings, env: dict[str, str], flags: set[str]) -> list[
 def show(
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
+    output: OutputOpt = Format.TABLE,
 ) -> None:
     """Print the settings `jobyard serve` would use here (secrets shown as ••••)."""
     flags: dict[str, Any] = {}
@@ -84,8 +86,11 @@ def show(
 
         fail(str(exc))
     rows = effective(settings, env, set(flags))
+    shown = {row["name"]: row["value"] for row in rows}
     if as_json:
-        typer.echo(json.dumps({row["name"]: row["value"] for row in rows}, default=str))
+        typer.echo(json.dumps(shown, default=str))
+        return
+    if emit(json.loads(json.dumps(shown, default=str)), output):
         return
     from rich.console import Console
     from rich.table import Table

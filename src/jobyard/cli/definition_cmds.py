@@ -59,7 +59,14 @@ def export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write to this file (default: stdout).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="yaml or json.")] = "yaml",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            envvar="JOBYARD_OUTPUT",
+            help="yaml or json (-o names the file here; table means yaml).",
+        ),
+    ] = "yaml",
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the JSON Schema of the format instead.")
     ] = False,
@@ -68,6 +75,7 @@ def export(
     org: OrgOpt = None,
 ) -> None:
     """Write the current definitions in the format `jobyard apply` reads."""
+    fmt = "yaml" if fmt == "table" else fmt
     if fmt not in ("yaml", "json"):
         err.print("[red]error:[/] --format is yaml or json")
         raise typer.Exit(2)

@@ -9,10 +9,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobyard import __version__
-from jobyard.cli import admin, backup, client_cmds, config_cmds, definition_cmds, task_cmds
+from jobyard.cli import (
+    admin,
+    backup,
+    client_cmds,
+    config_cmds,
+    definition_cmds,
+    task_cmds,
+    trigger_cmds,
+)
 from jobyard.cli.agent import agent as agent_command
 from jobyard.cli.ask import ask as ask_command
 from jobyard.cli.common import DatabaseOpt, DataDirOpt, settings_from
+from jobyard.cli.output import Format, OutputOpt, emit
 
 if TYPE_CHECKING:
     from jobyard.service.context import Services
@@ -30,6 +39,7 @@ app.command("agent")(agent_command)
 app.command("ask")(ask_command)
 client_cmds.register(app)
 task_cmds.register(app)
+trigger_cmds.register(app)
 definition_cmds.register(app)
 
 HostOpt = Annotated[
@@ -41,9 +51,10 @@ PortOpt = Annotated[
 
 
 @app.command()
-def version() -> None:
+def version(output: OutputOpt = Format.TABLE) -> None:
     """Print the version."""
-    typer.echo(__version__)
+    if not emit({"version": __version__}, output):
+        typer.echo(__version__)
 
 
 @app.command()
