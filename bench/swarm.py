@@ -97,25 +97,19 @@ class Swarm:
                 max_size=16 * 1024 * 1024,
                 compression=None,
             ) as ws:
-                await ws.send(
-                    wire.encode(
-                        "hello",
-                        version=wire.PROTOCOL_VERSION,
-                        node=name,
-                        incarnation=uuid.uuid4().hex,
-                        tags=["sim"],
-                        cluster=None,
-                        running=[],
-                        pending=[],
-                        busy=False,
-                    )
+                hello = wire.Hello(
+                    version=wire.PROTOCOL_VERSION,
+                    node=name,
+                    incarnation=uuid.uuid4().hex,
+                    tags=["sim"],
                 )
+                await ws.send(wire.encode(hello))
                 welcome = wire.decode(await asyncio.wait_for(ws.recv(), 60))
-                if welcome["type"] != "welcome":
+                if not isinstance(welcome, wire.Welcome):
                     raise RuntimeError(f"refused: {welcome}")
                 self.sockets[name] = ws
                 ready.set_result(True)
-                interval = float(welcome.get("heartbeat_interval") or 5.0)
+                interval = welcome.heartbeat_interval or 5.0
                 beat = asyncio.create_task(self.heartbeats(ws, interval))
                 try:
                     async for frame in ws:
@@ -135,45 +129,39 @@ class Swarm:
         # Spread the beats over the interval, as independently started agents would be.
         await asyncio.sleep(random.uniform(0, interval))
         while True:
-            await ws.send(wire.encode("heartbeat", busy=False))
+            await ws.send(wire.encode(wire.Heartbeat(busy=False)))
             self.sent += 1
             await asyncio.sleep(interval)
 
-    async def answer(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
-        kind = msg["type"]
-        if kind == "commit":
-            job, attempt = wire.job_ref(msg)
-            self.commits[job] += 1
-            if self.hold_votes:
-                return
-            await ws.send(wire.encode("ack_commit", job=job, attempt=attempt))
-            self.sent += 1
-        elif kind == "run":
-            job, attempt = wire.job_ref(msg)
-            await ws.send(wire.encode("ack_run", job=job, attempt=attempt))
-            await ws.send(
-                wire.encode("result", job=job, attempt=attempt, status="succeeded", exit_code=0)
-            )
-            self.sent += 2
-        elif kind == "abort":
-            job, attempt = wire.job_ref(msg)
-            await ws.send(
-                wire.encode("result", job=job, attempt=attempt, status="aborted", exit_code=None)
-            )
-            self.sent += 1
-        elif kind == "ack":
-            job = int(msg["job"])
-            self.acks[job] += 1
-            if self.acks[job] == self.commits[job]:
-                emit(event="done", job=job, n=self.acks[job], t=time.monotonic())
-                del self.acks[job], self.commits[job]
-        elif kind == "error":
-            self.errors.append(str(msg.get("message")))
+    async def answer(self, ws: ClientConnection, msg: wire.AnyMessage) -> None:
+        match msg:
+            case wire.Commit(job=job, attempt=attempt):
+                self.commits[job] += 1
+                if self.hold_votes:
+                    return
+                await ws.send(wire.encode(wire.AckCommit(job=job, attempt=attempt)))
+                self.sent += 1
+            case wire.Run(job=job, attempt=attempt):
+                await ws.send(wire.encode(wire.AckRun(job=job, attempt=attempt)))
+                done = wire.Result(job=job, attempt=attempt, status="succeeded", exit_code=0)
+                await ws.send(wire.encode(done))
+                self.sent += 2
+            case wire.Abort(job=job, attempt=attempt):
+                aborted = wire.Result(job=job, attempt=attempt, status="aborted")
+                await ws.send(wire.encode(aborted))
+                self.sent += 1
+            case wire.Ack(job=job):
+                self.acks[job] += 1
+                if self.acks[job] == self.commits[job]:
+                    emit(event="done", job=job, n=self.acks[job], t=time.monotonic())
+                    del self.acks[job], self.commits[job]
+            case wire.Error(message=message):
+                self.errors.append(message)
 
     async def close_all(self) -> None:
         async def bye(ws: ClientConnection) -> None:
             with contextlib.suppress(Exception):
-                await ws.send(wire.encode("bye"))
+                await ws.send(wire.encode(wire.Bye()))
                 await ws.close()
 
         await asyncio.gather(*(bye(ws) for ws in list(self.sockets.values())))

@@ -77,7 +77,7 @@ async def test_after_a_restart_votes_wait_for_the_agents_hello(
         # n1's hello: the commit goes out, and n1 counts as available again.
         await nodes.node_connected(svc, agent, hello("n1"), "r1")
         sent = [wire.decode(outbox.get_nowait()) for _ in range(outbox.qsize())]
-    assert [(m["type"], m["job"]) for m in sent] == [("commit", job_id)]
+    assert [(m.kind, getattr(m, "job", None)) for m in sent] == [("commit", job_id)]
     assert (await nodes.get_node(svc, user, "n1")).availability is Availability.AVAILABLE
     # n2 never comes back: past its grace it is offline and its vote unavailable.
     clock.advance(svc.settings.node_ttl + svc.settings.node_grace)

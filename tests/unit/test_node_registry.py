@@ -100,7 +100,9 @@ async def test_a_reconnecting_agent_is_told_to_abort_runs_that_ended_meanwhile(
     async with svc.hub.subscribe(node_topic(agent.org_id, "n1"), maxsize=0) as outbox:
         await nodes.node_connected(svc, agent, hello("n1", running=[(job_id, 0), (999, 0)]), "r1")
         got = [wire.decode(outbox.get_nowait()) for _ in range(outbox.qsize())]
-    assert sorted((m["type"], m["job"]) for m in got) == sorted([("abort", 999), ("abort", job_id)])
+    assert sorted((m.kind, getattr(m, "job", None)) for m in got) == sorted(
+        [("abort", 999), ("abort", job_id)]
+    )
 
 
 async def test_a_reconnecting_agent_keeps_its_live_runs(svc: Services, factory: Factory) -> None:
@@ -116,6 +118,6 @@ async def test_a_reconnecting_agent_keeps_its_live_runs(svc: Services, factory: 
         # The run message was lost: the job runs, the node only holds a slot for it.
         await nodes.node_connected(svc, agent, hello("n1", running=[(job_id, 0)]), "r1")
         got = [wire.decode(outbox.get_nowait()) for _ in range(outbox.qsize())]
-    assert [(m["type"], m["job"]) for m in got] == [("run", job_id)]
+    assert [(m.kind, getattr(m, "job", None)) for m in got] == [("run", job_id)]
     runs = (await job_uc.get_job(svc, user, job_id)).runs
     assert [r.status for r in runs] == [NodeRunStatus.READY]

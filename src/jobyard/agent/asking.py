@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from jobyard.wire import agent as wire
+
 MAX_REQUEST = 64 * 1024
 
-Relay = Callable[[dict[str, Any]], Awaitable[None]]
+Relay = Callable[[wire.InputRequest], Awaitable[None]]
 
 
 class InputDesk:
@@ -55,14 +57,13 @@ class InputDesk:
             self.path.unlink()
             self.dir.rmdir()
 
-    def answer(self, msg: dict[str, Any]) -> None:
+    def answer(self, msg: wire.Input) -> None:
         """The server's ``input`` message: wake the command that asked."""
-        key = (msg.get("job"), msg.get("attempt"))
-        future = self.waiting.get(key)  # type: ignore[arg-type]
+        future = self.waiting.get(msg.ref)
         if future is not None and not future.done():
-            reply = {"status": msg.get("status"), "values": msg.get("values")}
-            if msg.get("error"):
-                reply["error"] = msg["error"]
+            reply: dict[str, Any] = {"status": msg.status, "values": msg.values}
+            if msg.error:
+                reply["error"] = msg.error
             future.set_result(reply)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -86,6 +87,9 @@ class InputDesk:
             or not self.is_running(job, attempt)
         ):
             return {"status": "refused", "error": "no such job is running on this node"}
+        fields = request.get("fields") or []
+        if not isinstance(fields, list):
+            return {"status": "refused", "error": "fields must be a list"}
         timeout = float(request.get("timeout") or 3600)
         key = (job, attempt)
         if key in self.waiting:
@@ -94,13 +98,13 @@ class InputDesk:
         self.waiting[key] = future
         try:
             await self.relay(
-                {
-                    "job": job,
-                    "attempt": attempt,
-                    "fields": request.get("fields") or [],
-                    "prompt": str(request.get("prompt") or ""),
-                    "timeout": timeout,
-                }
+                wire.InputRequest(
+                    job=job,
+                    attempt=attempt,
+                    fields=fields,
+                    prompt=str(request.get("prompt") or ""),
+                    timeout=timeout,
+                )
             )
             # The server expires the request at its deadline; a little slack for the trip.
             return await asyncio.wait_for(future, timeout + 30)

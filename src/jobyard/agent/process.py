@@ -10,6 +10,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from jobyard.wire.agent import Stream
+
 CHUNK = 64 * 1024
 
 
@@ -52,7 +54,7 @@ class Process:
         argv: list[str],
         env: dict[str, str],
         cwd: str | None,
-        on_output: Callable[[str, str], Awaitable[None]],
+        on_output: Callable[[Stream, str], Awaitable[None]],
     ) -> Process:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -64,7 +66,7 @@ class Process:
             start_new_session=True,  # its own process group, so abort kills the whole tree
         )
 
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+        async def pump(stream: asyncio.StreamReader | None, name: Stream) -> None:
             if stream is None:
                 return
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

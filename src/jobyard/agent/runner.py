@@ -81,7 +81,7 @@ class AgentConfig:
 class Run:
     job: int
     attempt: int
-    spec: dict[str, Any]
+    spec: wire.Commit
     journal: Journal  # of the server that sent it
     process: Process | None = None
     task: asyncio.Task[None] | None = None
@@ -106,7 +106,7 @@ class Agent:
         self.connected = asyncio.Event()
         self.desk = InputDesk(self._relay_input, lambda job, attempt: (job, attempt) in self.runs)
         self._last_resend = 0.0
-        self.backlog: deque[str] = deque()  # output frames not yet handed to a connection
+        self.backlog: deque[wire.Output] = deque()  # output not yet handed to a connection
         self._delivering: set[tuple[int, int]] = set()
 
     # -- lifecycle
@@ -118,8 +118,8 @@ class Agent:
         finally:
             await self.desk.close()
 
-    async def _relay_input(self, request: dict[str, Any]) -> None:
-        await self._send(wire.encode("input_request", **request))
+    async def _relay_input(self, request: wire.InputRequest) -> None:
+        await self._send(request)
 
     async def _connect_forever(self) -> None:
         if not self.config.allow:
@@ -140,6 +140,8 @@ class Agent:
             except _Refused as exc:
                 log.error("the server refused this agent: %s", exc)
                 delay = max(delay, 5.0)
+            except VersionRefused:
+                raise  # retrying cannot help: this agent must be upgraded (or downgraded)
             if self.connected.is_set():
                 delay = 0.5  # that connection worked: back off afresh, not from last time's
             self.connected.clear()
@@ -165,7 +167,7 @@ class Agent:
             await asyncio.wait(tasks, timeout=self.config.abort_grace + 5)
         if self.ws is not None:
             with contextlib.suppress(Exception):
-                await self.ws.send(wire.encode("bye"))
+                await self.ws.send(wire.encode(wire.Bye()))
                 await self.ws.close()
 
     async def _sleep(self, seconds: float) -> None:
@@ -196,13 +198,15 @@ class Agent:
             self.ws = ws
             server_id = ws.response.headers.get(wire.SERVER_HEADER) if ws.response else None
             self.journal = self._journal_of(server_id or "")
-            await ws.send(self._hello())
+            await ws.send(wire.encode(self._hello()))
             welcome = wire.decode(await asyncio.wait_for(ws.recv(), 10))
-            if welcome["type"] != "welcome":
-                raise _Refused(str(welcome.get("message", welcome)))
-            self.heartbeat_interval = float(welcome.get("heartbeat_interval") or 5.0)
-            within = welcome.get("reconnect_within")
-            if isinstance(within, int | float) and within > 0:
+            if isinstance(welcome, wire.Error) and welcome.code == "protocol_version":
+                raise VersionRefused(self.config.server, welcome.message)
+            if not isinstance(welcome, wire.Welcome):
+                raise _Refused(welcome.message if isinstance(welcome, wire.Error) else welcome.kind)
+            self.heartbeat_interval = welcome.heartbeat_interval or 5.0
+            within = welcome.reconnect_within
+            if within is not None and within > 0:
                 self.max_backoff = min(MAX_BACKOFF, max(0.5, within / 4))
             self.connected.set()
             log.info("connected to %s as %s", self.config.server, self.config.name)
@@ -211,7 +215,12 @@ class Agent:
             beat = asyncio.create_task(self._heartbeats(ws))
             try:
                 async for frame in ws:
-                    await self._on_message(wire.decode(frame))
+                    try:
+                        message = wire.decode(frame)
+                    except wire.ProtocolError as exc:  # a newer server's message, say
+                        log.warning("a frame from the server was not understood: %s", exc)
+                        continue
+                    await self._on_message(message)
             finally:
                 beat.cancel()
                 self.ws = None
@@ -225,10 +234,9 @@ class Agent:
             self._journals[server_id] = journal
         return journal
 
-    def _hello(self) -> str:
+    def _hello(self) -> wire.Hello:
         assert self.journal is not None
-        return wire.encode(
-            "hello",
+        return wire.Hello(
             version=wire.PROTOCOL_VERSION,
             node=self.config.name,
             incarnation=self.incarnation,
@@ -237,11 +245,11 @@ class Agent:
             # Every run holding a slot, started or only committed: the server aborts the
             # ones it no longer wants (their abort may have been sent while we were away).
             running=[
-                {"job": r.job, "attempt": r.attempt}
+                wire.RunRef(r.job, r.attempt)
                 for r in self.runs.values()
                 if r.journal is self.journal
             ],
-            pending=[{"job": p["job"], "attempt": p["attempt"]} for p in self.journal.pending()],
+            pending=[wire.RunRef(p["job"], p["attempt"]) for p in self.journal.pending()],
             busy=self.busy,
             slots=self.config.max_jobs,
         )
@@ -250,8 +258,8 @@ class Agent:
     def busy(self) -> bool:
         return len(self.runs) >= self.config.max_jobs
 
-    def _heartbeat(self) -> str:
-        return wire.encode("heartbeat", busy=self.busy, held=len(self.runs))
+    def _heartbeat(self) -> wire.Heartbeat:
+        return wire.Heartbeat(busy=self.busy, held=len(self.runs))
 
     async def _slots_changed(self) -> None:
         """Tell the server at once when a slot is taken or freed (not at the next beat):
@@ -263,7 +271,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            await ws.send(self._heartbeat())
+            await ws.send(wire.encode(self._heartbeat()))
             if loop.time() - self._last_resend > RESEND_AFTER:
                 await self._resend_results()
 
@@ -275,13 +283,13 @@ class Agent:
         for result in journal.pending():
             await self._deliver(journal, result)
 
-    async def _send(self, message: str) -> bool:
-        """Hand a frame to the live connection; False when there is none (or it broke)."""
+    async def _send(self, message: wire.AgentMessage) -> bool:
+        """Hand a message to the live connection; False when there is none (or it broke)."""
         ws = self.ws
         if ws is None:
             return False  # results are on disk; output waits in the backlog
         try:
-            await ws.send(message)
+            await ws.send(wire.encode(message))
         except websockets.ConnectionClosed:
             return False
         return True
@@ -294,36 +302,36 @@ class Agent:
             self.backlog.popleft()
 
     # -- messages from the server
-    async def _on_message(self, msg: dict[str, Any]) -> None:
-        kind = msg["type"]
-        if kind == "commit":
-            await self._on_commit(msg)
-        elif kind == "run":
-            await self._on_run(*wire.job_ref(msg))
-        elif kind == "abort":
-            await self._on_abort(*wire.job_ref(msg))
-        elif kind == "ack":
-            job, attempt = wire.job_ref(msg)
-            if self.journal is not None:
-                self.journal.acked(job, attempt)
-        elif kind == "input":
-            self.desk.answer(msg)
-        elif kind == "error":
-            log.warning("server says: %s", msg.get("message"))
+    async def _on_message(self, msg: wire.AnyMessage) -> None:
+        match msg:
+            case wire.Commit():
+                await self._on_commit(msg)
+            case wire.Run():
+                await self._on_run(msg.job, msg.attempt)
+            case wire.Abort():
+                await self._on_abort(msg.job, msg.attempt)
+            case wire.Ack():
+                if self.journal is not None:
+                    self.journal.acked(msg.job, msg.attempt)
+            case wire.Input():
+                self.desk.answer(msg)
+            case wire.Error():
+                log.warning("server says: %s", msg.message)
+            case _:
+                log.warning("the server sent %s, which agents do not take", msg.kind)
 
-    def allowed(self, spec: dict[str, Any]) -> bool:
+    def allowed(self, spec: wire.Commit) -> bool:
         if not self.config.allow:
             return True
-        text = shlex.join(spec["argv"]) if spec.get("argv") else str(spec.get("command", ""))
+        text = shlex.join(spec.argv) if spec.argv else spec.command
         return any(fnmatch.fnmatchcase(text, pattern) for pattern in self.config.allow)
 
-    async def _on_commit(self, msg: dict[str, Any]) -> None:
-        job, attempt = wire.job_ref(msg)
-        key = (job, attempt)
+    async def _on_commit(self, msg: wire.Commit) -> None:
+        job, attempt = key = msg.ref
         journal = self.journal
         assert journal is not None  # set before hello, so before any commit
         if key in self.runs and self.runs[key].journal is journal:
-            await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
+            await self._send(wire.AckCommit(job=job, attempt=attempt))
             await self._slots_changed()  # unchanged, but the server counts acks as taken
             return
         reason = None
@@ -336,10 +344,10 @@ class Agent:
         elif self.busy:
             reason = "busy"
         if reason:
-            await self._send(wire.encode("nack_commit", job=job, attempt=attempt, reason=reason))
+            await self._send(wire.NackCommit(job=job, attempt=attempt, reason=reason))
             return
         self.runs[key] = Run(job, attempt, msg, journal)
-        await self._send(wire.encode("ack_commit", job=job, attempt=attempt))
+        await self._send(wire.AckCommit(job=job, attempt=attempt))
         await self._slots_changed()
 
     async def _on_run(self, job: int, attempt: int) -> None:
@@ -349,7 +357,7 @@ class Agent:
         if run is None or run.task is not None:
             result = self.journal.result(job, attempt) if self.journal is not None else None
             if result is not None:
-                await self._send(wire.encode("result", **result))
+                await self._send(result_message(result))
             return
         run.task = asyncio.create_task(self._execute(run))
 
@@ -367,15 +375,15 @@ class Agent:
             await run.process.kill(self.config.abort_grace)
 
     # -- running a command
-    def _argv(self, spec: dict[str, Any]) -> list[str]:
-        if spec.get("argv"):
-            return [str(a) for a in spec["argv"]]
-        return [self.config.shell, "-c", str(spec.get("command", ""))]
+    def _argv(self, spec: wire.Commit) -> list[str]:
+        if spec.argv:
+            return list(spec.argv)
+        return [self.config.shell, "-c", spec.command]
 
     def _job_file(self, run: Run, work: Path) -> Path | None:
         """Write the job's ``file`` (Chef's raw: or base64: form) for the command to read."""
-        content = run.spec.get("file")
-        if not isinstance(content, str):
+        content = run.spec.file
+        if content is None:
             return None
         if content.startswith("base64:"):
             data = base64.b64decode(content[len("base64:") :])
@@ -387,7 +395,7 @@ class Agent:
 
     def _env(self, run: Run, outputs: Path, marker: str, cwd: Path) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({str(k): str(v) for k, v in (run.spec.get("env") or {}).items()})
+        env.update(run.spec.env)
         job_id, node = str(run.job), self.config.name
         env.update(
             {
@@ -416,7 +424,7 @@ class Agent:
         job, attempt = run.job, run.attempt
         work = self.config.state_dir / "work" / f"{job}-{attempt}"
         shutil.rmtree(work, ignore_errors=True)  # a fresh directory for every node run
-        given = run.spec.get("dir") or None
+        given = run.spec.dir or None
         # Without ``dir`` the command runs in its own fresh directory, which is also where
         # its output files are collected; with ``dir`` they go to JOBYARD_OUTPUT_DIR.
         cwd = Path(given) if given else work / "run"
@@ -435,7 +443,7 @@ class Agent:
             else:
                 # The marker is on disk before the process exists: a restart never re-runs it.
                 run.journal.mark_started(job, attempt, {"marker": marker})
-                await self._send(wire.encode("ack_run", job=job, attempt=attempt))
+                await self._send(wire.AckRun(job=job, attempt=attempt))
                 try:
                     inputs = await self._fetch_inputs(run, cwd)
                 except InputError as exc:
@@ -495,7 +503,7 @@ class Agent:
     async def _fetch_inputs(self, run: Run, into: Path) -> dict[str, str]:
         """Download the job's input files into the run directory, checking each sha256;
         answer {name: sha256} (to leave unchanged inputs out of the outputs)."""
-        wanted = run.spec.get("input_files") or []
+        wanted = run.spec.input_files
         if not wanted:
             return {}
         got: dict[str, str] = {}
@@ -518,19 +526,19 @@ class Agent:
         for old in done[self.config.keep_runs :]:
             shutil.rmtree(old, ignore_errors=True)
 
-    async def _output(self, run: Run, stream: str, data: str) -> None:
-        if not run.spec.get("capture_output", True) or run.truncated:
+    async def _output(self, run: Run, stream: wire.Stream, data: str) -> None:
+        if not run.spec.capture_output or run.truncated:
             return
         room = OUTPUT_CAP - run.sent
         if len(data) > room:
             data = data[:room] + "\n[output truncated by the agent]\n"
             run.truncated = True
         run.sent += len(data)
-        frame = wire.encode("output", job=run.job, attempt=run.attempt, stream=stream, data=data)
+        message = wire.Output(job=run.job, attempt=run.attempt, stream=stream, data=data)
         # Behind older unsent output (order matters), or kept when the connection is down.
         # Bounded: at most OUTPUT_CAP per run, and no new run starts while disconnected.
-        if self.backlog or not await self._send(frame):
-            self.backlog.append(frame)
+        if self.backlog or not await self._send(message):
+            self.backlog.append(message)
 
     async def _keep_files(
         self, run: Run, work: Path, outputs: Path, cwd: Path, inputs: dict[str, str]
@@ -538,9 +546,7 @@ class Agent:
         """Hand the run's output files to the journal: sent before its result, even after
         a reconnect or a restart of this agent. Answers why none were kept when their
         total is over the per-run cap, else None."""
-        chosen = collect_outputs(
-            outputs, cwd if cwd != outputs else None, run.spec.get("outputs"), inputs
-        )
+        chosen = collect_outputs(outputs, cwd if cwd != outputs else None, run.spec.outputs, inputs)
         kept: list[tuple[str, Path]] = []
         for rel, path in chosen:
             if path.stat().st_size > FILE_CAP:
@@ -550,8 +556,8 @@ class Agent:
                 continue
             kept.append((rel, path))
         total = sum(p.stat().st_size for _, p in kept)
-        cap = run.spec.get("files_cap")
-        if isinstance(cap, int) and total > cap:
+        cap = run.spec.files_cap
+        if cap is not None and total > cap:
             reason = (
                 f"output files total {total} bytes, over the limit of {cap} bytes per run;"
                 " none were uploaded"
@@ -580,18 +586,36 @@ class Agent:
         try:
             for name, path in journal.unsent_files(*key):
                 data = base64.b64encode(path.read_bytes()).decode()
-                frame = wire.encode("file", job=key[0], attempt=key[1], name=name, data=data)
+                frame = wire.File(job=key[0], attempt=key[1], name=name, data=data)
                 if not await self._send(frame):
                     return  # the rest (and the result) at the next connection
                 path.unlink()
             journal.files_sent(*key)
-            await self._send(wire.encode("result", **result))
+            await self._send(result_message(result))
         finally:
             self._delivering.discard(key)
 
 
+def result_message(result: dict[str, Any]) -> wire.Result:
+    """The result message of a result kept in the journal."""
+    return wire.Result(
+        job=result["job"],
+        attempt=result["attempt"],
+        status=result["status"],
+        exit_code=result.get("exit_code"),
+        reason=result.get("reason"),
+    )
+
+
 class _Refused(Exception):
     pass
+
+
+class VersionRefused(Exception):
+    """The server does not speak this agent's protocol version: an upgrade is needed."""
+
+    def __init__(self, server: str, detail: str) -> None:
+        super().__init__(f"the server at {server} refused this agent: {detail}")
 
 
 class TokenRefused(Exception):
@@ -611,13 +635,11 @@ class InputError(Exception):
 
 
 async def fetch_input(
-    http: httpx.AsyncClient, base: str, headers: dict[str, str], item: Any, into: Path
+    http: httpx.AsyncClient, base: str, headers: dict[str, str], item: wire.InputFile, into: Path
 ) -> dict[str, str]:
     """Stream one input file to ``into``; check its size and sha256 against the job's."""
-    if not isinstance(item, dict) or not isinstance(item.get("id"), int):
-        raise InputError(f"input file {item!r} is not a file reference")
-    file_id, name = item["id"], Path(str(item.get("name") or item["id"])).name
-    expected = item.get("sha256")
+    file_id, name = item.id, Path(item.name or str(item.id)).name
+    expected = item.sha256
     label = f"input file {name} (id {file_id})"
     dest = into / name
     digest = hashlib.sha256()
@@ -636,7 +658,7 @@ async def fetch_input(
     except httpx.HTTPError as exc:
         raise InputError(f"{label} could not be downloaded: {exc}") from None
     actual = digest.hexdigest()
-    if isinstance(expected, str) and expected and actual != expected:
+    if expected and actual != expected:
         dest.unlink(missing_ok=True)
         raise InputError(f"{label} is corrupt: its sha256 is {actual}, expected {expected}")
     return {name: actual}
@@ -688,7 +710,7 @@ async def run_agent(config: AgentConfig) -> None:
     stopper.cancel()
     await agent.stop()
     if main.done():
-        main.result()  # TokenRefused: the agent cannot go on
+        main.result()  # TokenRefused, VersionRefused: the agent cannot go on
         return
     main.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from jobyard import __version__
 from jobyard.api.auth import authenticate, token_from
 from jobyard.dispatch.engine import Engine
 from jobyard.domain.errors import JobyardError
@@ -19,6 +20,7 @@ from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Principal
 from jobyard.service import approvals, nodes, outputs, revocations
 from jobyard.service.context import Services
+from jobyard.service.metrics import AgentFrames
 from jobyard.service.rounds import Report, node_topic
 from jobyard.wire import agent as wire
 
@@ -41,12 +43,24 @@ async def agent_socket(ws: WebSocket) -> None:
     # which runs it holds and which results it will re-send.
     server_id = await nodes.server_identity(svc)
     await ws.accept(headers=[(wire.SERVER_HEADER.encode(), server_id.encode())])
+    frames: AgentFrames = ws.app.state.metrics.agent_frames
     try:
-        first = wire.decode(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT))
-        if first["type"] != "hello":
-            raise wire.ProtocolError("the first message must be hello")
+        first = wire.decode(await asyncio.wait_for(receive_frame(ws), HELLO_TIMEOUT))
+        frames.frames_in.inc()
+        if not isinstance(first, wire.Hello):
+            raise wire.ProtocolError("the first message must be hello", "unexpected")
+        if first.version not in wire.SUPPORTED_VERSIONS:
+            await _refuse(
+                ws,
+                version_refusal(first.version),
+                code=wire.CLOSE_PROTOCOL_VERSION,
+                why="protocol_version",
+            )
+            return
         hello = nodes.Hello.parse(first)
     except (TimeoutError, wire.ProtocolError, JobyardError, WebSocketDisconnect) as exc:
+        if isinstance(exc, wire.ProtocolError):
+            frames.refused.labels(exc.reason).inc()
         await _refuse(ws, exc)
         return
     engine = Engine.of(svc)
@@ -65,17 +79,41 @@ async def agent_socket(ws: WebSocket) -> None:
         except JobyardError as exc:
             await _refuse(ws, exc)
             return
-        session = Session(svc, engine, ws, who, node.id, hello.node)
+        session = Session(svc, engine, ws, who, node.id, hello.node, frames)
         session.slots, session.held = hello.slots, len(hello.running)
         session.reconnecting = before is Availability.RECONNECTING
         await session.serve(outbox, changes, secret or "")
 
 
-async def _refuse(ws: WebSocket, exc: Exception) -> None:
-    detail = getattr(exc, "detail", None) or str(exc) or "no hello"
+def version_refusal(version: int) -> str:
+    served = ", ".join(str(v) for v in sorted(wire.SUPPORTED_VERSIONS))
+    return (
+        f"this agent speaks protocol version {version}, this server (jobyard {__version__})"
+        f" speaks version {served}: install jobyard {__version__} on the node"
+        " (pip install jobyard==VERSION) and start the agent again"
+    )
+
+
+async def _refuse(
+    ws: WebSocket, exc: Exception | str, code: int = wire.CLOSE_BAD_HELLO, why: str = "refused"
+) -> None:
+    """Say why in an error frame, then close: the agent cannot be served as it is."""
+    if isinstance(exc, wire.ProtocolError):
+        why = exc.reason
+    detail = exc if isinstance(exc, str) else getattr(exc, "detail", None) or str(exc)
+    detail = detail or "no hello"
     with contextlib.suppress(Exception):
-        await ws.send_text(wire.encode("error", message=detail))
-        await ws.close(code=4400, reason=detail[:120])
+        await ws.send_text(wire.encode(wire.Error(message=detail, code=why)))
+        await ws.close(code=code, reason=detail[:120])
+
+
+async def receive_frame(ws: WebSocket) -> str | bytes:
+    """The next frame, text or binary (decode() reads both; a binary frame is no crash)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
 
 
 def _is_commit(message: Any) -> bool:
@@ -95,9 +133,17 @@ class Session:
     """
 
     def __init__(
-        self, svc: Services, engine: Engine, ws: WebSocket, who: Principal, node_id: int, name: str
+        self,
+        svc: Services,
+        engine: Engine,
+        ws: WebSocket,
+        who: Principal,
+        node_id: int,
+        name: str,
+        frames: AgentFrames,
     ) -> None:
         self.svc, self.engine, self.ws, self.who = svc, engine, ws, who
+        self.frames = frames
         self.node_id, self.name = node_id, name
         self.key = (who.org_id, name)
         self.said_bye = False
@@ -122,9 +168,9 @@ class Session:
             await previous.close("replaced by a newer connection")
         self.engine.sessions[self.key] = self
         s = self.svc.settings
-        await self.ws.send_text(
-            wire.encode(
-                "welcome",
+        await self.send(
+            wire.Welcome(
+                version=wire.PROTOCOL_VERSION,
                 node=self.name,
                 server=await nodes.server_identity(self.svc),
                 heartbeat_interval=s.heartbeat_interval,
@@ -156,7 +202,11 @@ class Session:
             await self.engine.caught_up()  # what it reported before saying goodbye first
             await nodes.node_gone(self.svc, self.who.org_id, self.name, "agent stopped")
 
-    async def close(self, reason: str, code: int = 4409) -> None:
+    async def send(self, message: wire.ServerMessage) -> None:
+        self.frames.frames_out.inc()
+        await self.ws.send_text(wire.encode(message))
+
+    async def close(self, reason: str, code: int = wire.CLOSE_REPLACED) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, reason=reason)
 
@@ -170,9 +220,9 @@ class Session:
         except JobyardError:
             self.revoked = True
             log.warning("node %s: its credentials were revoked; disconnected", self.name)
-            await self.close("the agent's credentials were revoked", code=4401)
+            await self.close("the agent's credentials were revoked", code=wire.CLOSE_TOKEN_REFUSED)
             return
-        await self.close("the agent's credentials changed; reconnect", code=4000)
+        await self.close("the agent's credentials changed; reconnect", code=wire.CLOSE_RECONNECT)
 
     @property
     def free(self) -> int:
@@ -216,14 +266,12 @@ class Session:
     async def _send_out(self, message: str) -> None:
         if _is_commit(message):
             self.unanswered += 1
+        self.frames.frames_out.inc()
         await self.ws.send_text(message)
 
-    def _slots_reported(self, msg: dict[str, Any]) -> None:
-        held = msg.get("held")
-        if isinstance(held, int) and not isinstance(held, bool):
-            self.held = held
-        else:  # an agent that reports only busy
-            self.held = self.slots if msg.get("busy") else 0
+    def _slots_reported(self, msg: wire.Heartbeat) -> None:
+        # An agent that reports only busy: all or nothing.
+        self.held = msg.held if msg.held is not None else self.slots if msg.busy else 0
         self.freed.set()
 
     def _voted(self, ack: bool) -> None:
@@ -234,88 +282,87 @@ class Session:
 
     async def _read(self) -> None:
         while True:
-            frame = await self.ws.receive_text()
+            frame = await receive_frame(self.ws)
+            self.frames.frames_in.inc()
             try:
-                msg = wire.decode(frame)
-                if await self._handle(msg):
+                if await self._handle(wire.decode(frame)):
                     return
-            except (wire.ProtocolError, JobyardError) as exc:
-                detail = getattr(exc, "detail", None) or str(exc)
-                await self.ws.send_text(wire.encode("error", message=detail))
+            except wire.ProtocolError as exc:
+                # Counted and answered; the connection goes on with the next frame.
+                self.frames.refused.labels(exc.reason).inc()
+                log.warning("node %s sent a frame refused as %s: %s", self.name, exc.reason, exc)
+                await self.send(wire.Error(message=str(exc), code=exc.reason))
+            except JobyardError as exc:
+                await self.send(wire.Error(message=exc.detail, code="refused"))
 
-    async def _handle(self, msg: dict[str, Any]) -> bool:
-        kind = msg["type"]
+    async def _handle(self, msg: wire.AnyMessage) -> bool:
+        """Act on one message; True when the agent said goodbye."""
         org = self.who.org_id
-        if kind == "heartbeat":
-            self.engine.heartbeat(self.node_id, bool(msg.get("busy")))
-            self._slots_reported(msg)
-        elif kind in ("ack_commit", "nack_commit", "ack_run"):
-            if kind != "ack_run":
-                self._voted(kind == "ack_commit")
-            job, attempt = wire.job_ref(msg)
-            reason = msg.get("reason") if isinstance(msg.get("reason"), str) else None
-            self.engine.report(Report(kind, org, self.name, job, attempt, reason=reason))
-        elif kind == "output":
-            job, attempt = wire.job_ref(msg)
-            stream, data = msg.get("stream"), msg.get("data")
-            if stream not in wire.STREAMS or not isinstance(data, str):
-                raise wire.ProtocolError("output needs stream stdout|stderr and string data")
-            self.engine.report(
-                Report("output", org, self.name, job, attempt, stream=stream, data=data)
-            )
-        elif kind == "result":
-            job, attempt = wire.job_ref(msg)
-            status, code = msg.get("status"), msg.get("exit_code")
-            if status not in wire.RESULT_STATUSES:
-                raise wire.ProtocolError(f"result status is one of {wire.RESULT_STATUSES}")
-            if code is not None and not isinstance(code, int):
-                raise wire.ProtocolError("exit_code must be an integer")
-            why = msg.get("reason")  # why a run failed before or after its command
-            reason = why[:500] if isinstance(why, str) and why else None
-            self.engine.report(
-                Report(
-                    "result",
-                    org,
-                    self.name,
-                    job,
-                    attempt,
-                    status=status,
-                    exit_code=code,
-                    reason=reason,
+        match msg:
+            case wire.Heartbeat():
+                self.engine.heartbeat(self.node_id, msg.busy)
+                self._slots_reported(msg)
+            case wire.AckCommit() | wire.NackCommit() | wire.AckRun():
+                if not isinstance(msg, wire.AckRun):
+                    self._voted(isinstance(msg, wire.AckCommit))
+                reason = msg.reason if isinstance(msg, wire.NackCommit) else None
+                self.engine.report(
+                    Report(msg.kind, org, self.name, msg.job, msg.attempt, reason=reason)
                 )
-            )
-        elif kind == "file":
-            job, attempt = wire.job_ref(msg)
-            try:
-                data = base64.b64decode(msg.get("data") or "", validate=True)
-            except (binascii.Error, TypeError):
-                raise wire.ProtocolError("file data must be base64") from None
-            await outputs.store_file(
-                self.svc, self.who, job, attempt, self.name, str(msg.get("name")), data
-            )
-        elif kind == "input_request":
-            await self._input_request(msg)
-        elif kind == "bye":
-            self.said_bye = True
-            return True
-        else:
-            raise wire.ProtocolError(f"unknown message type {kind!r}")
+            case wire.Output():
+                self.engine.report(
+                    Report(
+                        "output",
+                        org,
+                        self.name,
+                        msg.job,
+                        msg.attempt,
+                        stream=msg.stream,
+                        data=msg.data,
+                    )
+                )
+            case wire.Result():
+                self.engine.report(
+                    Report(
+                        "result",
+                        org,
+                        self.name,
+                        msg.job,
+                        msg.attempt,
+                        status=msg.status,
+                        exit_code=msg.exit_code,
+                        reason=msg.reason[:500] if msg.reason else None,
+                    )
+                )
+            case wire.File():
+                try:
+                    data = base64.b64decode(msg.data, validate=True)
+                except binascii.Error:
+                    raise wire.ProtocolError("file data must be base64") from None
+                await outputs.store_file(
+                    self.svc, self.who, msg.job, msg.attempt, self.name, msg.name, data
+                )
+            case wire.InputRequest():
+                await self._input_request(msg)
+            case wire.Bye():
+                self.said_bye = True
+                return True
+            case _:
+                raise wire.ProtocolError(
+                    f"{msg.kind} is not a message an agent sends once connected", "unexpected"
+                )
         return False
 
-    async def _input_request(self, msg: dict[str, Any]) -> None:
+    async def _input_request(self, msg: wire.InputRequest) -> None:
         """A running command asks a person for input: record it, then relay the answer."""
-        job, attempt = wire.job_ref(msg)
-        fields = msg.get("fields")
-        timeout = msg.get("timeout", 3600)
-        if not isinstance(fields, list) or not isinstance(timeout, (int, float)):
-            raise wire.ProtocolError("input_request needs fields (a list) and a timeout")
+        job, attempt = msg.ref
         ask = approvals.InputAsk(
             job_id=job,
             node=self.name,
             attempt=attempt,
-            fields=fields,
-            prompt=str(msg.get("prompt") or ""),
-            timeout=float(timeout),
+            fields=msg.fields,
+            prompt=msg.prompt,
+            timeout=msg.timeout,
         )
         topic = approvals.input_topic(job)
         # Subscribe before recording, so that even an instant answer is not missed.
@@ -328,15 +375,8 @@ class Session:
             await approvals.request_input(self.svc, self.who.org_id, ask)
         except JobyardError as exc:
             task.cancel()
-            await self.ws.send_text(
-                wire.encode(
-                    "input",
-                    job=job,
-                    attempt=attempt,
-                    status="refused",
-                    values=None,
-                    error=exc.detail,
-                )
+            await self.send(
+                wire.Input(job=job, attempt=attempt, status="refused", error=exc.detail)
             )
 
     async def _relay_answer(self, topic: str, job: int, attempt: int, ready: asyncio.Event) -> None:
@@ -346,13 +386,12 @@ class Session:
                 answer = await answers.get()
                 if not isinstance(answer, dict) or answer.get("node") != self.name:
                     continue
-                await self.ws.send_text(
-                    wire.encode(
-                        "input",
+                await self.send(
+                    wire.Input(
                         job=job,
                         attempt=attempt,
                         request_id=answer.get("request_id"),
-                        status=answer.get("status"),
+                        status=str(answer.get("status")),
                         values=answer.get("values"),
                     )
                 )

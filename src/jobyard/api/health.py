@@ -12,7 +12,7 @@ from starlette.responses import Response
 from jobyard.api.auth import services
 from jobyard.api.responses import JSON
 from jobyard.service.context import Services
-from jobyard.service.metrics import JobMetrics, TransactionMetrics
+from jobyard.service.metrics import AgentFrames, JobMetrics, TransactionMetrics
 
 log = logging.getLogger("jobyard.api")
 router = APIRouter(tags=["health"])
@@ -41,6 +41,7 @@ class AppMetrics:
         self.registry = CollectorRegistry()
         self.jobs = JobMetrics(self.registry)
         self.transactions = TransactionMetrics(self.registry)
+        self.agent_frames = AgentFrames(self.registry)
 
 
 def _agents_connected(svc: Services) -> int:

@@ -9,12 +9,14 @@ from typing import Annotated
 
 import typer
 
-from jobyard.agent.runner import AgentConfig, TokenRefused, run_agent
+from jobyard.agent.runner import AgentConfig, TokenRefused, VersionRefused, run_agent
 from jobyard.logs import bind
 from jobyard.logs import setup as setup_logs
 
 # `jobyard agent` exits with this when the server refuses its token (docs/cli.md).
 EXIT_TOKEN_REFUSED = 3
+# ... and with this when the server does not speak the agent's protocol version.
+EXIT_VERSION_REFUSED = 7
 
 
 def agent(
@@ -66,3 +68,6 @@ def agent(
         except TokenRefused as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(EXIT_TOKEN_REFUSED) from None
+        except VersionRefused as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(EXIT_VERSION_REFUSED) from None

@@ -104,7 +104,7 @@ class Engine:
                 if r.kind == "result":
                     self.svc.hub.publish(
                         node_topic(r.org_id, r.node),
-                        wire.encode("ack", job=r.job_id, attempt=r.attempt),
+                        wire.encode(wire.Ack(job=r.job_id, attempt=r.attempt)),
                     )
 
     async def _start(self) -> None:

@@ -20,9 +20,13 @@ reports the same figures: scrape one replica, or aggregate with ``max``.
 | jobyard_outbox_oldest_age_seconds | gauge: the oldest waiting delivery's age | channel |
 | jobyard_scheduler_lateness_seconds | histogram: slot time to fire | |
 | jobyard_db_transaction_seconds | histogram: BEGIN to COMMIT, here | kind, use_case |
+| jobyard_agent_frames_total | counter: frames with agents, since start | direction |
+| jobyard_agent_frames_refused_total | counter: agent frames answered with an error | reason |
 
 The transaction times are the exception to "read at scrape time": the database handle tells
-``TransactionMetrics.observe`` of each commit as it happens (``Database.observe``).
+``TransactionMetrics.observe`` of each commit as it happens (``Database.observe``). So are
+the agent frame counters, counted as frames pass: ``direction`` is in or out, ``reason``
+malformed, unknown or unexpected (see ``wire/agent.py``).
 """
 
 from __future__ import annotations
@@ -189,6 +193,26 @@ class JobMetrics:
             self.backlog_age.labels(channel).set(max(0.0, age))
         for task, at in await stats.last_success_by_task():
             self.last_success.labels(task).set(_aware(at, now).timestamp())
+
+
+class AgentFrames:
+    """Frames on the agents' connections of one process, and those refused."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.frames = Counter(
+            "jobyard_agent_frames_total",
+            "WebSocket frames exchanged with agents",
+            ["direction"],
+            registry=registry,
+        )
+        self.frames_in = self.frames.labels("in")
+        self.frames_out = self.frames.labels("out")
+        self.refused = Counter(
+            "jobyard_agent_frames_refused_total",
+            "Agent frames that were not a valid message, answered with an error frame",
+            ["reason"],
+            registry=registry,
+        )
 
 
 def _aware(value: dt.datetime, like: dt.datetime) -> dt.datetime:

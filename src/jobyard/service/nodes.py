@@ -20,7 +20,7 @@ from jobyard.domain.records import Event, Node, Page, Principal
 from jobyard.domain.targets import check_node_name
 from jobyard.service.context import Services
 from jobyard.service.events import record
-from jobyard.service.rounds import Report, apply_reports, commit_message, send
+from jobyard.service.rounds import Report, apply_reports, command_for, commit_message, send
 from jobyard.store import Tx
 from jobyard.wire import agent as wire
 
@@ -39,32 +39,24 @@ class Hello:
     slots: int = 1  # runs the agent takes at once (its --max-jobs)
 
     @classmethod
-    def parse(cls, msg: dict[str, Any]) -> Hello:
-        node = msg.get("node")
-        incarnation = msg.get("incarnation")
-        if not isinstance(node, str):
-            raise Invalid("hello needs the node name", "node")
-        check_node_name(node)
-        if not isinstance(incarnation, str) or not 1 <= len(incarnation) <= 64:
+    def parse(cls, msg: wire.Hello) -> Hello:
+        """The node's hello, its field types checked by the protocol, its values here."""
+        check_node_name(msg.node)
+        if not 1 <= len(msg.incarnation) <= 64:
             raise Invalid("hello needs an incarnation id (1-64 characters)", "incarnation")
-        tags = msg.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
-            raise Invalid("tags must be a list of non-empty strings", "tags")
-        cluster = msg.get("cluster")
-        if cluster is not None and (not isinstance(cluster, str) or not cluster):
+        if not all(msg.tags):
+            raise Invalid("tags must be non-empty strings", "tags")
+        if msg.cluster == "":
             raise Invalid("cluster must be a non-empty string", "cluster")
-        slots = msg.get("slots", 1)
-        if not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= 10_000:
-            raise Invalid("slots must be a whole number from 1 to 10000", "slots")
         return cls(
-            node=node,
-            incarnation=incarnation,
-            tags=sorted(set(tags)),
-            cluster=cluster,
-            running=[wire.job_ref(r) for r in msg.get("running") or []],
-            pending=[wire.job_ref(r) for r in msg.get("pending") or []],
-            busy=bool(msg.get("busy")),
-            slots=slots,
+            node=msg.node,
+            incarnation=msg.incarnation,
+            tags=sorted(set(msg.tags)),
+            cluster=msg.cluster,
+            running=[(r.job, r.attempt) for r in msg.running],
+            pending=[(r.job, r.attempt) for r in msg.pending],
+            busy=msg.busy,
+            slots=msg.slots,
         )
 
 
@@ -157,7 +149,8 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
         # failed quorum while it was away: that abort was lost): abort it now, or its
         # process keeps running and its slot stays taken.
         for job_id, attempt in sorted(set(hello.running) - {(r.job_id, r.attempt) for r in live}):
-            send(svc, tx, who.org_id, hello.node, wire.encode("abort", job=job_id, attempt=attempt))
+            abort = wire.Abort(job=job_id, attempt=attempt)
+            send(svc, tx, who.org_id, hello.node, wire.encode(abort))
         for run in sorted(live, key=lambda r: r.job_id):  # commits owed go out in job order
             job = await tx.jobs.get_any(run.job_id)
             if job is None:
@@ -202,7 +195,7 @@ def _resend(svc: Services, tx: Tx, org_id: int, node: str, status: NodeRunStatus
     if status is NodeRunStatus.NEW and job.status is JobStatus.VOTING:
         send(svc, tx, org_id, node, commit_message(job, node, svc.settings.run_files_cap))
     elif status is NodeRunStatus.READY and job.status is JobStatus.RUNNING:
-        send(svc, tx, org_id, node, wire.encode("run", job=job.id, attempt=job.attempt))
+        send(svc, tx, org_id, node, command_for(job, "run"))
 
 
 async def resend_pending(svc: Services, org_id: int, node: str) -> None:

@@ -64,30 +64,33 @@ async def load_round(tx: Tx, job: Job, now: dt.datetime) -> JobRound:
 
 
 def command_for(job: Job, kind: str) -> str:
-    if kind == "run":
-        return wire.encode("run", job=job.id, attempt=job.attempt)
-    return wire.encode("abort", job=job.id, attempt=job.attempt)
+    message = wire.Run if kind == "run" else wire.Abort
+    return wire.encode(message(job=job.id, attempt=job.attempt))
 
 
 def commit_message(job: Job, node: str, files_cap: int | None = None) -> str:
     return wire.encode(
-        "commit",
-        job=job.id,
-        attempt=job.attempt,
-        command=job.command,
-        argv=job.argv,
-        env=job.env,
-        dir=job.dir,
-        run_timeout=job.run_timeout,
-        capture_output=job.capture_output,
-        node=node,
-        # Chef Push Jobs: a file the command receives (CHEF_PUSH_JOB_FILE) and the user to run as.
-        file=job.meta.get("file"),
-        user=job.meta.get("user"),
-        # Files: what to download into the run directory (with sha256), what to keep.
-        input_files=job.meta.get("input_files") or [],
-        outputs=job.meta.get("outputs"),
-        files_cap=files_cap,
+        wire.Commit(
+            job=job.id,
+            attempt=job.attempt,
+            command=job.command,
+            argv=job.argv,
+            env=job.env,
+            dir=job.dir,
+            run_timeout=job.run_timeout,
+            capture_output=job.capture_output,
+            node=node,
+            file=job.meta.get("file"),
+            user=job.meta.get("user"),
+            input_files=[
+                wire.InputFile(
+                    id=f["id"], name=f["name"], size=f.get("size"), sha256=f.get("sha256")
+                )
+                for f in job.meta.get("input_files") or []
+            ],
+            outputs=job.meta.get("outputs"),
+            files_cap=files_cap,
+        )
     )
 
 

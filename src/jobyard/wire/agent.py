@@ -1,18 +1,33 @@
 """The agent protocol: JSON text frames over one WebSocket the agent dials out.
 
+Every frame is a JSON object whose ``type`` names its message; each message is a frozen
+model below, shared by the server, the agent and the tests. ``encode(message)`` writes a
+frame, ``decode(frame)`` reads one: it dispatches on ``type`` and checks every field's
+type, raising ``ProtocolError`` (with ``reason`` ``malformed`` or ``unknown``) otherwise.
+Fields a message does not define are ignored (a newer peer may send more).
+
 agent → server                              server → agent
-  hello {node, incarnation, tags, cluster,    welcome {node, server, heartbeat_interval,
-         running[], pending[], busy, slots}            reconnect_within}
-                                              commit {job, attempt, command, argv, ...}
+  hello {version, node, incarnation, tags,    welcome {version, node, server,
+         cluster, running[], pending[],                heartbeat_interval, reconnect_within}
+         busy, slots}                         commit {job, attempt, command, argv, ...}
   heartbeat {busy, held}                      run {job, attempt}
   ack_commit {job, attempt}                   abort {job, attempt}
   nack_commit {job, attempt, reason}          ack {job, attempt}      (result applied)
-  ack_run {job, attempt}                      error {message}
-  output {job, attempt, stream, data}
+  ack_run {job, attempt}                      input {job, attempt, status, values, ...}
+  output {job, attempt, stream, data}         error {message, code}
   file {job, attempt, name, data (base64)}
-  result {job, attempt, status, exit_code}
-  input_request {job, attempt, fields, prompt, timeout}   input {job, attempt, status, values}
+  result {job, attempt, status, exit_code, reason}
+  input_request {job, attempt, fields, prompt, timeout}
   bye {}
+
+``version`` (in hello and welcome) is the protocol version the peer speaks. The server
+accepts an agent whose version is in ``SUPPORTED_VERSIONS``; any other is answered with
+``error {code: "protocol_version"}`` naming both versions, and the connection is closed
+with ``CLOSE_PROTOCOL_VERSION`` (the agent stops: retrying cannot help).
+
+A frame the server cannot read (not JSON, an unknown type, a field of the wrong type) is
+answered with ``error {code: "malformed" | "unknown" | "unexpected"}``; the connection
+stays open for the frames that follow.
 
 ``slots`` is how many runs the agent takes at once; ``held`` (in heartbeats) how many
 slots are taken. The agent also sends a heartbeat as soon as a slot is taken or freed.
@@ -31,53 +46,221 @@ attempt (fencing), and the agent never runs the same (job, attempt) twice.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import orjson
+import msgspec
 
 PROTOCOL_VERSION = 1
+# The agents' versions a server of this version serves.
+SUPPORTED_VERSIONS = frozenset({1})
 PATH = "/api/v1/agent/ws"
 SERVER_HEADER = "x-jobyard-server"
+MAX_SLOTS = 10_000
 
-AgentMessage = Literal[
-    "hello",
-    "heartbeat",
-    "ack_commit",
-    "nack_commit",
-    "ack_run",
-    "output",
-    "file",
-    "result",
-    "input_request",
-    "bye",
-]
-ServerMessage = Literal["welcome", "commit", "run", "abort", "ack", "input", "error"]
+# WebSocket close codes the server uses (4000-4999 are the application's).
+CLOSE_RECONNECT = 4000  # the agent's credentials changed: reconnect and authenticate again
+CLOSE_BAD_HELLO = 4400  # no valid hello in time
+CLOSE_TOKEN_REFUSED = 4401  # the token is unknown, revoked or expired
+CLOSE_REPLACED = 4409  # a newer connection of the same node took over
+CLOSE_PROTOCOL_VERSION = 4426  # the agent's protocol version is not served (as HTTP 426)
 
-RESULT_STATUSES = ("succeeded", "failed", "aborted")
-STREAMS = ("stdout", "stderr")
+Stream = Literal["stdout", "stderr"]
+ResultStatus = Literal["succeeded", "failed", "aborted"]
+RESULT_STATUSES: tuple[str, ...] = ("succeeded", "failed", "aborted")
+STREAMS: tuple[str, ...] = ("stdout", "stderr")
 
 
 class ProtocolError(ValueError):
-    """A frame that is not a valid protocol message."""
+    """A frame that is not a valid protocol message (or not one this side accepts).
+
+    ``reason`` says which: ``malformed`` (not a JSON object, or a field missing or of
+    the wrong type), ``unknown`` (a type no side sends) or ``unexpected`` (a type of the
+    other direction, or out of turn)."""
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
-def encode(kind: str, **fields: Any) -> str:
-    return orjson.dumps({"type": kind, **fields}).decode()
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """A protocol message; its ``type`` is the class's tag."""
+
+    @property
+    def kind(self) -> str:
+        return str(self.__struct_config__.tag)
 
 
-def decode(frame: str | bytes) -> dict[str, Any]:
+class JobMessage(Message, frozen=True, kw_only=True):
+    """A message about one node run: (job, attempt)."""
+
+    job: int
+    attempt: int
+
+    @property
+    def ref(self) -> tuple[int, int]:
+        return self.job, self.attempt
+
+
+class RunRef(msgspec.Struct, frozen=True):
+    """A run the agent holds, in hello."""
+
+    job: int
+    attempt: int
+
+
+class InputFile(msgspec.Struct, frozen=True, kw_only=True):
+    """An input file a commit asks the agent to download into the run directory."""
+
+    id: int
+    name: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+# -- agent → server
+
+
+class Hello(Message, frozen=True, kw_only=True, tag="hello"):
+    version: int
+    node: str
+    incarnation: str
+    tags: list[str] = msgspec.field(default_factory=list)
+    cluster: str | None = None
+    running: list[RunRef] = msgspec.field(default_factory=list)
+    pending: list[RunRef] = msgspec.field(default_factory=list)
+    busy: bool = False
+    slots: Annotated[int, msgspec.Meta(ge=1, le=MAX_SLOTS)] = 1
+
+
+class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
+    busy: bool = False
+    held: Annotated[int, msgspec.Meta(ge=0)] | None = None  # None: reports only busy
+
+
+class AckCommit(JobMessage, frozen=True, kw_only=True, tag="ack_commit"):
+    pass
+
+
+class NackCommit(JobMessage, frozen=True, kw_only=True, tag="nack_commit"):
+    reason: str | None = None
+
+
+class AckRun(JobMessage, frozen=True, kw_only=True, tag="ack_run"):
+    pass
+
+
+class Output(JobMessage, frozen=True, kw_only=True, tag="output"):
+    stream: Stream
+    data: str
+
+
+class File(JobMessage, frozen=True, kw_only=True, tag="file"):
+    name: str
+    data: str  # base64
+
+
+class Result(JobMessage, frozen=True, kw_only=True, tag="result"):
+    status: ResultStatus
+    exit_code: int | None = None
+    reason: str | None = None  # why a run failed before or after its command
+
+
+class InputRequest(JobMessage, frozen=True, kw_only=True, tag="input_request"):
+    fields: list[Any]  # checked by the server's input rules, answered there if wrong
+    prompt: str = ""
+    timeout: float = 3600.0
+
+
+class Bye(Message, frozen=True, kw_only=True, tag="bye"):
+    pass
+
+
+# -- server → agent
+
+
+class Welcome(Message, frozen=True, kw_only=True, tag="welcome"):
+    node: str
+    server: str
+    heartbeat_interval: float = 5.0
+    # How soon a lost connection must be back before the node's runs crash.
+    reconnect_within: float | None = None
+    version: int = 1  # servers before the version was sent spoke 1
+
+
+class Commit(JobMessage, frozen=True, kw_only=True, tag="commit"):
+    command: str = ""
+    argv: list[str] | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    dir: str | None = None
+    run_timeout: int | None = None
+    capture_output: bool = True
+    node: str = ""
+    # Chef Push Jobs: a file the command receives (CHEF_PUSH_JOB_FILE) and the user to run as.
+    file: str | None = None
+    user: str | None = None
+    # Files: what to download into the run directory (with sha256), what to keep.
+    input_files: list[InputFile] = msgspec.field(default_factory=list)
+    outputs: list[str] | None = None
+    files_cap: int | None = None
+
+
+class Run(JobMessage, frozen=True, kw_only=True, tag="run"):
+    pass
+
+
+class Abort(JobMessage, frozen=True, kw_only=True, tag="abort"):
+    pass
+
+
+class Ack(JobMessage, frozen=True, kw_only=True, tag="ack"):
+    pass
+
+
+class Input(JobMessage, frozen=True, kw_only=True, tag="input"):
+    status: str
+    values: dict[str, Any] | None = None
+    request_id: int | None = None
+    error: str | None = None
+
+
+class Error(Message, frozen=True, kw_only=True, tag="error"):
+    message: str
+    # malformed | unknown | unexpected | protocol_version | refused
+    code: str | None = None
+
+
+AgentMessage = (
+    Hello
+    | Heartbeat
+    | AckCommit
+    | NackCommit
+    | AckRun
+    | Output
+    | File
+    | Result
+    | InputRequest
+    | Bye
+)
+ServerMessage = Welcome | Commit | Run | Abort | Ack | Input | Error
+AnyMessage = AgentMessage | ServerMessage
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[AnyMessage] = msgspec.json.Decoder(AnyMessage)  # type: ignore[arg-type]
+
+
+def encode(message: Message) -> str:
+    """The text frame of one message."""
+    return _encoder.encode(message).decode()
+
+
+def decode(frame: str | bytes) -> AnyMessage:
+    """The message of a frame, its fields checked; ProtocolError if it is none."""
     try:
-        msg = orjson.loads(frame)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
-    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        raise ProtocolError("a message is a JSON object with a 'type'")
-    return msg
-
-
-def job_ref(msg: dict[str, Any]) -> tuple[int, int]:
-    """The (job, attempt) a message is about."""
-    job, attempt = msg.get("job"), msg.get("attempt")
-    if not isinstance(job, int) or not isinstance(attempt, int) or isinstance(job, bool):
-        raise ProtocolError("job and attempt must be integers")
-    return job, attempt
+        return _decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if text.endswith("at `$.type`") and text.startswith("Invalid value"):
+            raise ProtocolError(f"unknown message type: {text}", "unknown") from None
+        raise ProtocolError(f"invalid message: {text}") from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"not a JSON message: {exc}") from None
