@@ -75,6 +75,25 @@ class Settings:
     # How often each organization's retention policy is applied (seconds).
     retention_interval: float = 3600.0
     log_level: str = "info"
+    # Dashboard sign-in (docs/operations.md "OIDC sign-in"). Passwords: the dashboard's form
+    # and Kragle's /authenticate; turn off when everyone signs in through the provider.
+    password_sign_in: bool = True
+    # OpenID Connect: on when oidc_issuer is set (its /.well-known/openid-configuration is read).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid email profile"
+    # The button's words, "Sign in with <name>" (empty: the issuer's host name).
+    oidc_provider_name: str = ""
+    # Email domains that may sign in, comma-separated (empty: any the provider vouches for).
+    oidc_allowed_domains: str = ""
+    # The claim whose values oidc_role_map maps ("groups", "realm_access.roles") and the
+    # map, "VALUE=ORG:ROLE, ..." (VALUE * matches everyone): domain/signin.py.
+    oidc_role_claim: str = ""
+    oidc_role_map: str = ""
+    # Create the account of a first-time user whom the role map gives a role (else only
+    # existing accounts, matched by email, may sign in).
+    oidc_auto_provision: bool = False
     # Count database statements and transactions, shown on /metrics (store/counting.py):
     # for benchmarks and diagnosis; off, because counting costs on every statement.
     count_statements: bool = False

@@ -80,3 +80,30 @@ def test_a_bad_config_file_says_what_is_wrong(tmp_path: Path) -> None:
         Settings.from_env({"JOBYARD_CONFIG": str(config)})
     with pytest.raises(ValueError, match="cannot read"):
         Settings.from_env({"JOBYARD_SMTP_PASSWORD_FILE": str(tmp_path / "missing")})
+
+
+def test_config_show_lists_the_sign_in_settings_with_the_client_secret_hidden(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "oidc-secret"
+    secret.write_text("canary-oidc-6e0a\n")
+    env = {
+        "JOBYARD_OIDC_ISSUER": "https://sso.example/realms/corp",
+        "JOBYARD_OIDC_CLIENT_ID": "jobyard",
+        "JOBYARD_OIDC_CLIENT_SECRET_FILE": str(secret),
+        "JOBYARD_OIDC_ROLE_CLAIM": "groups",
+        "JOBYARD_OIDC_ROLE_MAP": "ops=acme:admin",
+        "JOBYARD_PASSWORD_SIGN_IN": "false",
+    }
+    shown = CliRunner().invoke(app, ["config", "show", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "canary-oidc-6e0a" not in shown.output
+    values = json.loads(shown.output)
+    assert values["oidc_client_secret"] == "••••"
+    assert values["oidc_issuer"] == "https://sso.example/realms/corp"
+    assert values["oidc_role_map"] == "ops=acme:admin"
+    assert values["oidc_scopes"] == "openid email profile"
+    assert values["password_sign_in"] is False  # a switch, not a secret
+    table = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["config", "show"], env=env)
+    assert f"env file {secret}" in table.output
+    assert "canary" not in table.output

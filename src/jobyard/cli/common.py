@@ -48,6 +48,10 @@ def settings_from(data_dir: str | None, database_url: str | None, **more: object
     try:
         settings = Settings.from_env(None, **overrides)
         async_url(settings.db_url)  # refuse a URL no driver takes now, not mid-start
+        if settings.oidc_issuer:  # and a sign-in provider set up wrong
+            from jobyard.service.oidc import Provider
+
+            Provider.from_settings(settings)
     except (ValueError, ArgumentError) as exc:
         fail(str(exc), errors.Invalid(str(exc)))
     return settings

@@ -25,7 +25,7 @@ def is_secret(name: str) -> bool:
 
 
 def _shown(name: str, value: Any) -> Any:
-    if is_secret(name):
+    if is_secret(name) and not isinstance(value, bool):  # password_sign_in is a switch
         return HIDDEN if value else ""
     if name == "database_url" and value:
         from sqlalchemy.engine import make_url
@@ -41,11 +41,12 @@ def _shown(name: str, value: Any) -> Any:
 def effective(settings: Settings, env: dict[str, str], flags: set[str]) -> list[dict[str, Any]]:
     """One row per setting: name, shown value, environment variable, source."""
     rows = []
+    sources = Settings.sources(env, flags)
     for f in dataclasses.fields(settings):
         if f.name == "extra":
             continue
         var = f"JOBYARD_{f.name.upper()}"
-        source = "flag" if f.name in flags else "env" if var in env else "default"
+        source = sources.get(f.name, "default")
         rows.append(
             {
                 "name": f.name,

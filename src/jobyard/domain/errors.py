@@ -8,7 +8,8 @@
     ├── Conflict                 the object exists but its state forbids this (409)
     │   └── InvalidTransition    a state machine refuses the move
     ├── TooLarge                 a body or a value exceeds a limit (413)
-    └── RateLimited              too many attempts; retry later (429)
+    ├── RateLimited              too many attempts; retry later (429)
+    └── Unavailable              a service jobyard depends on did not answer (503)
 
 The API maps each class to a status code in one table; the CLI maps them to exit
 codes; each dialect maps them to its platform's error shape.
@@ -88,3 +89,11 @@ class RateLimited(JobyardError):
 
     status_code = 429
     title = "Too many requests"
+
+
+class Unavailable(JobyardError):
+    """Raised when a service jobyard needs for this request (the sign-in provider) did not
+    answer or answered nonsense; retrying later may work."""
+
+    status_code = 503
+    title = "Service unavailable"

@@ -25,7 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from jobyard.settings import Settings
 
@@ -101,6 +101,27 @@ class SessionCodec:
             return None
         return session
 
+    def seal(self, purpose: str, body: dict[str, Any]) -> str:
+        """``body`` as a cookie value signed for ``purpose`` (readable, not forgeable), with
+        the time it was sealed."""
+        payload = _b64(json.dumps({**body, "_t": int(time.time())}).encode())
+        return f"{payload}.{self._mac(purpose, payload)}"
+
+    def unseal(self, purpose: str, value: str | None, max_age: int) -> dict[str, Any] | None:
+        """What ``seal`` put in ``value``; None if it is missing, forged or older than
+        ``max_age`` seconds."""
+        if not value or value.count(".") != 1:
+            return None
+        payload, mac = value.split(".")
+        if not hmac.compare_digest(mac, self._mac(purpose, payload)):
+            return None
+        try:
+            body = json.loads(_unb64(payload))
+            sealed = int(body.pop("_t"))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            return None
+        return body if isinstance(body, dict) and sealed + max_age >= time.time() else None
+
     def csrf_token(self, session: Session) -> str:
         return self._mac("csrf", session.sid)
 
@@ -115,10 +136,14 @@ class SessionCodec:
         """A ``Set-Cookie`` value that stores ``session`` in the cookie ``name`` (or clears
         it for None): HttpOnly, and Secure when the server is reached over https."""
         if session is None:
-            value, age = "", 0
-        else:
-            value, age = self.dumps(session), self.max_age
-        parts = [f"{name}={value}", f"Path={path}", f"Max-Age={age}", "HttpOnly"]
+            return self.cookie(name, "", 0, path=path, same_site=same_site)
+        return self.cookie(name, self.dumps(session), self.max_age, path=path, same_site=same_site)
+
+    def cookie(
+        self, name: str, value: str, max_age: int, *, path: str = "/", same_site: str = "Lax"
+    ) -> str:
+        """A ``Set-Cookie`` value: HttpOnly, Secure when the server is reached over https."""
+        parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "HttpOnly"]
         parts.append(f"SameSite={same_site}")
         if self.secure:
             parts.append("Secure")

@@ -19,7 +19,7 @@ import secrets
 import time
 from dataclasses import replace
 
-from jobyard.domain.errors import NotFound, Unauthenticated
+from jobyard.domain.errors import Forbidden, NotFound, Unauthenticated
 from jobyard.domain.records import Principal
 from jobyard.service import accounts, throttle
 from jobyard.service.context import Services
@@ -30,7 +30,13 @@ async def sign_in(
     svc: Services, email: str, password: str, *, client: str, org_name: str | None = None
 ) -> Principal:
     """The principal of a user who gave the right password, in ``org_name`` (or their first
-    organization by name). Wrong credentials answer Unauthenticated, whatever was wrong."""
+    organization by name). Wrong credentials answer Unauthenticated, whatever was wrong;
+    with password sign-in turned off (``password_sign_in``), every attempt is Forbidden."""
+    if not svc.settings.password_sign_in:
+        raise Forbidden(
+            "password sign-in is turned off on this server: use its single sign-on provider "
+            "(API clients: a token)"
+        )
     tried = await throttle.attempt(
         svc, "sessions", client=client, account=email.strip().lower(), what="sign-ins"
     )

@@ -16,6 +16,7 @@ from jobyard.web import (
     inbox,
     jobs,
     live,
+    oidc,
     schedules,
     signin,
     stacks,
@@ -30,6 +31,7 @@ def install(app: FastAPI, services: Services) -> None:
     app.add_middleware(SessionMiddleware, services=services)
     for module in (
         signin,
+        oidc,
         jobs,
         audience,
         decisions,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from jobyard.domain.errors import Invalid, RateLimited, Unauthenticated
-from jobyard.service import sessions
-from jobyard.web.page import PageRoute, Poster, Visitor, VisitorPoster
+from jobyard.domain.errors import Forbidden, Invalid, RateLimited, Unauthenticated
+from jobyard.service import oidc, sessions
+from jobyard.web.page import Page, PageRoute, Poster, Visitor, VisitorPoster
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -18,7 +18,7 @@ def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path on this site only (no open redirect)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return HOME
-    if target.startswith(("/login", "/logout")):
+    if target.startswith(("/login", "/logout")):  # /login/oidc too
         return HOME
     return target
 
@@ -28,11 +28,26 @@ async def home(page: Visitor) -> Response:
     return page.redirect(HOME if page.who else "/login")
 
 
+async def _login_page(
+    page: Page, target: str, *, email: str = "", error: str = "", status_code: int = 200
+) -> Response:
+    provider = oidc.provider_of(page.svc)
+    return await page.render(
+        "login.html",
+        status_code=status_code,
+        next=target,
+        email=email,
+        error=error,
+        provider=provider.name if provider else "",
+        passwords=page.svc.settings.password_sign_in,
+    )
+
+
 @router.get("/login")
 async def login_form(page: Visitor, next: str | None = None) -> Response:
     if page.who is not None:
         return page.redirect(safe_next(next))
-    return await page.render("login.html", next=safe_next(next), email="", error="")
+    return await _login_page(page, safe_next(next))
 
 
 @router.post("/login")
@@ -45,9 +60,9 @@ async def login(page: VisitorPoster) -> Response:
             raise Invalid("enter your email and your password")
         # The same failure budget per address as every other password sign-in.
         who = await sessions.sign_in(page.svc, email, page.field("password"), client=client)
-    except (Unauthenticated, Invalid, RateLimited) as exc:
-        return await page.render(
-            "login.html", status_code=exc.status_code, next=target, email=email, error=exc.detail
+    except (Unauthenticated, Invalid, RateLimited, Forbidden) as exc:
+        return await _login_page(
+            page, target, email=email, error=exc.detail, status_code=exc.status_code
         )
     page.set_session(await sessions.open_session(page.svc, who))
     return page.redirect(target)
