@@ -41,8 +41,7 @@ def configure(svc: Services, issuer: str, **changes: Any) -> None:
         oidc_provider_name="Mock",
         **changes,
     )
-    svc.runtime.pop("oidc.provider", None)
-    svc.runtime.pop("oidc.metadata", None)
+    svc.runtime.oidc = None  # read again on first use
 
 
 async def go_to_provider(client: httpx.AsyncClient, provider: Provider, next: str = "") -> str:

@@ -19,6 +19,7 @@ from jobyard.store import Database
 
 if TYPE_CHECKING:
     from jobyard.service.events import Observing
+    from jobyard.service.oidc import ProviderState
 
 
 class AgentLinks(Protocol):
@@ -55,6 +56,8 @@ class Runtime:
     subscriptions: dict[int, tuple[float, list[Subscription]]] = field(default_factory=dict)
     # cookie codecs by purpose ("web", "kragle"), made on first use
     codecs: dict[str, SessionCodec] = field(default_factory=dict)
+    # the OpenID Connect provider (service/oidc.py): its checked settings and metadata
+    oidc: ProviderState | None = None
 
 
 @dataclass

@@ -101,13 +101,23 @@ class Provider:
         )
 
 
+@dataclass
+class ProviderState:
+    """What a server keeps of its provider: the checked settings, the fetched metadata."""
+
+    provider: Provider | None
+    metadata: _Metadata | None = None
+
+
+def _state(svc: Services) -> ProviderState:
+    if svc.runtime.oidc is None:
+        svc.runtime.oidc = ProviderState(Provider.from_settings(svc.settings))
+    return svc.runtime.oidc
+
+
 def provider_of(svc: Services) -> Provider | None:
     """The server's provider (None: OIDC sign-in is off), checked on first use."""
-    if "oidc.provider" not in svc.runtime:
-        svc.runtime["oidc.provider"] = Provider.from_settings(svc.settings)
-    found = svc.runtime["oidc.provider"]
-    assert found is None or isinstance(found, Provider)
-    return found
+    return _state(svc).provider
 
 
 @dataclass(frozen=True)
@@ -162,9 +172,10 @@ async def _get_json(provider: Provider, url: str) -> dict[str, Any]:
 
 
 async def _metadata(svc: Services, provider: Provider) -> _Metadata:
-    cached = svc.runtime.get("oidc.metadata")
+    state = _state(svc)
+    cached = state.metadata
     now = time.monotonic()
-    if isinstance(cached, _Metadata) and now - cached.fetched < METADATA_TTL:
+    if cached is not None and now - cached.fetched < METADATA_TTL:
         return cached
     doc = await _get_json(provider, f"{provider.issuer}/.well-known/openid-configuration")
     if str(doc.get("issuer", "")).rstrip("/") != provider.issuer:
@@ -174,7 +185,7 @@ async def _metadata(svc: Services, provider: Provider) -> _Metadata:
     for needed in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(doc.get(needed), str):
             raise _unavailable(provider, ValueError(f"its metadata has no {needed}"))
-    found = svc.runtime["oidc.metadata"] = _Metadata(doc, now)
+    found = state.metadata = _Metadata(doc, now)
     return found
 
 
