@@ -30,6 +30,8 @@ SERVER_ONLY = (
     "croniter",
     "prometheus_client",
     "multipart",
+    "authlib",
+    "joserfc",
 )
 
 _BLOCKER = """
