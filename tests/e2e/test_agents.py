@@ -386,7 +386,7 @@ def test_a_busy_node_nacks(yard: Yard, tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     long_job = yard.submit(command=long_command(pidfile), nodes=["busy-1"], run_timeout=60)
     yard.wait_run(long_job, "busy-1", "running")
-    # busy-1 runs one job already (max_jobs 1): it refuses; quorum 1 lets busy-2 run alone.
+    # busy-1 runs one job already (one slot): it refuses; quorum 1 lets busy-2 run alone.
     job_id = yard.submit(command="echo ok", nodes=["busy-1", "busy-2"], quorum=1)
     job = yard.wait_job(job_id)
     assert job["status"] == "complete", job
@@ -808,7 +808,7 @@ def test_three_nodes_complete_on_postgresql(tmp_path: Path, pg_url: str, seed: S
 
 def test_jobyard_run_exit_codes(yard: Yard) -> None:
     # Four jobs at once on the same nodes: let each agent run them side by side.
-    yard.start("cli-1", "cli-2", args=["--max-jobs", "4"])
+    yard.start("cli-1", "cli-2", args=["--slots", "4"])
     env = {"JOBYARD_URL": yard.server.url, "JOBYARD_TOKEN": yard.token}
     cases = {
         "all succeed": (["--nodes", "cli-1,cli-2", "--", "true"], 0),

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from jobyard.domain.accounts import Role
-from jobyard.service import accounts, throttle
+from jobyard.service import accounts, nodes, throttle
 from jobyard.service.context import Services
 from tests.conftest import Account, Factory
 from tests.web.dashboard import csrf_of, sign_in
@@ -463,3 +463,20 @@ async def test_watch_a_cluster(client: httpx.AsyncClient, admin: Account) -> Non
     await client.post(f"{url}/watch", data={"csrf_token": csrf, "watch": "0"})
     page = await client.get(url)
     assert "Nobody watches this cluster." in page.text and ">Watch<" in page.text
+
+
+async def test_the_nodes_pages_show_each_nodes_slots(
+    client: httpx.AsyncClient, admin: Account, svc: Services, factory: Factory
+) -> None:
+    agent = await factory.account(admin.org, Role.AGENT)
+    who = await accounts.authenticate(svc, agent.token)
+    hello = nodes.Hello("wide1", "inc-1", [], None, [], [], False, slots=3)
+    await nodes.node_connected(svc, who, hello, "replica")
+    await sign_in(client, admin.email)
+    listed = await client.get("/nodes")
+    assert listed.status_code == 200, listed.text
+    row = re.search(r'<tr data-node="wide1">.*?</tr>', listed.text, re.S)
+    assert row and "<td>3</td>" in row.group(0), listed.text
+    assert "<th>Slots</th>" in listed.text
+    one = await client.get("/nodes/wide1")
+    assert "3 runs at once" in one.text, one.text

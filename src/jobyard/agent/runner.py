@@ -61,7 +61,7 @@ class AgentConfig:
     cluster: str | None = None
     allow: list[str] = field(default_factory=list)
     state_dir: Path = Path(".jobyard-agent")
-    max_jobs: int = 1
+    slots: int = 1  # runs taken at once; one more is nacked busy
     abort_grace: float = 10.0
     shell: str = "/bin/sh"
     # Finished runs' directories kept under <state>/work for debugging (0: none).
@@ -251,12 +251,12 @@ class Agent:
             ],
             pending=[wire.RunRef(p["job"], p["attempt"]) for p in self.journal.pending()],
             busy=self.busy,
-            slots=self.config.max_jobs,
+            slots=self.config.slots,
         )
 
     @property
     def busy(self) -> bool:
-        return len(self.runs) >= self.config.max_jobs
+        return len(self.runs) >= self.config.slots
 
     def _heartbeat(self) -> wire.Heartbeat:
         return wire.Heartbeat(busy=self.busy, held=len(self.runs))

@@ -31,6 +31,7 @@ def node_json(n: Node) -> dict[str, Any]:
         "connected": n.connected,
         "online": n.online,
         "busy": n.busy,
+        "slots": n.slots,
         "tags": n.tags,
         "cluster": n.cluster,
         "incarnation": n.incarnation,

@@ -12,6 +12,7 @@ import typer
 from jobyard.agent.runner import AgentConfig, TokenRefused, VersionRefused, run_agent
 from jobyard.logs import bind
 from jobyard.logs import setup as setup_logs
+from jobyard.wire.agent import MAX_SLOTS
 
 # `jobyard agent` exits with this when the server refuses its token (docs/cli.md).
 EXIT_TOKEN_REFUSED = 3
@@ -36,7 +37,17 @@ def agent(
     state_dir: Annotated[
         Path | None, typer.Option(help="Where the agent keeps its journal.")
     ] = None,
-    max_jobs: Annotated[int, typer.Option(help="Jobs run at once before answering busy.")] = 1,
+    slots: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_SLOTS,
+            help="Runs taken at once; one more is answered busy. Shown in node lists.",
+        ),
+    ] = 1,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, max=MAX_SLOTS, hidden=True, help="Old name of --slots.")
+    ] = None,
     abort_grace: Annotated[float, typer.Option(help="Seconds between TERM and KILL.")] = 10.0,
     keep_runs: Annotated[
         int,
@@ -58,7 +69,7 @@ def agent(
         cluster=cluster,
         allow=list(allow or []),
         state_dir=state_dir or Path.home() / ".jobyard" / "agent" / node,
-        max_jobs=max_jobs,
+        slots=max_jobs if max_jobs is not None else slots,
         abort_grace=abort_grace,
         keep_runs=keep_runs,
     )

@@ -248,7 +248,7 @@ def nodes(
     if emit({"count": len(items), "results": items}, output):
         return
     table = Table()
-    for col in ("name", "status", "availability", "tags", "cluster", "last heartbeat"):
+    for col in ("name", "status", "availability", "slots", "tags", "cluster", "last heartbeat"):
         table.add_column(col)
     for n in items:
         status = "[green]online[/]" if n["online"] else "[dim]offline[/]"
@@ -256,6 +256,7 @@ def nodes(
             n["name"],
             status,
             n["availability"],
+            str(n.get("slots", 1)),
             ",".join(n["tags"]),
             n["cluster"] or "",
             n["last_heartbeat"] or "",

@@ -152,6 +152,7 @@ class Node:
     created_at: dt.datetime
     updated_at: dt.datetime
     connected: bool = True  # False: online, but its agent has not said hello since a restart
+    slots: int = 1  # runs its agent takes at once
 
     @property
     def availability(self) -> Availability:

@@ -36,7 +36,7 @@ class Hello:
     running: list[tuple[int, int]]  # (job, attempt) the agent holds: committed or running
     pending: list[tuple[int, int]]  # (job, attempt) whose result the agent will re-send
     busy: bool
-    slots: int = 1  # runs the agent takes at once (its --max-jobs)
+    slots: int = 1  # runs the agent takes at once (its --slots)
 
     @classmethod
     def parse(cls, msg: wire.Hello) -> Hello:
@@ -121,6 +121,7 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
                 "online": True,
                 "connected": True,  # available from now on: it has told what it holds
                 "busy": hello.busy,
+                "slots": hello.slots,
                 "incarnation": hello.incarnation,
                 "replica": replica,
                 "last_heartbeat": now,

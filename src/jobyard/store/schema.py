@@ -153,6 +153,8 @@ nodes = sa.Table(
     sa.Column("busy", sa.Boolean(), nullable=False),
     # Said hello on a live connection (False while reconnecting after a server restart).
     sa.Column("connected", sa.Boolean(), server_default=sa.false(), nullable=False),
+    # Runs its agent takes at once (--slots), as its latest hello said.
+    sa.Column("slots", sa.Integer(), server_default="1", nullable=False),
     sa.Column("incarnation", sa.String(64)),
     sa.Column("replica", sa.String(64)),
     _ts("last_heartbeat"),

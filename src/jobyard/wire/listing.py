@@ -20,6 +20,7 @@ class NodeOut(BaseModel):
     )
     online: bool
     busy: bool
+    slots: int = Field(description="Runs its agent takes at once (jobyard agent --slots).")
     tags: list[str]
     cluster: str | None
     incarnation: str | None
