@@ -324,3 +324,30 @@ def test_jobyard_is_on_the_path_of_a_jobs_command(yard: Yard) -> None:
     lines = [line.strip() for line in ran.stdout.splitlines() if line.strip()]
     assert lines[0].endswith("/jobyard") and Path(lines[0]).is_absolute(), lines
     assert lines[1] == lines[2] and lines[1][0].isdigit(), lines
+
+
+def test_following_a_job_that_has_output_prints_each_line_once(
+    yard: Yard, term: Terminal
+) -> None:
+    """`jobyard job N --follow` on a job with output already stored: the stored lines, then
+    the live ones, each once (the stream's replay and the stored output do not overlap)."""
+    gate = yard.tmp / "gate"
+    script = (
+        "for i in $(seq 1 30); do echo line-$i; done; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; "
+        "for i in $(seq 31 60); do echo line-$i; sleep 0.02; done"
+    )
+    with yard.server.client(yard.token) as c:
+        job_id = c.post("/api/v1/jobs", json={"command": script, "nodes": [NODE]}).json()["id"]
+        wait_until(
+            lambda: "line-30" in c.get(f"/api/v1/jobs/{job_id}/output/{NODE}/stdout").text,
+            what="the first lines stored",
+        )
+    term.type(yard.cli("job", str(job_id), "--follow"))
+    term.wait_for(f"{NODE} | line-30")
+    gate.touch()
+    screen = term.wait_for("RC=0")
+    lines = [line.rstrip() for line in screen.splitlines()]
+    for i in range(1, 61):
+        assert lines.count(f"{NODE} | line-{i}") == 1, (i, screen)
+    assert lines.count(f"job {job_id}: complete · 1 of 1 succeeded") == 1, screen

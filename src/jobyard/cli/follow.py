@@ -195,7 +195,9 @@ def follow(
         )
         reader.start()
         try:
-            with Live(view.live(), console=console, refresh_per_second=8, transient=True) as live:
+            # Drawn from this thread only, when something changed: Rich's refresh thread
+            # raced the end of the view and now and then left its title line on screen.
+            with Live(view.live(), console=console, auto_refresh=False, transient=True) as live:
                 while True:
                     try:
                         item = inbox.get(timeout=0.25)
@@ -212,7 +214,7 @@ def follow(
                     if isinstance(data.get("id"), int):
                         last = max(last, data["id"])
                     view.apply(data)
-                    live.update(view.live())
+                    live.update(view.live(), refresh=True)
         except KeyboardInterrupt:
             if stopping or _ask_detach(console, err, view.job["id"]):
                 _detached(err, view.job["id"])
