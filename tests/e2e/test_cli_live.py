@@ -326,9 +326,7 @@ def test_jobyard_is_on_the_path_of_a_jobs_command(yard: Yard) -> None:
     assert lines[1] == lines[2] and lines[1][0].isdigit(), lines
 
 
-def test_following_a_job_that_has_output_prints_each_line_once(
-    yard: Yard, term: Terminal
-) -> None:
+def test_following_a_job_that_has_output_prints_each_line_once(yard: Yard, term: Terminal) -> None:
     """`jobyard job N --follow` on a job with output already stored: the stored lines, then
     the live ones, each once (the stream's replay and the stored output do not overlap)."""
     gate = yard.tmp / "gate"
