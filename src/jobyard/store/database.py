@@ -121,9 +121,12 @@ class Database:
         """A write transaction: committed when the block ends, rolled back on an exception."""
         return self._begin(_use_case() if self.observe is not None else "")
 
-    def read(self) -> contextlib.AbstractAsyncContextManager[Tx]:
-        """A read transaction (nothing it does is committed)."""
-        return self._read(_use_case() if self.observe is not None else "")
+    def read(self, *, snapshot: bool = True) -> contextlib.AbstractAsyncContextManager[Tx]:
+        """A read transaction (nothing it does is committed). With ``snapshot=False`` no
+        transaction is opened: each statement sees its own snapshot, and no BEGIN nor
+        ROLLBACK goes to the database (for reads of one statement, or of statements that
+        need not agree with each other)."""
+        return self._read(_use_case() if self.observe is not None else "", snapshot)
 
     @contextlib.asynccontextmanager
     async def _begin(self, use_case: str) -> AsyncIterator[Tx]:
@@ -145,10 +148,15 @@ class Database:
             callback()
 
     @contextlib.asynccontextmanager
-    async def _read(self, use_case: str) -> AsyncIterator[Tx]:
+    async def _read(self, use_case: str, snapshot: bool) -> AsyncIterator[Tx]:
         conn = await self.engine.connect()
         started = time.perf_counter()
         try:
+            if not snapshot:
+                if self._write_lock is None:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                else:
+                    await conn.execution_options(jobyard_no_begin=True)
             yield Tx(conn, self.dialect)
         finally:
             await _close(conn)
@@ -241,5 +249,19 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        write = conn.get_execution_options().get("jobyard_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("jobyard_no_begin", False):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("jobyard_write", False) else "BEGIN")
+
+    # A ROLLBACK where no transaction is open (after a COMMIT, after a read without BEGIN,
+    # the pool's reset on return) does nothing in SQLite, yet costs a hand-off to the
+    # connection's thread: it is skipped, by the driver's own in_transaction flag.
+    rollback = engine.dialect.do_rollback
+
+    def do_rollback(dbapi_conn: Any) -> None:
+        driver = getattr(dbapi_conn, "driver_connection", None)
+        if getattr(driver, "in_transaction", True):
+            rollback(dbapi_conn)
+
+    engine.dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]

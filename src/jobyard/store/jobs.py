@@ -49,6 +49,58 @@ def _run(row: sa.RowMapping) -> NodeRun:
     return NodeRun(**data)
 
 
+def job_conditions(org_id: int, flt: JobFilter) -> sa.ColumnElement[bool]:
+    """The WHERE clause of a job list: the organization's jobs (and with
+    ``flt.shared_with``, those shared with that user) that pass the filter."""
+    scope: sa.ColumnElement[bool] = jobs.c.org_id == org_id
+    if flt.shared_with is not None:
+        scope = sa.or_(scope, jobs.c.id.in_(shared_job_ids(flt.shared_with)))
+    conds: list[sa.ColumnElement[bool]] = [scope]
+    if flt.statuses:
+        conds.append(jobs.c.status.in_(list(flt.statuses)))
+    if flt.name is not None:
+        conds.append(jobs.c.name == flt.name)
+    if flt.name_contains:
+        conds.append(jobs.c.name.contains(flt.name_contains, autoescape=True))
+    if flt.text:
+        conds.append(
+            sa.or_(
+                jobs.c.name.contains(flt.text, autoescape=True),
+                jobs.c.command.contains(flt.text, autoescape=True),
+            )
+        )
+    if flt.owner_id is not None:
+        conds.append(jobs.c.created_by == flt.owner_id)
+    if flt.trigger_id is not None:
+        conds.append(jobs.c.trigger_id == flt.trigger_id)
+    if flt.node:
+        sub = sa.select(node_runs.c.job_id).where(
+            node_runs.c.org_id == org_id, node_runs.c.node_name == flt.node
+        )
+        conds.append(jobs.c.id.in_(sub))
+    if flt.created_after:
+        conds.append(jobs.c.created_at >= flt.created_after)
+    if flt.created_before:
+        conds.append(jobs.c.created_at < flt.created_before)
+    if flt.updated_after:
+        conds.append(jobs.c.updated_at >= flt.updated_after)
+    if flt.updated_before:
+        conds.append(jobs.c.updated_at < flt.updated_before)
+    if flt.visible_ids is not None:
+        conds.append(jobs.c.id.in_(list(flt.visible_ids)))
+    return sa.and_(*conds)
+
+
+def page_order(
+    key: sa.ColumnElement[Any], ident: sa.ColumnElement[Any], descending: bool
+) -> list[sa.UnaryExpression[Any]]:
+    """A job list's stable order: the sort key, then the id."""
+    # Explicit NULL placement: SQLite and PostgreSQL disagree by default (unnamed jobs).
+    if descending:
+        return [key.desc().nulls_last(), ident.desc()]
+    return [key.asc().nulls_first(), ident.asc()]
+
+
 class JobsRepo:
     def __init__(self, conn: AsyncConnection, dialect: str) -> None:
         self.conn = conn
@@ -144,53 +196,12 @@ class JobsRepo:
         limit: int = 20,
     ) -> Page[Job]:
         """A page of jobs, stable-ordered by the sort key then id."""
-        scope: sa.ColumnElement[bool] = jobs.c.org_id == org_id
-        if flt.shared_with is not None:
-            scope = sa.or_(scope, jobs.c.id.in_(shared_job_ids(flt.shared_with)))
-        conds: list[sa.ColumnElement[bool]] = [scope]
-        if flt.statuses:
-            conds.append(jobs.c.status.in_(list(flt.statuses)))
-        if flt.name is not None:
-            conds.append(jobs.c.name == flt.name)
-        if flt.name_contains:
-            conds.append(jobs.c.name.contains(flt.name_contains, autoescape=True))
-        if flt.text:
-            conds.append(
-                sa.or_(
-                    jobs.c.name.contains(flt.text, autoescape=True),
-                    jobs.c.command.contains(flt.text, autoescape=True),
-                )
-            )
-        if flt.owner_id is not None:
-            conds.append(jobs.c.created_by == flt.owner_id)
-        if flt.trigger_id is not None:
-            conds.append(jobs.c.trigger_id == flt.trigger_id)
-        if flt.node:
-            sub = sa.select(node_runs.c.job_id).where(
-                node_runs.c.org_id == org_id, node_runs.c.node_name == flt.node
-            )
-            conds.append(jobs.c.id.in_(sub))
-        if flt.created_after:
-            conds.append(jobs.c.created_at >= flt.created_after)
-        if flt.created_before:
-            conds.append(jobs.c.created_at < flt.created_before)
-        if flt.updated_after:
-            conds.append(jobs.c.updated_at >= flt.updated_after)
-        if flt.updated_before:
-            conds.append(jobs.c.updated_at < flt.updated_before)
-        if flt.visible_ids is not None:
-            conds.append(jobs.c.id.in_(list(flt.visible_ids)))
-        where = sa.and_(*conds)
+        where = job_conditions(org_id, flt)
         total = (
             await self.conn.execute(sa.select(sa.func.count()).select_from(jobs).where(where))
         ).scalar_one()
         key = jobs.c[sort] if sort in SORTABLE else jobs.c.created_at
-        # Explicit NULL placement: SQLite and PostgreSQL disagree by default (unnamed jobs).
-        order = (
-            [key.desc().nulls_last(), jobs.c.id.desc()]
-            if descending
-            else [key.asc().nulls_first(), jobs.c.id.asc()]
-        )
+        order = page_order(key, jobs.c.id, descending)
         q = jobs.select().where(where).order_by(*order).offset(offset).limit(limit)
         items = [_job(r) for r in (await self.conn.execute(q)).mappings()]
         return Page(items=items, total=total)

@@ -1,0 +1,59 @@
+"""The one-statement reads of the jobs API (store/reads.py) against the repository's reads,
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from jobyard.service.context import Services
+from jobyard.store import reads
+from jobyard.store.jobs import JobFilter
+from tests.store.test_jobs_store import T0, insert, job_row, world
+
+
+async def test_job_with_runs_is_get_and_runs(any_svc: Services) -> None:
+    w = await world(any_svc)
+    async with any_svc.db.begin() as tx:
+        three = await insert(tx, job_row(w.org, w.ann, env={"A": "1"}), ["n2", "n1", "n3"])
+        none = await insert(tx, job_row(w.org, w.ann, status="draft"), [])
+        foreign = await insert(tx, job_row(w.other_org, None), ["n1"])
+    for job in (three, none):
+        async with any_svc.db.read() as tx:
+            want = (await tx.jobs.get(w.org, job.id), await tx.jobs.runs(job.id))
+        async with any_svc.db.read(snapshot=False) as tx:
+            assert await reads.job_with_runs(tx.conn, w.org, job.id) == want
+    async with any_svc.db.read(snapshot=False) as tx:
+        found = await reads.job_with_runs(tx.conn, w.org, three.id)
+        assert found is not None
+        assert [r.node_name for r in found[1]] == ["n1", "n2", "n3"]
+        # Another organization's job, and a job that does not exist, are not found.
+        assert await reads.job_with_runs(tx.conn, w.org, foreign.id) is None
+        assert await reads.job_with_runs(tx.conn, w.org, foreign.id + 100) is None
+
+
+async def test_page_past_the_end_still_counts(any_svc: Services) -> None:
+    w = await world(any_svc)
+    async with any_svc.db.begin() as tx:
+        for _ in range(3):
+            await insert(tx, job_row(w.org, w.ann), ["a", "b"])
+    async with any_svc.db.read(snapshot=False) as tx:
+        page = await reads.page_with_runs(tx.conn, w.org, JobFilter(), offset=10, limit=5)
+        assert (page.items, page.total) == ([], 3)
+        page = await reads.page_with_runs(tx.conn, w.org, JobFilter(), offset=2, limit=5)
+        assert page.total == 3
+        assert [len(runs) for _, runs in page.items] == [2]
+
+
+async def test_page_with_jobs_shared_from_another_organization(any_svc: Services) -> None:
+    w = await world(any_svc)
+    async with any_svc.db.begin() as tx:
+        own = await insert(tx, job_row(w.org, w.ann), ["a"])
+        shared = await insert(tx, job_row(w.other_org, None, created_at=T0), ["x", "y"])
+        await insert(tx, job_row(w.other_org, None), ["z"])
+        await tx.notify.shares.put(w.other_org, shared.id, w.bob, None, "", T0)
+    flt = JobFilter(shared_with=w.bob)
+    async with any_svc.db.read(snapshot=False) as tx:
+        page = await reads.page_with_runs(tx.conn, w.org, flt, sort="id", descending=False)
+    assert [(j.id, [r.node_name for r in runs]) for j, runs in page.items] == [
+        (own.id, ["a"]),
+        (shared.id, ["x", "y"]),
+    ]
+    assert page.total == 2
