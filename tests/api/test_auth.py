@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from jobyard.service import accounts
 from jobyard.service.context import Services
 from jobyard.store.schema import api_tokens
 from tests.api.conftest import Tenant, snapshot
-from tests.conftest import Account
+from tests.conftest import Account, Factory
 
 
 def basic(user: str) -> str:
@@ -284,3 +286,28 @@ async def test_members_and_tokens_admin_parts(client: httpx.AsyncClient, tenant:
     assert r.status_code == 404
     r = await client.delete(f"/api/v1/tokens/{token_id}", headers=a)
     assert r.status_code == 204
+
+
+async def test_concurrent_requests_with_one_token_share_one_lookup(
+    svc: Services, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the remembered authentication is missing (or expired) under load, the requests
+    in flight with that token wait for one database lookup, not one each."""
+    org = await factory.org()
+    admin = await factory.account(org)
+    accounts.forget_tokens(svc)
+    lookups: list[str] = []
+    real = accounts._authenticate
+
+    async def counted(svc: Services, key: str) -> Any:
+        lookups.append(key)
+        return await real(svc, key)
+
+    monkeypatch.setattr(accounts, "_authenticate", counted)
+    who = await asyncio.gather(*(accounts.authenticate(svc, admin.token) for _ in range(16)))
+    assert len(lookups) == 1
+    assert {w.email for w in who} == {admin.email}
+    # A revocation forgets the shared lookup too: the next request looks the token up again.
+    accounts.forget_tokens(svc)
+    await accounts.authenticate(svc, admin.token)
+    assert len(lookups) == 2

@@ -188,9 +188,19 @@ def _token_cache(svc: Services) -> dict[str, tuple[float, Principal, dt.datetime
     return svc.runtime.tokens
 
 
+def _token_lookups(
+    svc: Services,
+) -> dict[str, asyncio.Future[tuple[Principal, dt.datetime | None]]]:
+    lookups: dict[str, asyncio.Future[tuple[Principal, dt.datetime | None]]] = (
+        svc.runtime.setdefault("token_lookups", {})
+    )
+    return lookups
+
+
 def forget_tokens(svc: Services) -> None:
     """Drop every remembered authentication (after a revocation or a role change)."""
     _token_cache(svc).clear()
+    _token_lookups(svc).clear()
 
 
 async def authenticate(svc: Services, secret: str) -> Principal:
@@ -204,11 +214,32 @@ async def authenticate(svc: Services, secret: str) -> Principal:
     fresh = hit is not None and now_mono - hit[0] < TOKEN_CACHE_TTL
     if hit is not None and fresh and (hit[2] is None or hit[2] > svc.clock.now()):
         return hit[1]
-    who, expires = await _authenticate(svc, key)
+    who, expires = await _lookup_once(svc, key)
     if len(cache) > 10_000:
         cache.clear()
     cache[key] = (now_mono, who, expires)
     return who
+
+
+async def _lookup_once(svc: Services, key: str) -> tuple[Principal, dt.datetime | None]:
+    """One database lookup per token at a time: when the remembered answer expires under
+    load, every request in flight with that token waits for the same lookup instead of
+    each making its own."""
+    lookups = _token_lookups(svc)
+    task = lookups.get(key)
+    if task is None:
+        task = asyncio.ensure_future(_authenticate(svc, key))
+        lookups[key] = task
+
+        def done(t: asyncio.Future[tuple[Principal, dt.datetime | None]]) -> None:
+            if lookups.get(key) is t:
+                del lookups[key]
+            if not t.cancelled():
+                t.exception()  # retrieved here, whoever still waits for it
+
+        task.add_done_callback(done)
+    # Shielded: a request cancelled meanwhile does not cancel the others' lookup.
+    return await asyncio.shield(task)
 
 
 async def _authenticate(svc: Services, key: str) -> tuple[Principal, dt.datetime | None]:

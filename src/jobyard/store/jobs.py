@@ -49,13 +49,19 @@ def _run(row: sa.RowMapping) -> NodeRun:
     return NodeRun(**data)
 
 
+def job_scope(org_id: Any, shared_with: Any) -> sa.ColumnElement[bool]:
+    """The jobs a list may show: the organization's, and with ``shared_with`` (a user id,
+    or a bound parameter for one) also those shared with that user."""
+    scope: sa.ColumnElement[bool] = jobs.c.org_id == org_id
+    if shared_with is not None:
+        scope = sa.or_(scope, jobs.c.id.in_(shared_job_ids(shared_with)))
+    return scope
+
+
 def job_conditions(org_id: int, flt: JobFilter) -> sa.ColumnElement[bool]:
     """The WHERE clause of a job list: the organization's jobs (and with
     ``flt.shared_with``, those shared with that user) that pass the filter."""
-    scope: sa.ColumnElement[bool] = jobs.c.org_id == org_id
-    if flt.shared_with is not None:
-        scope = sa.or_(scope, jobs.c.id.in_(shared_job_ids(flt.shared_with)))
-    conds: list[sa.ColumnElement[bool]] = [scope]
+    conds = [job_scope(org_id, flt.shared_with)]
     if flt.statuses:
         conds.append(jobs.c.status.in_(list(flt.statuses)))
     if flt.name is not None:

@@ -4,7 +4,8 @@
   the statement is built once, at import.
 - ``page_with_runs``: a page of jobs with their node runs and the filtered total, one
   statement: the page in a CTE with the total as an uncorrelated scalar subquery (computed
-  once, as the separate count was), joined to the runs.
+  once, as the separate count was), joined to the runs; built once per sort order for the
+  unfiltered list (the dashboard's and the API's default), per call for a filtered one.
 
 Each returns plain records (``Job``, ``NodeRun``); a statement sees one snapshot by itself,
 so callers run them outside a transaction (``Database.read(snapshot=False)``).
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
-from jobyard.store.jobs import SORTABLE, JobFilter, job_conditions, page_order
+from jobyard.store.jobs import SORTABLE, JobFilter, job_conditions, job_scope, page_order
 from jobyard.store.schema import jobs, node_runs
 
 JOB_KEYS = tuple(c.name for c in jobs.c)
@@ -75,24 +76,20 @@ async def page_with_runs(
 ) -> Page[tuple[Job, list[NodeRun]]]:
     """A page of jobs with their node runs, stable-ordered by the sort key then id (as
     ``JobsRepo.page``), and the number of jobs that pass the filter."""
-    where = job_conditions(org_id, flt)
-    total = sa.select(sa.func.count()).select_from(jobs).where(where).scalar_subquery()
-    key = jobs.c[sort] if sort in SORTABLE else jobs.c.created_at
-    page = (
-        sa.select(*jobs.c, total.label("r__total"))
-        .where(where)
-        .order_by(*page_order(key, jobs.c.id, descending))
-        .offset(offset)
-        .limit(limit)
-        .cte("page")
-    )
-    q = (
-        sa.select(*(page.c[k] for k in JOB_KEYS), page.c.r__total, *_RUN_COLUMNS)
-        .select_from(page.outerjoin(node_runs, node_runs.c.job_id == page.c.id))
-        .order_by(*page_order(page.c[key.name], page.c.id, descending), node_runs.c.node_name)
-    )
-    rows = (await conn.execute(q)).all()
+    sort = sort if sort in SORTABLE else "created_at"
+    params: dict[str, Any] = {"offset": offset, "limit": limit}
+    if _unfiltered(flt):  # the plain list: a statement built once per order
+        shared = flt.shared_with is not None
+        q = _PLAIN.get((sort, descending, shared))
+        if q is None:
+            scope = job_scope(_ORG, _USER if shared else None)
+            q = _PLAIN[(sort, descending, shared)] = _page_statement(scope, sort, descending)
+        params.update(org_id=org_id, user_id=flt.shared_with)
+    else:
+        q = _page_statement(job_conditions(org_id, flt), sort, descending)
+    rows = (await conn.execute(q, params)).all()
     if not rows:  # past the last page: the total alone
+        where = job_conditions(org_id, flt)
         count = sa.select(sa.func.count()).select_from(jobs).where(where)
         return Page(items=[], total=(await conn.execute(count)).scalar_one())
     items: list[tuple[Job, list[NodeRun]]] = []
@@ -105,3 +102,31 @@ async def page_with_runs(
         current.append(row)
     items.append((_job(current[0][:_N]), _runs_of(current, at)))
     return Page(items=items, total=int(rows[0][_N]))
+
+
+_ORG = sa.bindparam("org_id", type_=sa.BigInteger())
+_USER = sa.bindparam("user_id", type_=sa.BigInteger())
+_PLAIN: dict[tuple[str, bool, bool], sa.Select[Any]] = {}
+
+
+def _unfiltered(flt: JobFilter) -> bool:
+    return flt == JobFilter(shared_with=flt.shared_with)
+
+
+def _page_statement(where: sa.ColumnElement[bool], sort: str, descending: bool) -> sa.Select[Any]:
+    """The page (offset and limit bound at execution) with the filtered total, an
+    uncorrelated scalar subquery computed once, joined to the node runs of its jobs."""
+    total = sa.select(sa.func.count()).select_from(jobs).where(where).scalar_subquery()
+    page = (
+        sa.select(jobs, total.label("r__total"))
+        .where(where)
+        .order_by(*page_order(jobs.c[sort], jobs.c.id, descending))
+        .offset(sa.bindparam("offset", type_=sa.Integer()))
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+        .cte("page")
+    )
+    return (
+        sa.select(page, *_RUN_COLUMNS)
+        .select_from(page.outerjoin(node_runs, node_runs.c.job_id == page.c.id))
+        .order_by(*page_order(page.c[sort], page.c.id, descending), node_runs.c.node_name)
+    )
