@@ -57,3 +57,10 @@ async def test_page_with_jobs_shared_from_another_organization(any_svc: Services
         (shared.id, ["x", "y"]),
     ]
     assert page.total == 2
+
+
+def test_the_plain_list_is_recognized_whatever_the_empty_statuses() -> None:
+    assert reads._unfiltered(JobFilter())
+    assert reads._unfiltered(JobFilter(statuses=[], shared_with=7))
+    assert not reads._unfiltered(JobFilter(statuses=["new"]))
+    assert not reads._unfiltered(JobFilter(node="a"))

@@ -200,8 +200,8 @@ async def _close(conn: AsyncConnection) -> None:
 # Connections kept open per process. Beyond the pool, overflow connections are opened for a
 # request and closed after it, which costs more than the request; the pool is sized for
 # the concurrency one process serves (HTTP requests plus the background loops).
-SQLITE_POOL = (32, 32)  # pool_size, max_overflow: a connection is a file handle and a thread
-POSTGRESQL_POOL = (32, 8)  # each is a PostgreSQL backend process: bounded harder
+SQLITE_POOL = (64, 64)  # pool_size, max_overflow: a connection is a file handle and a thread
+POSTGRESQL_POOL = (48, 16)  # each is a PostgreSQL backend process: bounded harder
 
 
 def _make_engine(url: str, echo: bool) -> AsyncEngine:

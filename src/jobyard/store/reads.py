@@ -13,6 +13,7 @@ so callers run them outside a transaction (``Database.read(snapshot=False)``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,7 +111,11 @@ _PLAIN: dict[tuple[str, bool, bool], sa.Select[Any]] = {}
 
 
 def _unfiltered(flt: JobFilter) -> bool:
-    return flt == JobFilter(shared_with=flt.shared_with)
+    plain = dataclasses.replace(flt, statuses=tuple(flt.statuses), shared_with=None)
+    return plain == _NO_FILTER
+
+
+_NO_FILTER = JobFilter()
 
 
 def _page_statement(where: sa.ColumnElement[bool], sort: str, descending: bool) -> sa.Select[Any]:
