@@ -342,7 +342,8 @@ async def measure_db(
     figures.section(f"Fan-out on {label}")
     agents = max(max(args.sizes), args.tp_agents)
     out: dict[str, Any] = {"db": label}
-    with processes.jobyard(database_url) as jy:
+    env = dict(kv.split("=", 1) for kv in args.server_env)
+    with processes.jobyard(database_url, env=env) as jy:
         board = DoneBoard()
         headers = {"Authorization": f"Bearer {jy.token}"}
         async with (
@@ -491,6 +492,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="the database(s) of the idle-memory measurement",
     )
     parser.add_argument("--settle", type=float, default=6.0, help="seconds before reading RSS")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="JOBYARD_X=V",
+        help="a setting for the measured server (e.g. JOBYARD_TUNE_GC=false)",
+    )
     parser.add_argument("--no-queues", dest="queues", action="store_false")
     parser.add_argument("--queue-jobs", type=int, default=20000)
     parser.add_argument("--json", help="merge the figures into this JSON file")

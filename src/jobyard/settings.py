@@ -97,6 +97,9 @@ class Settings:
     # Count database statements and transactions, shown on /metrics (store/counting.py):
     # for benchmarks and diagnosis; off, because counting costs on every statement.
     count_statements: bool = False
+    # Once started, freeze the start-up heap out of the garbage collector's sight and raise
+    # its thresholds (api/app.tune_garbage_collector); false keeps Python's defaults.
+    tune_gc: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

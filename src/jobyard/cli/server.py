@@ -109,7 +109,7 @@ def serve(
     svc = Services(
         db=Database(settings.db_url, count_statements=settings.count_statements), settings=settings
     )
-    app = create_app(settings, services=svc, tune_gc=True)
+    app = create_app(settings, services=svc, tune_gc=settings.tune_gc)
     config = uvicorn.Config(
         app,
         host=settings.host,
