@@ -191,10 +191,7 @@ def _token_cache(svc: Services) -> dict[str, tuple[float, Principal, dt.datetime
 def _token_lookups(
     svc: Services,
 ) -> dict[str, asyncio.Future[tuple[Principal, dt.datetime | None]]]:
-    lookups: dict[str, asyncio.Future[tuple[Principal, dt.datetime | None]]] = (
-        svc.runtime.setdefault("token_lookups", {})
-    )
-    return lookups
+    return svc.runtime.token_lookups
 
 
 def forget_tokens(svc: Services) -> None:

@@ -46,6 +46,10 @@ class Runtime:
     server_identity: str | None = None
     # token secret -> (valid until (monotonic), principal, token expiry)
     tokens: dict[str, tuple[float, Principal, dt.datetime | None]] = field(default_factory=dict)
+    # token hash -> the database lookup in flight for it (one at a time per token)
+    token_lookups: dict[str, asyncio.Future[tuple[Principal, dt.datetime | None]]] = field(
+        default_factory=dict
+    )
     verify_gate: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(VERIFY_THREADS)
     )
