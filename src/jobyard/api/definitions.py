@@ -30,8 +30,12 @@ class ManagedIn(BaseModel):
             "examples": [{"source": "ops/jobyard.yaml", "kinds": {"tasks": ["deploy"]}}]
         },
     )
-    source: Annotated[StrictStr, Field(max_length=1000)]
-    kinds: dict[StrictStr, list[StrictStr]]
+    source: Annotated[StrictStr, Field(max_length=1000)] = Field(
+        description="The file that manages them, shown in the dashboard."
+    )
+    kinds: dict[StrictStr, list[StrictStr]] = Field(
+        description="Names by kind (tasks, schedules, stacks, triggers) now managed by source."
+    )
 
 
 def managed_json(items: list[Managed]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from jobyard.api.responses import problem
 from jobyard.domain.errors import JobyardError
-from jobyard.wire.values import NOT_NULL
+from jobyard.wire.values import NOT_NULL, ProblemOut
 
 log = logging.getLogger("jobyard.api")
 
@@ -110,10 +110,33 @@ def _unstorable(exc: Exception) -> bool:
     )
 
 
+def _document_problems(app: FastAPI) -> None:
+    """The OpenAPI document names FastAPI's validation error for every 422; the answer is
+    problem+json (``on_validation``): the document says so."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas.pop("ValidationError", None)
+                schemas["HTTPValidationError"] = ProblemOut.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+                defs = schemas["HTTPValidationError"].pop("$defs", {})
+                schemas.update(defs)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI, renderers: Sequence[tuple[str, ErrorRenderer]] = ()) -> None:
     """Answer every failure of ``app``: under a dialect's path prefix with that dialect's
     renderer (``renderers``: (prefix, renderer) pairs), elsewhere as problem+json."""
     app.state.error_renderers = tuple(renderers)
+    _document_problems(app)
 
     @app.exception_handler(JobyardError)
     async def on_domain_error(request: Request, exc: JobyardError) -> Response:

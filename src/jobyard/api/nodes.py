@@ -16,7 +16,7 @@ from jobyard.domain.records import Cluster, Node, Principal
 from jobyard.service import clusters as cl
 from jobyard.service import nodes as uc
 from jobyard.service.context import Services
-from jobyard.wire.values import Int64, Patch
+from jobyard.wire.values import Int64, Patch, described
 
 router = APIRouter(prefix="/api/v1", tags=["nodes"])
 Who = Annotated[Principal, Depends(principal)]
@@ -79,6 +79,17 @@ async def node_history(
     return JSON(render.paginated(request, result, page, limit, render.event))
 
 
+CLUSTER = {
+    "name": "The cluster's name, unique in the organization.",
+    "nodes": "How many nodes it should have.",
+    "description": "Free text shown with the cluster.",
+    "type": "production or sandbox.",
+    "terminate_on_idle": "Terminate it after time_to_idle seconds without a job.",
+    "time_to_idle": "Seconds without a job before terminate_on_idle ends it.",
+}
+
+
+@described(CLUSTER)
 class ClusterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr
@@ -89,6 +100,7 @@ class ClusterIn(BaseModel):
     time_to_idle: Int64 = 3600
 
 
+@described(CLUSTER)
 class ClusterPatch(Patch):
     model_config = ConfigDict(extra="forbid")
     not_null = frozenset({"name", "nodes", "description", "terminate_on_idle", "time_to_idle"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from jobyard.api.auth import principal, services
@@ -28,8 +28,12 @@ class RetentionIn(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"keep_jobs_days": 90, "keep_output_days": 14}]},
     )
-    keep_jobs_days: Int64 | None = None
-    keep_output_days: Int64 | None = None
+    keep_jobs_days: Int64 | None = Field(
+        default=None, description="Days a finished job is kept; null: for ever."
+    )
+    keep_output_days: Int64 | None = Field(
+        default=None, description="Days a finished job's output and files are kept; null: for ever."
+    )
 
 
 def policy_json(policy: RetentionPolicy) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from jobyard.wire.notifications import WebhookIn
-from jobyard.wire.tasks import Arguments, Name, ScheduleIn, StackIn, TaskIn
-from jobyard.wire.values import Int64, JsonValue
+from jobyard.wire.tasks import TRIGGER, Arguments, Name, ScheduleIn, StackIn, TaskIn
+from jobyard.wire.values import Int64, JsonValue, described
 
 KINDS = ("schedules", "tasks", "stacks", "triggers", "webhooks")
 
@@ -27,15 +27,23 @@ class TaskDef(TaskIn):
 class ScheduleDef(ScheduleIn):
     """A schedule, as ``POST /api/v1/schedules`` takes it, with a name."""
 
-    name: Name
+    name: Name = Field(description="The schedule's name: triggers name it.")
 
 
 class StackDef(StackIn):
     """A stack, as ``POST /api/v1/stacks`` takes it; ``task`` names its one task."""
 
-    task: Name | None = None
+    task: Name | None = Field(default=None, description="The name of the task it runs.")
 
 
+@described(
+    {
+        **TRIGGER,
+        "schedule": "The name of the schedule whose slots it fires.",
+        "task": "The name of the task it runs.",
+        "stack": "The name of the stack it runs, or runs its task on.",
+    }
+)
 class TriggerDef(BaseModel):
     """A trigger: a task or a stack on a schedule, each named."""
 
@@ -59,11 +67,13 @@ class Definitions(BaseModel):
     """A file of definitions."""
 
     model_config = ConfigDict(extra="forbid", title="jobyard definitions")
-    schedules: list[ScheduleDef] = Field(default_factory=list)
-    tasks: list[TaskDef] = Field(default_factory=list)
-    stacks: list[StackDef] = Field(default_factory=list)
-    triggers: list[TriggerDef] = Field(default_factory=list)
-    webhooks: list[WebhookDef] = Field(default_factory=list)
+    schedules: list[ScheduleDef] = Field(default_factory=list, description="Schedules.")
+    tasks: list[TaskDef] = Field(default_factory=list, description="Tasks.")
+    stacks: list[StackDef] = Field(default_factory=list, description="Stacks.")
+    triggers: list[TriggerDef] = Field(default_factory=list, description="Triggers.")
+    webhooks: list[WebhookDef] = Field(
+        default_factory=list, description="Webhook subscriptions, known by URL."
+    )
 
 
 def key_of(kind: str, item: dict[str, Any]) -> str:

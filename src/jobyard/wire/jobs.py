@@ -6,11 +6,95 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from jobyard.wire.values import Int64, Patch
+from jobyard.wire.values import Int64, Patch, described
 
 Strict = ConfigDict(extra="forbid")
 
+TARGET = {
+    "nodes": "Node names, as their agents registered.",
+    "cluster": "Run on the nodes of this cluster.",
+    "tags": "Run on the nodes carrying every one of these tags.",
+    "count": "How many nodes of the tags or cluster; alone: any that many online nodes.",
+}
 
+# A job's fields, as a request sets them (JobIn's own descriptions say more).
+JOB = {
+    **TARGET,
+    "command": "A shell command, run with /bin/sh -c on each node (or give argv).",
+    "argv": "The program and its arguments, run without a shell (or give command).",
+    "quorum": "How many nodes must accept before it runs: a count or a percentage.",
+    "run_timeout": "Seconds a node may run the command before it is killed.",
+    "env": "Environment variables for the command.",
+    "dir": "Working directory on the nodes (default: a fresh directory per run).",
+    "capture_output": "Keep the nodes' stdout and stderr.",
+    "name": "A name to find the job by.",
+    "description": "Free text shown with the job.",
+    "input_files": "Ids of uploaded files (POST /api/v1/files) written into each run's "
+    "directory before the command starts.",
+    "outputs": "Globs of the files a run keeps as output files (default: every file the run "
+    "writes in its directory).",
+}
+
+NODE_RUN_OUT = {
+    "node": "The node's name.",
+    "status": "new, ready, running, succeeded, failed, nacked, unavailable, crashed, aborted, "
+    "was_ready or timed_out.",
+    "exit_code": "The command's exit code, once it ended.",
+    "reason": "Why the node did not succeed, in words: busy, node is offline, not allowed: ..., "
+    "node is unknown: ..., exit code 3, stopped by ...",
+    "attempt": "The job's attempt this run belongs to (a result for another is refused).",
+    "truncated": "Whether its output passed the cap and was cut.",
+    "created_at": "When the run was made (ISO 8601).",
+    "updated_at": "When the run last changed (ISO 8601).",
+    "started_at": "When the node started the command (ISO 8601).",
+    "finished_at": "When the run ended (ISO 8601).",
+}
+
+JOB_OUT = {
+    **JOB,
+    "id": "The job's id.",
+    "target": "Where it runs: {nodes, cluster, tags, count}.",
+    "nodes": "The nodes chosen for it (empty until it is submitted).",
+    "input_files": "The input files written into each run's directory: id, name, size, sha256.",
+    "status": "draft, onhold, new, voting, running, complete, quorum_failed, timed_out or "
+    "aborted (Chef's words; outcome says how it went).",
+    "attempt": "How many times voting was opened for it.",
+    "created_by": "The user who made it, if a user did.",
+    "created_at": "When it was made (ISO 8601).",
+    "updated_at": "When it last changed (ISO 8601).",
+    "submitted_at": "When it left draft or hold (ISO 8601).",
+    "started_at": "When it started running (ISO 8601).",
+    "finished_at": "When it ended (ISO 8601).",
+    "node_states": "Node names by node-run status.",
+    "node_runs": "Each node's part of the job.",
+    "url": "This job in the native API.",
+}
+
+EVENT_OUT = {
+    "id": "The event's id: increasing, usable as Last-Event-ID.",
+    "type": "What happened: job.status, node_run.status, node.status, approval.requested ...",
+    "kind": "What it is about: job, node, cluster, trigger ...",
+    "subject_id": "The id of what it is about.",
+    "job_id": "The job it belongs to, if any.",
+    "node": "The node it is about, if any.",
+    "from_status": "The status before, for a transition.",
+    "to_status": "The status after, for a transition.",
+    "status": "The status after (the same as to_status).",
+    "actor": "Who or what caused it: a user, an agent, the scheduler ...",
+    "reason": "Why, in words.",
+    "data": "More about it, by event type.",
+    "created_at": "When it happened (ISO 8601).",
+}
+
+PAGE_OUT = {
+    "count": "How many items match, over every page.",
+    "next": "The URL of the next page, or null on the last.",
+    "previous": "The URL of the previous page, or null on the first.",
+    "results": "The items of this page, in a stable order.",
+}
+
+
+@described(TARGET)
 class TargetIn(BaseModel):
     model_config = Strict
     nodes: list[StrictStr] | None = None
@@ -19,6 +103,7 @@ class TargetIn(BaseModel):
     count: Int64 | None = None
 
 
+@described(JOB)
 class JobIn(BaseModel):
     """Create a job: a command on a target. ``draft`` saves it without starting it."""
 
@@ -106,12 +191,11 @@ class JobIn(BaseModel):
         "by default such a name is refused with the list of known nodes.",
         examples=[True],
     )
-    # Uploaded input files (POST /api/v1/files) written into each run's directory.
     input_files: list[Int64] | None = None
-    # Globs of the files a run keeps as output files; default: every file the run writes.
-    outputs: list[StrictStr] | None = None
+    outputs: list[StrictStr] | None = Field(default=None, examples=[["report/*.html"]])
 
 
+@described(JOB)
 class JobPatch(Patch):
     """Change a job. Fields left out stay as they are."""
 
@@ -134,9 +218,12 @@ class JobPatch(Patch):
 
 class StopIn(BaseModel):
     model_config = Strict
-    reason: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    reason: Annotated[StrictStr, Field(max_length=1000)] | None = Field(
+        default=None, description="Why it is stopped, kept in its history.", examples=["wrong tag"]
+    )
 
 
+@described(NODE_RUN_OUT)
 class NodeRunOut(BaseModel):
     node: str
     status: str
@@ -149,6 +236,7 @@ class NodeRunOut(BaseModel):
     finished_at: str | None
 
 
+@described(JOB_OUT)
 class JobOut(BaseModel):
     id: int
     name: str | None
@@ -186,6 +274,7 @@ class JobOut(BaseModel):
     url: str
 
 
+@described(EVENT_OUT)
 class EventOut(BaseModel):
     id: int
     type: str
@@ -202,6 +291,7 @@ class EventOut(BaseModel):
     created_at: str
 
 
+@described(PAGE_OUT)
 class PageOut(BaseModel):
     count: int
     next: str | None

@@ -8,8 +8,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobyard.wire.jobs import EventOut, JobOut
+from jobyard.wire.values import described
 
 
+@described(
+    {
+        "online": "Whether its agent is connected (heartbeats within TTL).",
+        "busy": "Whether its agent reported every slot taken.",
+        "tags": "The tags its agent registered.",
+        "cluster": "The cluster its agent joined, if any.",
+        "incarnation": "Its agent's current process identity.",
+        "last_heartbeat": "When it last said it lives (ISO 8601).",
+        "created_at": "When it first registered (ISO 8601).",
+        "updated_at": "When it last changed (ISO 8601).",
+    }
+)
 class NodeOut(BaseModel):
     """A node as ``GET /api/v1/nodes`` shows it."""
 
@@ -33,33 +46,33 @@ class TaskOut(BaseModel):
     """A task as ``GET /api/v1/tasks`` shows it (the keys the CLI relies on; more may come)."""
 
     model_config = ConfigDict(extra="allow")
-    id: int
-    name: str
-    type: str
-    arguments: list[dict[str, Any]]
+    id: int = Field(description="The task's id.")
+    name: str = Field(description="Its name.")
+    type: str = Field(description="script, approval, input or notification.")
+    arguments: list[dict[str, Any]] = Field(description="Its arguments.")
 
 
 class JobDetail(JobOut):
     """``jobyard job N -o json``: the job, and its status history oldest first."""
 
-    history: list[EventOut]
+    history: list[EventOut] = Field(description="Its events, oldest first.")
 
 
 class JobsList(BaseModel):
     """``jobyard jobs -o json``: how many match, and the newest first."""
 
-    count: int
-    results: list[JobOut]
+    count: int = Field(description="How many jobs match.")
+    results: list[JobOut] = Field(description="The jobs, newest first.")
 
 
 class NodesList(BaseModel):
-    count: int
-    results: list[NodeOut]
+    count: int = Field(description="How many nodes there are.")
+    results: list[NodeOut] = Field(description="The nodes, by name.")
 
 
 class TasksList(BaseModel):
-    count: int
-    results: list[TaskOut]
+    count: int = Field(description="How many tasks match.")
+    results: list[TaskOut] = Field(description="The tasks.")
 
 
 class TriggerOut(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from jobyard.wire.values import Int64, Patch
+from jobyard.wire.values import Int64, Patch, described
 
 Strict = ConfigDict(extra="forbid")
 
@@ -15,7 +15,9 @@ class WatchIn(BaseModel):
     """Watch a job or cluster; an admin may name another member with ``user_id``."""
 
     model_config = Strict
-    user_id: Int64 | None = None
+    user_id: Int64 | None = Field(
+        default=None, description="Another member to subscribe (admins only); default: you."
+    )
 
 
 class ShareIn(BaseModel):
@@ -25,14 +27,18 @@ class ShareIn(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"email": "bob@example.com", "message": "have a look"}]},
     )
-    email: Annotated[StrictStr, Field(max_length=254)]
-    message: Annotated[StrictStr, Field(max_length=10000)] = ""
+    email: Annotated[StrictStr, Field(max_length=254)] = Field(
+        description="The user to share it with."
+    )
+    message: Annotated[StrictStr, Field(max_length=10000)] = Field(
+        default="", description="A note sent with the share."
+    )
 
 
 class ChannelsIn(BaseModel):
     model_config = Strict
-    in_app: StrictBool | None = None
-    email: StrictBool | None = None
+    in_app: StrictBool | None = Field(default=None, description="Show it in the inbox.")
+    email: StrictBool | None = Field(default=None, description="Send it by email.")
 
 
 class SettingsIn(BaseModel):
@@ -46,9 +52,21 @@ class SettingsIn(BaseModel):
             ]
         },
     )
-    kinds: dict[StrictStr, ChannelsIn]
+    kinds: dict[StrictStr, ChannelsIn] = Field(
+        description="Channels by notification kind (job.completed, job.failed, ...)."
+    )
 
 
+WEBHOOK = {
+    "url": "Where events are POSTed (http or https; private addresses are refused).",
+    "event_types": "The event types sent, or * for all.",
+    "description": "Free text shown with the subscription.",
+    "secret": "The key its deliveries are signed with (HMAC-SHA256); made for you if left out.",
+    "enabled": "true re-enables a subscription disabled after failed deliveries.",
+}
+
+
+@described(WEBHOOK)
 class WebhookIn(BaseModel):
     """Subscribe a URL to event types (or ``*``); the secret is made for you unless given."""
 
@@ -70,6 +88,7 @@ class WebhookIn(BaseModel):
     secret: Annotated[StrictStr, Field(max_length=128)] | None = None
 
 
+@described(WEBHOOK)
 class WebhookPatch(Patch):
     """Change a subscription; ``enabled: true`` re-enables one that was disabled."""
 
