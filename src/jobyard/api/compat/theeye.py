@@ -11,6 +11,7 @@ Ids are 24 hex digits; words come from ``domain/dialects/theeye.py``; errors are
 from __future__ import annotations
 
 import http
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -35,6 +36,7 @@ from jobyard.store.jobs import JobFilter
 PREFIX = "/compat/theeye"
 router = APIRouter(prefix=PREFIX, tags=["dialect: TheEye"])
 Svc = Annotated[Services, Depends(services)]
+Caller = Callable[..., Awaitable[Principal]]
 
 
 def render_error(request: Request, status: int, detail: str, extra: dict[str, Any]) -> Response:
@@ -53,48 +55,34 @@ def render_error(request: Request, status: int, detail: str, extra: dict[str, An
 ERRORS_UNDER = PREFIX + "/"
 
 
-async def customer_member(
-    customer: str, who: Annotated[Principal, Depends(principal)]
-) -> Principal:
-    """V1: the organization in the path must be the credential's."""
-    same_org(customer, who)
-    return who
+def org_in_path(caller: Caller) -> Caller:
+    """V1: the organization in the path (``/{customer}/...``) must be the credential's."""
 
-
-async def query_member(
-    request: Request, who: Annotated[Principal, Depends(principal)]
-) -> Principal:
-    """V2: ``?customer=`` names the organization; without it, the credential's own."""
-    return _query_org(request, who)
-
-
-def _query_org(request: Request, who: Principal) -> Principal:
-    customer = request.query_params.get("customer")
-    if customer is not None:
+    async def member(customer: str, who: Principal = Depends(caller)) -> Principal:
         same_org(customer, who)
-    return who
+        return who
+
+    return member
 
 
-async def customer_agent(
-    customer: str, who: Annotated[Principal, Depends(agent_principal)]
-) -> Principal:
-    """V1, on the routes theeye-agent calls: an agent credential is admitted too."""
-    same_org(customer, who)
-    return who
+def org_in_query(caller: Caller) -> Caller:
+    """V2: ``?customer=`` names the organization; without it, the credential's own."""
+
+    async def member(request: Request, who: Principal = Depends(caller)) -> Principal:
+        customer = request.query_params.get("customer")
+        if customer is not None:
+            same_org(customer, who)
+        return who
+
+    return member
 
 
-async def query_agent(
-    request: Request, who: Annotated[Principal, Depends(agent_principal)]
-) -> Principal:
-    """V2, on the routes theeye-agent calls: an agent credential is admitted too."""
-    return _query_org(request, who)
-
-
-# People only (an agent credential answers 403), and the routes theeye-agent uses.
-Who = Annotated[Principal, Depends(customer_member)]
-WhoV2 = Annotated[Principal, Depends(query_member)]
-Agent = Annotated[Principal, Depends(customer_agent)]
-AgentV2 = Annotated[Principal, Depends(query_agent)]
+# People only (an agent credential answers 403), and the routes theeye-agent calls (an
+# agent credential is admitted too).
+Who = Annotated[Principal, Depends(org_in_path(principal))]
+WhoV2 = Annotated[Principal, Depends(org_in_query(principal))]
+Agent = Annotated[Principal, Depends(org_in_path(agent_principal))]
+AgentV2 = Annotated[Principal, Depends(org_in_query(agent_principal))]
 
 
 def need(who: Principal, credential: str) -> None:
@@ -166,18 +154,21 @@ async def agent_queue(svc: Services, who: Principal, request: Request) -> Respon
     return JSON({"jobs": jobs})
 
 
-@router.get("/{customer}/job", summary="List jobs (an agent credential: its next job)")
-async def get_jobs(request: Request, who: Agent, svc: Svc) -> Response:
+async def jobs_or_next(svc: Services, who: Principal, request: Request) -> Response:
+    """A person's list of jobs; an agent credential's next job."""
     if who.role is Role.AGENT:
         return await agent_queue(svc, who, request)
     return JSON(await list_jobs(svc, who, views.list_query(request.query_params)))
+
+
+@router.get("/{customer}/job", summary="List jobs (an agent credential: its next job)")
+async def get_jobs(request: Request, who: Agent, svc: Svc) -> Response:
+    return await jobs_or_next(svc, who, request)
 
 
 @router.get("/job", summary="List jobs (V2)")
 async def get_jobs_v2(request: Request, who: AgentV2, svc: Svc) -> Response:
-    if who.role is Role.AGENT:
-        return await agent_queue(svc, who, request)
-    return JSON(await list_jobs(svc, who, views.list_query(request.query_params)))
+    return await jobs_or_next(svc, who, request)
 
 
 async def read_job(svc: Services, who: Principal, text_id: str) -> dict[str, Any]:
