@@ -3,9 +3,12 @@ real `jobyard up` (with its local agent), and the job it starts succeeds on this
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -33,12 +36,16 @@ class UpWithAgent(Process):
         return "token:" in self.log()
 
 
-def section_block(title: str) -> str:
+def section_blocks(title: str) -> list[str]:
     text = README.read_text()
     section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
-    found = re.search(r"```sh\n(.*?)```", section, re.S)
+    found = re.findall(r"```sh\n(.*?)```", section, re.S)
     assert found, f"no sh block under {title!r}"
-    return found.group(1)
+    return found
+
+
+def section_block(title: str) -> str:
+    return section_blocks(title)[0]
 
 
 def test_the_first_job_block_runs_as_written(tmp_path: Path) -> None:
@@ -78,3 +85,57 @@ def test_the_first_job_block_runs_as_written(tmp_path: Path) -> None:
 
         job = wait_until(finished, timeout=60, what="the first job to finish")
         assert job["outcome"] == "succeeded", job
+
+
+def test_adding_machines_and_the_cli_blocks_run_as_written(tmp_path: Path) -> None:
+    """The agent block (two agents, web1 and web2, here on this machine) and the CLI block,
+    run in the directory where `jobyard up` keeps its files, as the README says."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    make_up, agents, cli, _ = section_blocks("Running commands on machines")
+    assert "make up ARGS=" in make_up
+    env = clean_env(
+        {"HOME": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    )
+    with UpWithAgent(tmp_path / ".jobyard", port) as up:
+        started = subprocess.Popen(
+            [
+                "bash",
+                "-euo",
+                "pipefail",
+                "-c",
+                agents.replace("SERVER:8400", f"127.0.0.1:{port}") + "wait",
+            ],
+            cwd=tmp_path,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            token = re.search(r"token:\s+(\S+)", up.log())
+            assert token
+            headers = {"Authorization": f"Bearer {token.group(1)}"}
+
+            def both_online() -> bool:
+                nodes = httpx.get(f"{url}/api/v1/nodes", headers=headers).json()
+                return {"web1", "web2"} <= {n["name"] for n in nodes if n["online"]}
+
+            wait_until(both_online, timeout=60, what="web1 and web2 online")
+            ran = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", cli],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert ran.returncode == 0, (ran.stdout, ran.stderr)
+            assert "job 1: complete · 2 of 2 succeeded" in ran.stdout, ran.stdout
+            assert "job 2: complete · 1 of 1 succeeded" in ran.stdout, ran.stdout
+            assert '"count": 2' in ran.stdout  # jobyard jobs -o json
+        finally:
+            os.killpg(started.pid, signal.SIGTERM)
+            started.wait(timeout=30)
