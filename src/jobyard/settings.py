@@ -27,6 +27,9 @@ class Settings:
     public_url: str = ""
     # Signs dashboard session cookies; empty: a key generated once in data_dir (one replica).
     session_secret: str = ""
+    # Seals secret values (env, arguments): Fernet keys, comma-separated, the first sealing.
+    # Empty: on SQLite a key made once in data_dir/secret.key; on PostgreSQL no secrets.
+    secret_key: str = ""
     # Agents
     heartbeat_interval: float = 5.0
     node_ttl: float = 15.0

@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from jobyard.agent.asking import InputDesk
 from jobyard.agent.journal import Journal, every_journal, server_journal
 from jobyard.agent.process import Process, kill_group, process_has_marker
+from jobyard.domain.secrets import OutputMasker, needles
 from jobyard.wire import agent as wire
 
 log = logging.getLogger("jobyard.agent")
@@ -88,6 +89,8 @@ class Run:
     sent: int = 0
     truncated: bool = False
     aborting: bool = False
+    # Per stream: masks the run's secret values, even when cut in two by a chunk boundary.
+    maskers: dict[wire.Stream, OutputMasker] = field(default_factory=dict)
 
 
 class Agent:
@@ -498,6 +501,7 @@ class Agent:
         code = await run.process.wait()
         if run.process.killed:
             await run.process.kill(self.config.abort_grace)
+        await self._flush_output(run)
         return code
 
     async def _fetch_inputs(self, run: Run, into: Path) -> dict[str, str]:
@@ -527,7 +531,20 @@ class Agent:
             shutil.rmtree(old, ignore_errors=True)
 
     async def _output(self, run: Run, stream: wire.Stream, data: str) -> None:
-        if not run.spec.capture_output or run.truncated:
+        """Send output of a run, its secret values masked (the server masks them too)."""
+        masker = run.maskers.get(stream)
+        if masker is None:
+            env = run.spec.env
+            plain = (env[n] for n in run.spec.secret_env if n in env)
+            masker = run.maskers[stream] = OutputMasker(needles(plain))
+        await self._send_output(run, stream, masker.feed(data))
+
+    async def _flush_output(self, run: Run) -> None:
+        for stream, masker in run.maskers.items():
+            await self._send_output(run, stream, masker.flush())
+
+    async def _send_output(self, run: Run, stream: wire.Stream, data: str) -> None:
+        if not data or not run.spec.capture_output or run.truncated:
             return
         room = OUTPUT_CAP - run.sent
         if len(data) > room:

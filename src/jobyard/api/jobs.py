@@ -22,6 +22,7 @@ from jobyard.domain.targets import Target
 from jobyard.service import inputs, reads
 from jobyard.service import jobs as uc
 from jobyard.service.context import Services
+from jobyard.service.secrets import merge_env
 from jobyard.store.jobs import SORTABLE, JobFilter
 from jobyard.wire.jobs import JobIn, JobOut, JobPatch, PageOut, StopIn
 
@@ -84,6 +85,8 @@ def changes_from(body: JobPatch, *, full: bool) -> dict[str, Any]:
         out["run_timeout"] = body.run_timeout if body.run_timeout is not None else 3600
     if "env" in fields or full:
         out["env"] = body.env or {}
+    if "secret_env" in fields or full:
+        out["secret_env"] = body.secret_env or {}
     if "dir" in fields or full:
         out["dir"] = body.dir
     if "capture_output" in fields or full:
@@ -105,6 +108,9 @@ def _render(svc: Services) -> Any:
 @router.post("", status_code=201, response_model=JobOut, summary="Create a job (or save a draft)")
 async def create(body: JobIn, who: Who, svc: Svc) -> Response:
     spec = spec_from(body)
+    if body.secret_env or body.env:
+        env = merge_env(svc.secrets, {}, body.env, body.secret_env)
+        spec = dataclasses.replace(spec, env=env)
     files = await inputs.job_meta(svc, who, body.input_files, body.outputs)
     if files:
         spec = dataclasses.replace(spec, meta={**spec.meta, **files})

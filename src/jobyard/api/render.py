@@ -11,6 +11,7 @@ from jobyard.api.responses import iso
 from jobyard.domain.errors import Invalid
 from jobyard.domain.outcomes import job_outcome
 from jobyard.domain.records import Event, NodeRun, Page
+from jobyard.domain.secrets import masked, secret_names
 from jobyard.service.jobs import JobView
 
 T = TypeVar("T")
@@ -48,12 +49,13 @@ def job(view: JobView, base_url: str) -> dict[str, Any]:
         "name": j.name,
         "description": j.description,
         "command": j.command,
-        "argv": j.argv,
+        "argv": masked(j.argv),
         "target": j.target,
         "nodes": view.node_names or list(j.target.get("nodes", [])),
         "quorum": j.quorum,
         "run_timeout": j.run_timeout,
-        "env": j.env,
+        "env": masked(j.env),
+        "secret_env": secret_names(j.env),
         "dir": j.dir,
         "capture_output": j.capture_output,
         "input_files": list(j.meta.get("input_files") or []),

@@ -138,6 +138,49 @@ def create_token(
     )
 
 
+@app.command("new-secret-key")
+def new_secret_key() -> None:
+    """Print a new key for JOBYARD_SECRET_KEY (a Fernet key)."""
+    from jobyard.service.secrets import new_key
+
+    typer.echo(new_key())
+
+
+@app.command("rotate-secret-key")
+def rotate_secret_key(
+    new_key: Annotated[
+        str | None,
+        typer.Option(
+            "--new-key",
+            envvar="JOBYARD_NEW_SECRET_KEY",
+            help="The new key (required when JOBYARD_SECRET_KEY sets the key; else made).",
+        ),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-seal every stored secret with a new key, in one transaction (stop the servers
+    first; start them with the new key)."""
+    from jobyard.service.secrets import rotate_key
+
+    done = run_with_services(data_dir, database_url, lambda svc: rotate_key(svc, new_key))
+    where = (
+        f"the key file {done.key_file} now holds the new key"
+        if done.key_file is not None
+        else "set JOBYARD_SECRET_KEY to the new key before starting the servers"
+    )
+    _emit(
+        as_json,
+        {
+            "resealed": done.resealed,
+            "key_id": done.key_id,
+            "key_file": str(done.key_file) if done.key_file else None,
+        },
+        f"{done.resealed} secret value(s) re-sealed with key {done.key_id}; {where}",
+    )
+
+
 chef_key = typer.Typer(
     help="Chef user and client names with the public keys their requests are signed with.",
     no_args_is_help=True,

@@ -14,6 +14,7 @@ from jobyard.domain.records import Principal
 from jobyard.service.cookies import SessionCodec
 from jobyard.service.files import FileStorage
 from jobyard.service.hub import Hub
+from jobyard.service.secrets import SecretBox
 from jobyard.settings import Settings
 from jobyard.store import Database
 
@@ -74,8 +75,11 @@ class Services:
     # What acts on every recorded event (service/observers.standard_observers unless given).
     observers: tuple[Observing, ...] = field(default_factory=lambda: _standard_observers())
     runtime: Runtime = field(default_factory=Runtime)
+    # The key that seals secret values, and the plain values of recent jobs (for masking).
+    secrets: SecretBox = field(init=False)
 
     def __post_init__(self) -> None:
+        self.secrets = SecretBox(self.settings, sqlite=self.db.is_sqlite)
         if self.storage is None:
             self.storage = FileStorage(self.settings.files_dir)
 

@@ -20,13 +20,13 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
+from jobyard.service.keyfiles import read_or_create
 from jobyard.settings import Settings
 
 MAX_AGE = 14 * 24 * 3600
@@ -152,23 +152,5 @@ class SessionCodec:
 
 def load_key(data_dir: Path) -> bytes:
     """The key in ``data_dir/session.key``, created on first use; readable by us only."""
-    path = data_dir / KEY_FILE
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    # Written aside then linked into place: a concurrent reader never sees a half-written
-    # file, and if another process won the race, its key is the one everybody uses.
-    tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex())
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
-    finally:
-        tmp.unlink()
-    return key
+    text = read_or_create(data_dir / KEY_FILE, lambda: secrets.token_bytes(32).hex())
+    return bytes.fromhex(text.strip())

@@ -41,7 +41,7 @@ async def start_jobs(svc: Services, limit: int = 200) -> int:
                         tx,
                         job.org_id,
                         node,
-                        commit_message(job, node, svc.settings.run_files_cap),
+                        commit_message(svc, job, node),
                     )
             rnd.settle()
             await persist_round(svc, tx, job, rnd, actor=None)

@@ -18,6 +18,7 @@ from jobyard.domain.records import Cluster, Event, Job, NodeRun, Page, Principal
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
+from jobyard.service.secrets import with_sealed_env
 from jobyard.service.sharing import readable_job
 from jobyard.service.transitions import admit, move_job
 from jobyard.store import Tx
@@ -361,6 +362,7 @@ async def update_job(
         job = await _visible_job(tx, who, job_id, lock=True)
         _may_change(who, job, "updating a job")
         current = spec_of(job)
+        with_sealed_env(svc.secrets, current.env, changes)
         try:
             new_spec = dataclasses.replace(current, **changes)
         except TypeError as exc:

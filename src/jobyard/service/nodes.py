@@ -194,7 +194,7 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
 def _resend(svc: Services, tx: Tx, org_id: int, node: str, status: NodeRunStatus, job: Any) -> None:
     """Send again what a node should have received for a run (after a reconnect)."""
     if status is NodeRunStatus.NEW and job.status is JobStatus.VOTING:
-        send(svc, tx, org_id, node, commit_message(job, node, svc.settings.run_files_cap))
+        send(svc, tx, org_id, node, commit_message(svc, job, node))
     elif status is NodeRunStatus.READY and job.status is JobStatus.RUNNING:
         send(svc, tx, org_id, node, command_for(job, "run"))
 

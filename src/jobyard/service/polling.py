@@ -28,6 +28,7 @@ from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.service.jobs import JobView
 from jobyard.service.rounds import load_round, persist_round
+from jobyard.service.secrets import mask_output, opened
 from jobyard.store import Tx
 
 # The incarnation a node registered by polling carries: polls have no process identity.
@@ -125,7 +126,7 @@ async def handed_job(svc: Services, who: Principal, job_id: int) -> JobView:
         runs = await tx.jobs.runs(job_id) if job is not None else []
         if job is None or all(r.status is NodeRunStatus.NEW for r in runs):
             raise NotFound(f"no job {job_id} handed to an agent")
-        return JobView(job, runs)
+        return JobView(opened(svc.secrets, job), runs)
 
 
 async def poll_next_job(svc: Services, who: Principal, node: str) -> JobView | None:
@@ -157,7 +158,7 @@ async def poll_next_job(svc: Services, who: Principal, node: str) -> JobView | N
             if rnd.run_changes or rnd.job_changes:
                 job = await persist_round(svc, tx, job, rnd, actor=node)
             if started:
-                return JobView(job, await tx.jobs.runs(job.id))
+                return JobView(opened(svc.secrets, job), await tx.jobs.runs(job.id))
     return None
 
 
@@ -212,7 +213,8 @@ async def finish_polled_job(
         if run.status is NodeRunStatus.NEW:
             raise Conflict(f"job {job_id} was not handed to node {node!r}: poll for it first")
         if job.capture_output:
-            for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            for stream, given in (("stdout", result.stdout), ("stderr", result.stderr)):
+                text = mask_output(svc.secrets, job, given)
                 if text:
                     await tx.jobs.append_output(run.id, stream, text, svc.settings.output_cap)
                     tx.after_commit(_output_publisher(svc, job.id, node, stream, text))

@@ -17,7 +17,9 @@ from jobyard.domain.jobs import JobStatus
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Job
 from jobyard.domain.rounds import JobRound, RunCopy
+from jobyard.domain.secrets import secret_names
 from jobyard.service.context import Services
+from jobyard.service.secrets import mask_output
 from jobyard.service.transitions import JobMove, RunMove, apply
 from jobyard.store import Tx
 from jobyard.wire import agent as wire
@@ -68,14 +70,17 @@ def command_for(job: Job, kind: str) -> str:
     return wire.encode(message(job=job.id, attempt=job.attempt))
 
 
-def commit_message(job: Job, node: str, files_cap: int | None = None) -> str:
+def commit_message(svc: Services, job: Job, node: str) -> str:
+    """What a node needs to run its part of ``job``: secret values opened, and named in
+    ``secret_env`` so that the agent masks them in the output it sends."""
     return wire.encode(
         wire.Commit(
             job=job.id,
             attempt=job.attempt,
             command=job.command,
-            argv=job.argv,
-            env=job.env,
+            argv=svc.secrets.plain_list(job.argv),
+            env=svc.secrets.plain_env(job.env),
+            secret_env=secret_names(job.env),
             dir=job.dir,
             run_timeout=job.run_timeout,
             capture_output=job.capture_output,
@@ -89,7 +94,7 @@ def commit_message(job: Job, node: str, files_cap: int | None = None) -> str:
                 for f in job.meta.get("input_files") or []
             ],
             outputs=job.meta.get("outputs"),
-            files_cap=files_cap,
+            files_cap=svc.settings.run_files_cap,
         )
     )
 
@@ -201,8 +206,8 @@ async def _append_output(svc: Services, tx: Tx, job: Job, output: Iterable[Repor
     for (node, stream), chunks in merged.items():
         run = await tx.jobs.run(job.id, node)
         if run is not None and run.attempt == job.attempt:
-            await tx.jobs.append_output(run.id, stream, "".join(chunks), svc.settings.output_cap)
-            data = "".join(chunks)
+            data = mask_output(svc.secrets, job, "".join(chunks))
+            await tx.jobs.append_output(run.id, stream, data, svc.settings.output_cap)
             tx.after_commit(
                 lambda node=node, stream=stream, data=data: svc.hub.publish(
                     f"output:{job.id}", (node, stream, data)

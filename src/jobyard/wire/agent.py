@@ -191,6 +191,8 @@ class Commit(JobMessage, frozen=True, kw_only=True, tag="commit"):
     command: str = ""
     argv: list[str] | None = None
     env: dict[str, str] = msgspec.field(default_factory=dict)
+    # The names in env whose values are secret: the agent masks them in the output it sends.
+    secret_env: list[str] = msgspec.field(default_factory=list)
     dir: str | None = None
     run_timeout: int | None = None
     capture_output: bool = True

@@ -168,6 +168,12 @@ class JobIn(BaseModel):
         description="Environment variables for the command.",
         examples=[{"RELEASE": "1.4.2"}],
     )
+    secret_env: dict[StrictStr, StrictStr] | None = Field(
+        default=None,
+        description="Environment variables whose values are secret: stored encrypted, shown "
+        "as •••• and masked in the output (•••• given back keeps the stored value).",
+        examples=[{"DB_PASSWORD": "s3cr3t"}],
+    )
     dir: StrictStr | None = Field(
         default=None,
         description="Working directory on the nodes (default: a fresh directory per run).",
@@ -210,6 +216,7 @@ class JobPatch(Patch):
     quorum: Int64 | StrictStr | None = None
     run_timeout: Int64 | None = None
     env: dict[StrictStr, StrictStr] | None = None
+    secret_env: dict[StrictStr, StrictStr] | None = None
     dir: StrictStr | None = None
     capture_output: StrictBool | None = None
     name: Annotated[StrictStr, Field(max_length=200)] | None = None
@@ -248,6 +255,9 @@ class JobOut(BaseModel):
     quorum: str
     run_timeout: int | None
     env: dict[str, str]
+    secret_env: list[str] = Field(
+        default=[], description="The names in env whose values are secret (shown as ••••)."
+    )
     dir: str | None
     capture_output: bool
     input_files: list[dict[str, Any]] = []
