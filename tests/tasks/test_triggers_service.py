@@ -414,6 +414,7 @@ async def test_batch_launch_writes_what_single_launches_write(
             stack=stack,
             arguments={"who": "x"},
             origin=origin,
+            box=any_svc.secrets,
         )
         (many,) = await launch_planned(any_svc, tx, [planned])
         assert one.job is not None

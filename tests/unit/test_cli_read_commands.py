@@ -29,6 +29,8 @@ ACTIONS = {
     "admin create-token",
     "admin backup",
     "admin restore",
+    "admin new-secret-key",  # prints a new key (made, not read)
+    "admin rotate-secret-key",
     "admin chef-key add",
     "admin chef-key remove",
     "task run",

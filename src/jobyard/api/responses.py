@@ -10,6 +10,8 @@ from urllib.parse import quote
 import orjson
 from starlette.responses import Response
 
+from jobyard.domain.secrets import hide_sealed
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
@@ -20,7 +22,9 @@ def _default(value: Any) -> Any:
 
 
 def dumps(content: Any) -> bytes:
-    return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    """JSON as every response sends it: a sealed secret value, should one reach a rendering,
+    is shown as ••••."""
+    return hide_sealed(orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS))
 
 
 class JSON(Response):

@@ -15,10 +15,12 @@ from jobyard.api.tasks import ident, job_out, target_in
 from jobyard.domain.chains import StackRun
 from jobyard.domain.errors import Invalid
 from jobyard.domain.records import Principal
+from jobyard.domain.secrets import masked, secret_names
 from jobyard.domain.triggers import Stack
 from jobyard.service import chains
 from jobyard.service import stacks as uc
 from jobyard.service.context import Services
+from jobyard.service.secrets import merge_env
 from jobyard.wire.jobs import JobOut, PageOut, StopIn
 from jobyard.wire.tasks import ArgumentsIn, StackIn, StackPatch
 
@@ -33,7 +35,8 @@ def stack_out(svc: Services, stack: Stack) -> dict[str, Any]:
         "name": stack.name,
         "description": stack.description,
         "target": stack.target.as_json(),
-        "env": stack.env,
+        "env": masked(stack.env),
+        "secret_env": secret_names(stack.env),
         "task_id": stack.task_id,
         "command": stack.command,
         "steps": [s.as_json() for s in stack.steps],
@@ -55,7 +58,7 @@ async def create(body: StackIn, who: Who, svc: Svc) -> Response:
         who,
         body.name,
         target,
-        env=body.env,
+        env=merge_env(svc.secrets, {}, body.env, body.secret_env),
         description=body.description,
         task_id=body.task_id,
         command=body.command,
@@ -94,6 +97,8 @@ async def patch(stack_id: str, body: StackPatch, who: Who, svc: Svc) -> Response
         changes["target"] = target_in(body.target)
     if "env" in changes:
         changes["env"] = dict(body.env or {})
+    if "secret_env" in changes:
+        changes["secret_env"] = dict(body.secret_env or {})
     if "description" in changes:
         changes["description"] = body.description or ""
     if "public" in changes:

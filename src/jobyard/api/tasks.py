@@ -14,12 +14,14 @@ from jobyard.domain.errors import Invalid
 from jobyard.domain.policies import ConcurrencyPolicy, RetryPolicy
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Principal
+from jobyard.domain.secrets import masked, secret_names
 from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Argument, Task, TaskSpec, TaskType
 from jobyard.service import hooks
 from jobyard.service import tasks as uc
 from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
+from jobyard.service.secrets import with_sealed_env
 from jobyard.wire.jobs import JobOut, PageOut, TargetIn
 from jobyard.wire.tasks import ArgumentIn, RunIn, TaskIn, TaskPatch
 
@@ -48,7 +50,7 @@ def ident(value: str, what: str) -> int:
 def job_out(svc: Services, view: JobView) -> dict[str, Any]:
     out = render.job(view, svc.settings.base_url)
     j = view.job
-    out.update(kind=j.kind, state=j.state, result=j.result, arguments=j.arguments)
+    out.update(kind=j.kind, state=j.state, result=j.result, arguments=masked(j.arguments))
     out.update(task_id=j.task_id, trigger_id=j.trigger_id)
     return out
 
@@ -65,9 +67,10 @@ def task_out(svc: Services, task: Task) -> dict[str, Any]:
         "target": s.target.as_json() if s.target is not None else None,
         "quorum": s.quorum.render(),
         "run_timeout": s.run_timeout,
-        "env": s.env,
+        "env": masked(s.env),
+        "secret_env": secret_names(s.env),
         "dir": s.dir,
-        "arguments": [a.as_json() for a in s.arguments],
+        "arguments": [masked(a.as_json()) for a in s.arguments],
         "approvers": list(s.approvers),
         "approve_label": s.approve_label,
         "reject_label": s.reject_label,
@@ -123,7 +126,7 @@ async def _converted(svc: Services, who: Principal, body: TaskIn | TaskPatch) ->
             out[field] = RetryPolicy.from_json(value)
         elif field == "concurrency":
             out[field] = ConcurrencyPolicy.from_json(value)
-        elif field == "env":
+        elif field in ("env", "secret_env"):
             out[field] = dict(value or {})
         else:
             out[field] = value
@@ -132,7 +135,9 @@ async def _converted(svc: Services, who: Principal, body: TaskIn | TaskPatch) ->
 
 @router.post("", status_code=201, summary="Define a task")
 async def create(body: TaskIn, who: Who, svc: Svc) -> Response:
-    spec = TaskSpec(**await _converted(svc, who, body))
+    given = await _converted(svc, who, body)
+    with_sealed_env(svc.secrets, {}, given)
+    spec = TaskSpec(**given)
     task = await uc.create_task(svc, who, spec)
     return JSON(
         task_out(svc, task), status_code=201, headers={"Location": f"/api/v1/tasks/{task.id}"}

@@ -14,6 +14,7 @@ from jobyard.api.tasks import ident, job_out
 from jobyard.domain.errors import Invalid
 from jobyard.domain.policies import CatchUp, ConcurrencyPolicy
 from jobyard.domain.records import Principal
+from jobyard.domain.secrets import masked
 from jobyard.domain.triggers import Fire, Trigger
 from jobyard.service import triggers as uc
 from jobyard.service.context import Services
@@ -36,7 +37,7 @@ def trigger_out(svc: Services, t: Trigger) -> dict[str, Any]:
         "overlap": t.overlap.as_json(),
         "catch_up": t.catch_up.value,
         "catch_up_window": t.catch_up_window,
-        "arguments": t.arguments,
+        "arguments": masked(t.arguments),
         "queued_for_deletion": t.do_del,
         "next_fire_at": iso(t.next_fire_at),
         "last_slot": iso(t.last_slot),

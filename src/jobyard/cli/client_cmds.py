@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -71,6 +72,21 @@ def login(
     )
 
 
+def _secret_pairs(given: list[str]) -> dict[str, str]:
+    """``NAME=value``, or ``NAME`` alone: the value of NAME in this environment (so that it
+    is not in the shell's history or the process list)."""
+    out: dict[str, str] = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep:
+            if name not in os.environ:
+                err.print(f"[red]error:[/] --secret-env {name}: {name} is not set here")
+                raise typer.Exit(2)
+            value = os.environ[name]
+        out[name] = value
+    return out
+
+
 def run(
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
     nodes: Annotated[str | None, typer.Option(help="Comma-separated node names.")] = None,
@@ -80,6 +96,14 @@ def run(
     quorum: Annotated[str | None, typer.Option(help="A count or a percentage such as 50%.")] = None,
     timeout: Annotated[int | None, typer.Option(help="run_timeout in seconds.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="NAME=value; repeat.")] = None,
+    secret_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret-env",
+            help="NAME=value, stored encrypted, shown as ••••, masked in the output; or NAME "
+            "alone to take the value from this shell's environment. Repeat.",
+        ),
+    ] = None,
     dir: Annotated[str | None, typer.Option(help="Working directory on the nodes.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the job.")] = None,
     shell: Annotated[bool, typer.Option(help="Run through /bin/sh -c (one string).")] = False,
@@ -131,6 +155,8 @@ def run(
             err.print("[red]error:[/] --env takes NAME=value")
             raise typer.Exit(2)
         body["env"] = dict(pairs)
+    if secret_env:
+        body["secret_env"] = _secret_pairs(secret_env)
     if dir:
         body["dir"] = dir
     if name:

@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from jobyard.client.http import Client
+from jobyard.domain.secrets import MASK
 from jobyard.wire.definitions import KINDS, Definitions, key_of
 
 PATHS = {
@@ -232,6 +233,9 @@ def as_file(
             id_field = next(i for i, r in refs.items() if r[0] == name)
             value = item.get(id_field)
             out[name] = _by_id(state, ref[1]).get(value) if value is not None else None
+        elif name == "secret_env":
+            # The server names its secrets; their values never leave it.
+            out[name] = {n: MASK for n in item.get(name) or []}
         elif name in ("steps", "on_failure") and kind == "stacks" and name in item:
             value = item[name]
             out[name] = (
@@ -368,7 +372,8 @@ def export(client: Client) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
         model = Definitions.model_fields[kind].annotation.__args__[0]  # type: ignore[union-attr]
-        names = [n for n in model.model_fields if n not in SERVER_FIELDS]
+        # Secret values are exported inside env as ••••, which apply reads as "keep".
+        names = [n for n in model.model_fields if n not in SERVER_FIELDS | {"secret_env"}]
         items = [as_file(kind, item, state, names) for _key, item in sorted(state[kind].items())]
         cleaned = [{k: v for k, v in i.items() if v is not None} for i in items]
         if cleaned:

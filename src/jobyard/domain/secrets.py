@@ -17,11 +17,17 @@ module holds the rules that need no key:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "••••"
 SEALED_PREFIX = "jysec:1:"
+# A sealed value inside any text (JSON, HTML, a script): Fernet tokens are url-safe base64.
+_SEALED_TEXT = re.compile(r"jysec:1:[0-9a-f]{8}:[A-Za-z0-9_\-=]+")
+_SEALED_BYTES = re.compile(_SEALED_TEXT.pattern.encode())
+_PREFIX_BYTES = SEALED_PREFIX.encode()
+_MASK_BYTES = MASK.encode()
 # Shorter values are not masked in output: one or two characters occur by chance in any text.
 MIN_MASKED = 3
 
@@ -39,6 +45,18 @@ def masked(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [masked(v) for v in value]
     return value
+
+
+def hide_sealed(body: bytes) -> bytes:
+    """A response body with any sealed value in it shown as ``MASK``: the last line of
+    defence of every rendering (a search of the bytes when there is none)."""
+    if _PREFIX_BYTES not in body:
+        return body
+    return _SEALED_BYTES.sub(_MASK_BYTES, body)
+
+
+def hide_sealed_text(text: str) -> str:
+    return _SEALED_TEXT.sub(MASK, text) if SEALED_PREFIX in text else text
 
 
 def sealed_in(value: Any) -> list[str]:

@@ -27,6 +27,7 @@ from jobyard.domain.errors import Invalid
 from jobyard.domain.jobspec import JobSpec
 from jobyard.domain.policies import ConcurrencyPolicy, RetryPolicy
 from jobyard.domain.quorum import Quorum
+from jobyard.domain.secrets import MASK, is_sealed
 from jobyard.domain.targets import Target
 
 _ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
@@ -67,6 +68,9 @@ class Argument:
     required: bool = True
     default: Any = None
     options: tuple[str, ...] = ()
+    # A secret's values (and default) are stored sealed, shown as MASK, masked in output,
+    # and given to the command in its environment only (JOBYARD_ARG_<NAME>).
+    secret: bool = False
 
     def __post_init__(self) -> None:
         where = f"arguments.{self.name}"
@@ -83,7 +87,7 @@ class Argument:
                 raise Invalid(f"argument {self.name!r} lists an option twice", where)
         elif self.options:
             raise Invalid(f"only select arguments have options ({self.name!r} is a {self.type})")
-        if self.default is not None:
+        if self.default is not None and not (self.secret and _kept(self.default)):
             object.__setattr__(self, "default", self.check(self.default))
 
     @property
@@ -146,6 +150,8 @@ class Argument:
         }
         if self.options:
             out["options"] = list(self.options)
+        if self.secret:
+            out["secret"] = True
         return out
 
     @classmethod
@@ -154,7 +160,7 @@ class Argument:
             return cls(name=data)
         if not isinstance(data, dict):
             raise Invalid("each argument is an object with at least a name", "arguments")
-        known = {"name", "type", "label", "help", "required", "default", "options"}
+        known = {"name", "type", "label", "help", "required", "default", "options", "secret"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise Invalid(
@@ -171,8 +177,9 @@ class Argument:
         if not isinstance(options, (list, tuple)) or not all(isinstance(o, str) for o in options):
             raise Invalid("options must be a list of strings", "arguments")
         required = data.get("required", True)
-        if not isinstance(required, bool):
-            raise Invalid("required must be true or false", "arguments")
+        secret = data.get("secret", False)
+        if not isinstance(required, bool) or not isinstance(secret, bool):
+            raise Invalid("required and secret are true or false", "arguments")
         return cls(
             name=data.get("name", ""),
             type=ArgType(kind),
@@ -181,7 +188,13 @@ class Argument:
             required=required,
             default=data.get("default"),
             options=tuple(options),
+            secret=secret,
         )
+
+
+def _kept(value: Any) -> bool:
+    """A sealed value (checked before it was sealed) or MASK (the stored one, kept)."""
+    return is_sealed(value) or value == MASK
 
 
 def _date(text: str, what: str, where: str) -> str:
@@ -233,6 +246,9 @@ def bind_arguments(schema: Sequence[Argument], given: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for arg in schema:
         value = given.get(arg.name)
+        if arg.secret and _kept(value):
+            out[arg.name] = value  # checked before it was sealed (MASK: the stored one)
+            continue
         if value is None or (value == "" and arg.type is not ArgType.TEXT):
             if arg.default is not None:
                 out[arg.name] = arg.default
@@ -251,15 +267,28 @@ def positional(values: Mapping[str, Any]) -> list[str]:
 
 
 def with_arguments(
-    command: str, argv: Sequence[str] | None, values: Mapping[str, Any]
+    command: str,
+    argv: Sequence[str] | None,
+    values: Mapping[str, Any],
+    schema: Sequence[Argument] = (),
 ) -> tuple[str, tuple[str, ...] | None]:
-    """The command (or argv) with the argument values appended as positional words."""
+    """The command (or argv) with the argument values appended as positional words.
+
+    A secret argument's word in a shell command is ``"$JOBYARD_ARG_<NAME>"`` (the shell reads
+    it from the environment), so the stored command never holds the value; in an argv it is
+    the sealed value itself, opened only in what the node receives.
+    """
     words = positional(values)
     if argv is not None:
         return "", (*argv, *words)
     if not words:
         return command, None
-    return command + " " + " ".join(shlex.quote(w) for w in words), None
+    secret = {a.name: a.env_name for a in schema if a.secret}
+    quoted = [
+        f'"${secret[name]}"' if name in secret else shlex.quote(word)
+        for name, word in zip(values, words, strict=True)
+    ]
+    return command + " " + " ".join(quoted), None
 
 
 def argument_env(schema: Sequence[Argument], values: Mapping[str, Any]) -> dict[str, str]:
@@ -345,7 +374,7 @@ def job_spec(
             f"task {task.name!r} has no target: give one when running it, or run it on a stack",
             "target",
         )
-    command, argv = with_arguments(task.command, task.argv, values)
+    command, argv = with_arguments(task.command, task.argv, values, task.arguments)
     return JobSpec(
         target=where,
         command=command,

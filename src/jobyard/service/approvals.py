@@ -32,6 +32,7 @@ from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Job, Principal
+from jobyard.domain.secrets import masked
 from jobyard.domain.tasks import (
     Argument,
     Hold,
@@ -45,6 +46,7 @@ from jobyard.domain.tasks import (
 from jobyard.service.context import Services
 from jobyard.service.events import record, record_job_event
 from jobyard.service.jobs import JobView, release_job
+from jobyard.service.secrets import seal_arguments
 from jobyard.service.transitions import move_job
 from jobyard.store import Tx
 
@@ -128,8 +130,10 @@ async def give_input(svc: Services, who: Principal, job_id: int, arguments: Any)
 async def _start_with_input(svc: Services, tx: Tx, who: Principal, job: Job, arguments: Any) -> Job:
     task = await tx.tasks.get(job.org_id, job.task_id) if job.task_id else None
     schema = task.spec.arguments if task is not None else ()
-    values = bind_arguments(schema, arguments)
-    command, argv = with_arguments("" if job.argv is not None else job.command, job.argv, values)
+    values = seal_arguments(svc.secrets, schema, bind_arguments(schema, arguments))
+    command, argv = with_arguments(
+        "" if job.argv is not None else job.command, job.argv, values, schema
+    )
     await tx.jobs.update(
         job.id,
         {
@@ -140,7 +144,9 @@ async def _start_with_input(svc: Services, tx: Tx, who: Principal, job: Job, arg
         },
     )
     await tx.task_runs.set_hold(job.id, None)
-    await record_job_event(svc, tx, job, "input.given", actor=who.actor, data={"arguments": values})
+    await record_job_event(
+        svc, tx, job, "input.given", actor=who.actor, data={"arguments": masked(values)}
+    )
     refreshed = await tx.jobs.get_any(job.id)
     assert refreshed is not None
     return await release_job(svc, tx, refreshed, who.actor)
@@ -150,7 +156,7 @@ async def _answer(
     svc: Services, tx: Tx, who: Principal, job: Job, request: InputRequest, arguments: Any
 ) -> None:
     fields = tuple(Argument.from_json(f) for f in request.fields)
-    values = bind_arguments(fields, arguments)
+    values = seal_arguments(svc.secrets, fields, bind_arguments(fields, arguments))
     now = svc.clock.now()
     closed = await tx.task_runs.close_input(
         request.id,
@@ -170,7 +176,7 @@ async def _answer(
         "input.given",
         actor=who.actor,
         node_name=request.node_name,
-        data={"request_id": request.id, "arguments": values},
+        data={"request_id": request.id, "arguments": masked(values)},
         now=now,
     )
     message = {
@@ -179,7 +185,7 @@ async def _answer(
         "node": request.node_name,
         "attempt": request.attempt,
         "status": InputStatus.ANSWERED.value,
-        "values": values,
+        "values": svc.secrets.plain_env(values),  # for the command that asked
     }
     tx.after_commit(_publisher(svc, job.id, message))
 

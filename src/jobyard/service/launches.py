@@ -27,12 +27,14 @@ from jobyard.domain.policies import (
     on_busy_nodes,
 )
 from jobyard.domain.records import Job
+from jobyard.domain.secrets import masked
 from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Hold, Task, TaskType, bind_arguments, job_spec
 from jobyard.domain.triggers import Stack, Trigger
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
 from jobyard.service.jobs import abort_job, add_job, placement
+from jobyard.service.secrets import SecretBox, seal_arguments
 from jobyard.service.transitions import admit, move_job
 from jobyard.store import Tx
 
@@ -200,9 +202,11 @@ def job_row(
     stack: Stack | None,
     arguments: Any,
     origin: Origin,
+    box: SecretBox,
     target: Target | None = None,
 ) -> tuple[TaskType, dict[str, Any], dict[str, Any]]:
-    """The kind of run, its checked argument values, and the job columns it makes."""
+    """The kind of run, its checked argument values (secret ones sealed), and the job
+    columns it makes."""
     if task is None and stack is None:
         raise Invalid("nothing to run: give a task or a stack", "task")
     kind = task.type if task is not None else TaskType.SCRIPT
@@ -216,7 +220,7 @@ def job_row(
             )
         values: dict[str, Any] = {}
     else:
-        values = bind_arguments(schema, arguments)
+        values = seal_arguments(box, schema, bind_arguments(schema, arguments))
     name = _name(task, stack, origin.trigger)
     if kind.runs_command:
         spec = _script_spec(task, stack, {} if kind is TaskType.INPUT else values, target, name)
@@ -289,7 +293,7 @@ async def launch(
     ``refuse="skip"`` turns a refusal by a concurrency policy into a skipped launch (what a
     trigger wants) instead of a Conflict (what a person starting a run wants).
     """
-    kind, values, row = job_row(task, stack, arguments, origin, target)
+    kind, values, row = job_row(task, stack, arguments, origin, svc.secrets, target)
 
     hold: Hold | None = None
     then: JobStatus = JobStatus.NEW
@@ -356,7 +360,7 @@ async def _announce(
                 "requested_by": origin.created_by,
                 "approve_label": task.spec.approve_label,
                 "reject_label": task.spec.reject_label,
-                "arguments": values,
+                "arguments": masked(values),
                 "approve_url": svc.url(f"/api/v1/jobs/{job.id}/approve"),
                 "reject_url": svc.url(f"/api/v1/jobs/{job.id}/reject"),
             },
@@ -386,7 +390,7 @@ async def _announce(
                 **base,
                 "message": task.spec.message or f"Task {task.name} ran",
                 "recipients": list(task.spec.recipients),
-                "arguments": values,
+                "arguments": masked(values),
             },
         )
         done = await move_job(
@@ -457,9 +461,10 @@ async def plan_launch(
     stack: Stack | None,
     arguments: Any,
     origin: Origin,
+    box: SecretBox,
 ) -> Planned:
     """Check and place one run of a batch; raises what ``launch`` would."""
-    _, _, row = job_row(task, stack, arguments, origin)
+    _, _, row = job_row(task, stack, arguments, origin, box)
     nodes, place = await places.of(org_id, row["target"])
     return Planned(org_id, task, stack, origin, row, nodes, place)
 

@@ -33,6 +33,7 @@ from jobyard.domain.secrets import (
     needles,
     sealed_in,
 )
+from jobyard.domain.tasks import Argument, TaskSpec
 from jobyard.service.keyfiles import read_or_create
 from jobyard.service.keyfiles import replace as replace_file
 from jobyard.settings import Settings
@@ -82,6 +83,8 @@ class SecretBox:
         self._keys: dict[str, Fernet] | None = None
         self._current: str | None = None
         self._plain: OrderedDict[tuple[str, ...], tuple[str, ...]] = OrderedDict()
+        # Opened values of recent jobs: a job's commit goes to each of its nodes.
+        self._opened: OrderedDict[str, str] = OrderedDict()
 
     @property
     def key_file(self) -> Path:
@@ -108,6 +111,7 @@ class SecretBox:
     def reload(self) -> None:
         self._keys = None
         self._plain.clear()
+        self._opened.clear()
 
     def _load(self, *, create: bool) -> dict[str, Fernet]:
         if self._keys is None or (create and self._current is None):
@@ -130,6 +134,15 @@ class SecretBox:
     def open(self, sealed: str) -> str:
         if not is_sealed(sealed):
             return sealed
+        plain = self._opened.get(sealed)
+        if plain is None:
+            plain = self._open(sealed)
+            self._opened[sealed] = plain
+            if len(self._opened) > _CACHE:
+                self._opened.popitem(last=False)
+        return plain
+
+    def _open(self, sealed: str) -> str:
         kid, _, token = sealed[len(SEALED_PREFIX) :].partition(":")
         fernet = self._load(create=False).get(kid)
         if fernet is None:  # the key file may have been rotated under us
@@ -213,6 +226,63 @@ def with_sealed_env(box: SecretBox, stored: Mapping[str, Any], changes: dict[str
     else:
         plain = {k: v for k, v in stored.items() if not is_sealed(v)}
     changes["env"] = merge_env(box, stored, plain, secret)
+
+
+def seal_arguments(
+    box: SecretBox,
+    schema: Sequence[Argument],
+    given: Any,
+    stored: Any = None,
+) -> Any:
+    """Argument values (by name or by position) with those of secret arguments sealed.
+
+    ``MASK`` keeps the value ``stored`` for that argument (given the same way); values
+    sealed already stay as they are.
+    """
+    if given is None or not any(a.secret for a in schema):
+        return given
+    names = [a.name for a in schema]
+    secret = {a.name for a in schema if a.secret}
+    by_name = dict(zip(names, given, strict=False)) if isinstance(given, list) else given
+    if not isinstance(by_name, Mapping):
+        return given  # refused by bind_arguments
+    before = stored if isinstance(stored, Mapping) else {}
+    if isinstance(stored, list):
+        before = dict(zip(names, stored, strict=False))
+    out: dict[str, Any] = {}
+    for name, value in by_name.items():
+        if name not in secret or value is None or is_sealed(value):
+            out[name] = value
+        elif value == MASK:
+            if not is_sealed(before.get(name)):
+                raise Invalid(
+                    f"arguments.{name}: give the value ({MASK} keeps a stored secret, and "
+                    "there is none)",
+                    f"arguments.{name}",
+                )
+            out[name] = before[name]
+        else:
+            out[name] = box.seal(str(value))
+    return [out[n] for n in names[: len(given)]] if isinstance(given, list) else out
+
+
+def seal_defaults(box: SecretBox, spec: TaskSpec, stored: TaskSpec | None) -> TaskSpec:
+    """``spec`` with the defaults of its secret arguments sealed (``MASK``: the default
+    ``stored`` for the argument of that name)."""
+    if not any(a.secret and a.default is not None for a in spec.arguments):
+        return spec
+    before = {a.name: a.default for a in stored.arguments} if stored is not None else {}
+    kept = seal_arguments(
+        box,
+        spec.arguments,
+        {a.name: a.default for a in spec.arguments if a.secret and a.default is not None},
+        before,
+    )
+    arguments = tuple(
+        dataclasses.replace(a, default=kept[a.name]) if a.name in kept else a
+        for a in spec.arguments
+    )
+    return dataclasses.replace(spec, arguments=arguments)
 
 
 def opened(box: SecretBox, job: Job) -> Job:

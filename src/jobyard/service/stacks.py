@@ -22,6 +22,7 @@ from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
 from jobyard.service.launches import Origin
 from jobyard.service.schedules import event, may_change
+from jobyard.service.secrets import with_sealed_env
 from jobyard.store import Tx
 
 
@@ -176,6 +177,7 @@ _STACK_FIELDS = {
     "name",
     "target",
     "env",
+    "secret_env",
     "description",
     "task_id",
     "command",
@@ -196,6 +198,7 @@ async def update_stack(
     async with svc.db.begin() as tx:
         stack = await _stack(tx, who, stack_id)
         may_change(who, stack.created_by, f"stack {stack_id}", "changing a stack")
+        with_sealed_env(svc.secrets, stack.env, changes)
         chained: dict[str, Any] = {}
         if "steps" in changes or "on_failure" in changes:
             steps = (

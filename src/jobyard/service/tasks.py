@@ -19,6 +19,7 @@ from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.service.jobs import JobView
 from jobyard.service.launches import Origin, launch
+from jobyard.service.secrets import seal_defaults, with_sealed_env
 from jobyard.store import Tx
 from jobyard.store.tasks import task_values
 
@@ -90,6 +91,7 @@ async def _check_people(tx: Tx, org_id: int, spec: TaskSpec) -> None:
 
 async def create_task(svc: Services, who: Principal, spec: TaskSpec) -> Task:
     require(who.role, Role.USER, "creating a task")
+    spec = seal_defaults(svc.secrets, spec, None)
     now = svc.clock.now()
     async with svc.db.begin() as tx:
         if await tx.tasks.by_name(who.org_id, spec.name) is not None:
@@ -137,10 +139,12 @@ async def update_task(svc: Services, who: Principal, task_id: int, changes: dict
     async with svc.db.begin() as tx:
         task = await task_of(tx, who, task_id, lock=True)
         may_change(who, task, "changing a task")
+        with_sealed_env(svc.secrets, task.spec.env, changes)
         try:
             spec = dataclasses.replace(task.spec, **changes)
         except TypeError as exc:
             raise Invalid(f"unknown field in the change: {exc}") from None
+        spec = seal_defaults(svc.secrets, spec, task.spec)
         if spec.name != task.name and await tx.tasks.by_name(who.org_id, spec.name):
             raise Conflict(f"a task named {spec.name!r} exists already")
         await _check_people(tx, who.org_id, spec)

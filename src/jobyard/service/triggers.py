@@ -49,6 +49,7 @@ from jobyard.service.launches import (
     wake_scheduler,
 )
 from jobyard.service.schedules import may_change
+from jobyard.service.secrets import seal_arguments
 from jobyard.store import Tx
 
 log = logging.getLogger("jobyard.scheduler")
@@ -183,7 +184,9 @@ async def create_trigger(
         schedule = await tx.schedules.get(who.org_id, schedule_id)
         if schedule is None:
             raise NotFound(f"no schedule {schedule_id}")
-        await _what(tx, who.org_id, task_id, stack_id, arguments)
+        task, _ = await _what(tx, who.org_id, task_id, stack_id, arguments)
+        if task is not None:
+            arguments = seal_arguments(svc.secrets, task.spec.arguments, arguments)
         if name is not None and await tx.triggers.by_name(who.org_id, name):
             raise Conflict(f"a trigger named {name!r} exists already")
         trigger = await tx.triggers.insert(
@@ -282,7 +285,12 @@ async def update_trigger(
         schedule = await tx.schedules.get(who.org_id, merged.schedule_id)
         if schedule is None:
             raise NotFound(f"no schedule {merged.schedule_id}")
-        await _what(tx, who.org_id, merged.task_id, merged.stack_id, merged.arguments)
+        task, _ = await _what(tx, who.org_id, merged.task_id, merged.stack_id, merged.arguments)
+        if task is not None:
+            sealed = seal_arguments(
+                svc.secrets, task.spec.arguments, merged.arguments, trigger.arguments
+            )
+            merged = dataclasses.replace(merged, arguments=sealed)
         next_fire = trigger.next_fire_at
         if not merged.enabled:
             next_fire = None
@@ -500,6 +508,7 @@ async def fire_due(
                             stack=stack,
                             arguments=trigger.arguments,
                             origin=_origin(trigger),
+                            box=svc.secrets,
                         )
                     except JobyardError as exc:
                         await done(fire_id, trigger, slot, None, exc.detail)

@@ -7,7 +7,9 @@ import re
 from typing import Any
 
 from jobyard.domain.errors import Invalid
+from jobyard.domain.secrets import MASK, is_sealed, secret_names
 from jobyard.domain.targets import Target
+from jobyard.service.secrets import merge_env
 from jobyard.web.page import Page
 from jobyard.wire.values import unstorable
 
@@ -77,7 +79,23 @@ def env_from(text: str) -> dict[str, str]:
 
 
 def env_text(env: dict[str, str]) -> str:
-    return "\n".join(f"{k}={v}" for k, v in env.items())
+    """The plain variables, as the form shows them (secrets are in ``secret_env_text``)."""
+    return "\n".join(f"{k}={v}" for k, v in env.items() if not is_sealed(v))
+
+
+def secret_env_text(env: dict[str, str]) -> str:
+    """The secret variables, each shown as ``NAME=••••`` (which keeps it when saved)."""
+    return "\n".join(f"{k}={MASK}" for k in secret_names(env))
+
+
+def env_of_form(page: Page, stored: dict[str, str]) -> dict[str, str]:
+    """The environment the form gives, secret values sealed (``••••`` keeps one stored)."""
+    return merge_env(
+        page.svc.secrets,
+        stored,
+        env_from(raw_field(page, "env")),
+        env_from(raw_field(page, "secret_env")),
+    )
 
 
 def target_from(page: Page, *, optional: bool = False) -> Target | None:

@@ -23,7 +23,14 @@ from jobyard.service import tasks as task_uc
 from jobyard.service.context import Services
 from jobyard.store.jobs import JobFilter
 from jobyard.web import timeline
-from jobyard.web.forms import env_from, env_text, int_field, raw_field, target_from, target_values
+from jobyard.web.forms import (
+    env_of_form,
+    env_text,
+    int_field,
+    raw_field,
+    target_from,
+    target_values,
+)
 from jobyard.web.page import Page, PageRoute, Poster, Viewer, path_id
 from jobyard.web.waiting import waiting
 
@@ -126,7 +133,7 @@ def spec_from_form(page: Page) -> JobSpec:
         description=page.field("description"),
         quorum=Quorum.parse(page.field("quorum") or None),
         run_timeout=DEFAULT_RUN_TIMEOUT if timeout is None else timeout,
-        env=env_from(raw_field(page, "env")),
+        env=env_of_form(page, {}),
         dir=page.field("dir") or None,
         capture_output=page.field("capture_output") == "1",
     )
@@ -147,6 +154,7 @@ def form_values(job: Job | None = None) -> dict[str, str]:
             "name": "",
             "description": "",
             "env": "",
+            "secret_env": "",
             "dir": "",
             "capture_output": "1",
             "allow_unknown_nodes": "",
@@ -159,6 +167,7 @@ def form_values(job: Job | None = None) -> dict[str, str]:
         "name": job.name or "",
         "description": job.description,
         "env": env_text(job.env),
+        "secret_env": "",  # a new job: its secrets are typed again
         "dir": job.dir or "",
         "capture_output": "1" if job.capture_output else "",
         "allow_unknown_nodes": "",
@@ -197,6 +206,7 @@ async def new_job(page: Viewer, again: int | None = None) -> Response:
 async def start_job(page: Poster) -> Response:
     values = {k: page.field(k) for k in form_values()}
     values["env"] = raw_field(page, "env")
+    values["secret_env"] = raw_field(page, "secret_env")
     try:
         spec = spec_from_form(page)
         allow = page.field("allow_unknown_nodes") == "1" or page.svc.settings.allow_unknown_nodes

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 
 from jobyard import __version__
 from jobyard.domain.outcomes import STATUS_TONE, job_outcome
+from jobyard.domain.secrets import hide_sealed_text
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -138,5 +139,7 @@ def html(
     body: str, *, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> HTMLResponse:
     return HTMLResponse(
-        body, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})}
+        hide_sealed_text(body),
+        status_code=status_code,
+        headers={**SECURITY_HEADERS, **(headers or {})},
     )

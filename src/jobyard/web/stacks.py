@@ -18,9 +18,10 @@ from jobyard.service import nodes as node_uc
 from jobyard.service import stacks as uc
 from jobyard.service import tasks as task_uc
 from jobyard.web.forms import (
-    env_from,
+    env_of_form,
     env_text,
     raw_field,
+    secret_env_text,
     target_from,
     target_values,
     target_words,
@@ -39,6 +40,7 @@ def _empty_values() -> dict[str, str]:
         "description": "",
         **target_values(None),
         "env": "",
+        "secret_env": "",
         "task_id": "",
         "command": "",
         "steps": "",
@@ -90,17 +92,18 @@ async def stacks(page: Viewer) -> Response:
 def _posted(page: Page) -> dict[str, str]:
     values = {k: page.field(k) for k in _empty_values()}
     values["env"] = raw_field(page, "env")
+    values["secret_env"] = raw_field(page, "secret_env")
     values["steps"] = raw_field(page, "steps")
     return values
 
 
-def _changes(page: Page, values: dict[str, str]) -> dict[str, Any]:
+def _changes(page: Page, values: dict[str, str], stored: dict[str, str]) -> dict[str, Any]:
     target = target_from(page)
     return {
         "name": values["name"],
         "description": values["description"],
         "target": target,
-        "env": env_from(values["env"]),
+        "env": env_of_form(page, stored),
         "task_id": path_id(values["task_id"], "task") if values["task_id"] else None,
         "command": values["command"] or None,
         **_steps_from(values["steps"]),
@@ -122,7 +125,7 @@ def _steps_from(text: str) -> dict[str, Any]:
 async def create_stack(page: Poster) -> Response:
     values = _posted(page)
     try:
-        changes = _changes(page, values)
+        changes = _changes(page, values, {})
         await uc.create_stack(
             page.svc,
             page.user,
@@ -147,6 +150,7 @@ def stack_values(stack: Stack) -> dict[str, str]:
         "description": stack.description,
         **target_values(stack.target.as_json()),
         "env": env_text(stack.env),
+        "secret_env": secret_env_text(stack.env),
         "task_id": "" if stack.task_id is None else str(stack.task_id),
         "command": stack.command or "",
         "steps": json.dumps(
@@ -171,7 +175,7 @@ async def update_stack(page: Poster, stack_id: str) -> Response:
     stack = await uc.get_stack(page.svc, page.user, path_id(stack_id, "stack"))
     values = _posted(page)
     try:
-        await uc.update_stack(page.svc, page.user, stack.id, _changes(page, values))
+        await uc.update_stack(page.svc, page.user, stack.id, _changes(page, values, stack.env))
     except JobyardError as exc:
         return await _stacks_page(
             page,

@@ -20,11 +20,12 @@ from jobyard.service import clusters as cluster_uc
 from jobyard.service import nodes as node_uc
 from jobyard.service import tasks as uc
 from jobyard.web.forms import (
-    env_from,
+    env_of_form,
     env_text,
     int_field,
     number_field,
     raw_field,
+    secret_env_text,
     storable,
     target_from,
     target_values,
@@ -102,7 +103,7 @@ def _arguments(text: str) -> tuple[Argument, ...]:
     return tuple(Argument.from_json(a) for a in data)
 
 
-def spec_from_form(page: Page) -> TaskSpec:
+def spec_from_form(page: Page, stored: dict[str, str]) -> TaskSpec:
     """The task the form describes; Invalid naming the field when a value is wrong."""
     raw_type = page.field("type") or "script"
     if raw_type not in TaskType.__members__.values():
@@ -123,7 +124,7 @@ def spec_from_form(page: Page) -> TaskSpec:
         target=target_from(page, optional=True) if kind.runs_command else None,
         quorum=Quorum.parse(page.field("quorum") or None),
         run_timeout=timeout if timeout is not None else 3600,
-        env=env_from(raw_field(page, "env")) if kind.runs_command else {},
+        env=env_of_form(page, stored) if kind.runs_command else {},
         dir=(page.field("dir") or None) if kind.runs_command else None,
         arguments=_arguments(raw_field(page, "arguments")),
         approvers=_people(page, "approvers") if kind is TaskType.APPROVAL else (),
@@ -155,6 +156,7 @@ def form_values(task: Task | None) -> dict[str, Any]:
             "quorum": "100%",
             "run_timeout": "3600",
             "env": "",
+            "secret_env": "",
             "dir": "",
             "arguments": "",
             "approvers": [],
@@ -179,6 +181,7 @@ def form_values(task: Task | None) -> dict[str, Any]:
         "quorum": spec.quorum.render(),
         "run_timeout": "" if spec.run_timeout is None else str(spec.run_timeout),
         "env": env_text(spec.env),
+        "secret_env": secret_env_text(spec.env),
         "dir": spec.dir or "",
         "arguments": json.dumps([a.as_json() for a in spec.arguments], indent=1)
         if spec.arguments
@@ -201,6 +204,7 @@ def form_values(task: Task | None) -> dict[str, Any]:
 def _posted_values(page: Page) -> dict[str, Any]:
     values: dict[str, Any] = {k: page.field(k) for k in form_values(None)}
     values["env"] = raw_field(page, "env")
+    values["secret_env"] = raw_field(page, "secret_env")
     values["arguments"] = raw_field(page, "arguments")
     for name in ("approvers", "recipients"):
         posted = page.form.getlist(name) if page.form else []
@@ -248,7 +252,7 @@ async def new_task(page: Viewer) -> Response:
 @router.post("/tasks")
 async def create_task(page: Poster) -> Response:
     try:
-        task = await uc.create_task(page.svc, page.user, spec_from_form(page))
+        task = await uc.create_task(page.svc, page.user, spec_from_form(page, {}))
     except JobyardError as exc:
         return await _form_page(
             page,
@@ -271,7 +275,7 @@ async def update_task(page: Poster, task_id: str) -> Response:
     tid = path_id(task_id, "task")
     task = await uc.get_task(page.svc, page.user, tid)
     try:
-        spec = spec_from_form(page)
+        spec = spec_from_form(page, task.spec.env)
         changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)}
         await uc.update_task(page.svc, page.user, tid, changes)
     except JobyardError as exc:

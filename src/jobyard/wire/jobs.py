@@ -25,6 +25,8 @@ JOB = {
     "quorum": "How many nodes must accept before it runs: a count or a percentage.",
     "run_timeout": "Seconds a node may run the command before it is killed.",
     "env": "Environment variables for the command.",
+    "secret_env": "Environment variables whose values are secret: stored encrypted, shown as "
+    "•••• and masked in the output (•••• given back keeps the stored value).",
     "dir": "Working directory on the nodes (default: a fresh directory per run).",
     "capture_output": "Keep the nodes' stdout and stderr.",
     "name": "A name to find the job by.",

@@ -23,12 +23,15 @@ ARGUMENT = {
     "required": "Whether a run must give it (else its default, or nothing).",
     "default": "Its value when a run gives none.",
     "options": "The choices of a select.",
+    "secret": "Whether its values are secret: stored encrypted, shown as ••••, masked in the "
+    "output, given to the command in its environment (a shell command reads "
+    '"$JOBYARD_ARG_<NAME>").',
 }
 
 ARGUMENT_VALUES = "Argument values by name, or a list by position."
 
 TASK = {
-    **{k: JOB[k] for k in ("command", "argv", "quorum", "env", "dir", "description")},
+    **{k: JOB[k] for k in ("command", "argv", "quorum", "env", "secret_env", "dir", "description")},
     "name": "The task's name, unique in the organization.",
     "type": "script (runs a command), approval, input or notification.",
     "target": "Where its runs go by default: {nodes, cluster, tags, count}.",
@@ -62,6 +65,7 @@ STACK = {
     "description": "Free text shown with the stack.",
     "target": "Where it runs: {nodes, cluster, tags, count}.",
     "env": "Environment variables for every run.",
+    "secret_env": JOB["secret_env"],
     "task_id": "The task it runs (or give command, or steps).",
     "command": "A shell command it runs itself, without a task.",
     "steps": "A chain: steps run one after the other ({task, arguments, target, on_failure}).",
@@ -93,6 +97,7 @@ class ArgumentIn(BaseModel):
     required: StrictBool = True
     default: JsonValue = None
     options: list[StrictStr] | None = None
+    secret: StrictBool = False
 
 
 @described(TASK)
@@ -125,6 +130,7 @@ class TaskIn(BaseModel):
     quorum: Int64 | StrictStr | None = None
     run_timeout: Int64 | None = 3600
     env: dict[StrictStr, StrictStr] = {}
+    secret_env: dict[StrictStr, StrictStr] = {}
     dir: StrictStr | None = None
     arguments: list[ArgumentIn | StrictStr] = []
     approvers: list[Int64 | StrictStr] = []
@@ -168,6 +174,7 @@ class TaskPatch(Patch):
     quorum: Int64 | StrictStr | None = None
     run_timeout: Int64 | None = None
     env: dict[StrictStr, StrictStr] | None = None
+    secret_env: dict[StrictStr, StrictStr] | None = None
     dir: StrictStr | None = None
     arguments: list[ArgumentIn | StrictStr] | None = None
     approvers: list[Int64 | StrictStr] | None = None
@@ -267,6 +274,7 @@ class StackIn(BaseModel):
     description: Text = ""
     target: TargetIn
     env: dict[StrictStr, StrictStr] = {}
+    secret_env: dict[StrictStr, StrictStr] = {}
     task_id: Int64 | None = None
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
     # Checked by the stack rules (domain.chains), which name the wrong step.
@@ -283,6 +291,7 @@ class StackPatch(Patch):
     description: Text | None = None
     target: TargetIn | None = None
     env: dict[StrictStr, StrictStr] | None = None
+    secret_env: dict[StrictStr, StrictStr] | None = None
     task_id: Int64 | None = None
     command: Annotated[StrictStr, Field(max_length=65536)] | None = None
     steps: list[JsonValue] | None = None
