@@ -164,3 +164,39 @@ def test_the_schema_is_published(tmp_path: Path) -> None:
     schema = yaml.safe_load(out)
     assert schema["title"] == "jobyard definitions"
     assert set(schema["properties"]) == {"schedules", "tasks", "stacks", "triggers", "webhooks"}
+
+
+SECRET_OPS = """\
+tasks:
+  - name: deploy
+    command: ./deploy.sh
+    target: {nodes: [web1]}
+    env: {STAGE: prod}
+    secret_env: {API_KEY: apply-canary-0c4d}
+    arguments:
+      - {name: token, secret: true, default: apply-canary-77ab}
+"""
+
+
+def test_export_shows_secrets_as_a_mask_and_applying_it_keeps_them(tmp_path: Path) -> None:
+    files = tmp_path / "defs"
+    files.mkdir()
+    (files / "ops.yaml").write_text(SECRET_OPS)
+    with Server(tmp_path / "server") as server:
+        _, _, token = bootstrap_admin(server)
+        code, out = _cli(server, token, "apply", "-f", str(files))
+        assert code == 0, out
+        exported = tmp_path / "export.yaml"
+        code, out = _cli(server, token, "export", "-o", str(exported))
+        assert code == 0, out
+        text = exported.read_text()
+        assert "apply-canary" not in text
+        task = yaml.safe_load(text)["tasks"][0]
+        assert task["env"] == {"STAGE": "prod", "API_KEY": "••••"}
+        assert task["arguments"][0]["default"] == "••••" and task["arguments"][0]["secret"]
+        code, out = _cli(server, token, "apply", "-f", str(exported))
+        assert code == 0 and "no changes" in out, out
+        with server.client(token) as api:
+            stored = api.get("/api/v1/tasks/by-name/deploy").json()
+        assert stored["secret_env"] == ["API_KEY"]
+        assert stored["arguments"][0]["default"] == "••••"
