@@ -112,3 +112,31 @@ async def test_a_trigger_keeps_secret_arguments_sealed(
         stored = await tx.jobs.get_any(r.json()["id"])
     assert stored is not None
     assert orjson.loads(commit_message(ssvc, stored, "n"))["env"]["JOBYARD_ARG_TOKEN"] == CANARY
+
+
+async def test_a_chain_step_keeps_secret_arguments_sealed(
+    ssvc: Services, sclient: httpx.AsyncClient, sfactory: Factory
+) -> None:
+    admin = await sfactory.account(await sfactory.org("acme"))
+    h = admin.headers
+    r = await sclient.post(
+        "/api/v1/tasks",
+        json={"name": "t", "command": "true", "arguments": [{"name": "token", "secret": True}]},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    body = {
+        "name": "chain",
+        "target": {"nodes": ["n"]},
+        "steps": [{"task": "t", "arguments": {"token": CANARY}}],
+    }
+    r = await sclient.post("/api/v1/stacks", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["steps"][0]["arguments"] == {"token": MASK}
+    assert CANARY not in await dump(ssvc)
+    r = await sclient.post(f"/api/v1/stacks/{r.json()['id']}/run", headers=h)
+    assert r.status_code == 201, r.text
+    async with ssvc.db.read() as tx:
+        stored = await tx.jobs.get_any(r.json()["id"])
+    assert stored is not None
+    assert orjson.loads(commit_message(ssvc, stored, "n"))["env"]["JOBYARD_ARG_TOKEN"] == CANARY

@@ -39,7 +39,7 @@ def stack_out(svc: Services, stack: Stack) -> dict[str, Any]:
         "secret_env": secret_names(stack.env),
         "task_id": stack.task_id,
         "command": stack.command,
-        "steps": [s.as_json() for s in stack.steps],
+        "steps": [masked(s.as_json()) for s in stack.steps],
         "on_failure": stack.on_failure.as_json() if stack.on_failure else None,
         "public": stack.public,
         "created_by": stack.created_by,

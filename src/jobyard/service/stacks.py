@@ -22,7 +22,7 @@ from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
 from jobyard.service.launches import Origin
 from jobyard.service.schedules import event, may_change
-from jobyard.service.secrets import with_sealed_env
+from jobyard.service.secrets import SecretBox, seal_arguments, with_sealed_env
 from jobyard.store import Tx
 
 
@@ -56,23 +56,26 @@ async def _check_stack(
         )
 
 
-async def resolve_step(tx: Tx, who: Principal, given: StepIn, where: str) -> Step:
+async def resolve_step(tx: Tx, who: Principal, given: StepIn, where: str, box: SecretBox) -> Step:
     """A step as stored: its task by id (a name is looked up), its arguments checked
-    against the task (values read from the previous step are checked when it runs)."""
+    against the task (values read from the previous step are checked when it runs) and
+    the values of its secret arguments sealed."""
     if isinstance(given.task, int):
         task = await tx.tasks.get(who.org_id, given.task)
     else:
         task = await tx.tasks.by_name(who.org_id, given.task)
     if task is None:
         raise NotFound(f"{where}: no task {given.task!r}")
-    if not references(given.arguments):
+    arguments = given.arguments
+    if not references(arguments):
         try:
-            bind_arguments(task.spec.arguments, given.arguments)
+            bind_arguments(task.spec.arguments, arguments)
+            arguments = seal_arguments(box, task.spec.arguments, arguments)
         except Invalid as exc:
             raise Invalid(f"{where} ({task.name}): {exc.detail}", where) from None
     return Step(
         task_id=task.id,
-        arguments=given.arguments,
+        arguments=arguments,
         target=given.target,
         on_failure=given.on_failure,
         name=given.name,
@@ -80,7 +83,7 @@ async def resolve_step(tx: Tx, who: Principal, given: StepIn, where: str) -> Ste
 
 
 async def chain_in(
-    tx: Tx, who: Principal, steps: Any, on_failure: Any
+    tx: Tx, who: Principal, steps: Any, on_failure: Any, box: SecretBox
 ) -> tuple[tuple[Step, ...], Step | None]:
     """Check and resolve a chain as given in a request (``steps`` None: no chain)."""
     if steps is None:
@@ -90,12 +93,12 @@ async def chain_in(
             )
         return (), None
     resolved = [
-        await resolve_step(tx, who, s, f"steps[{i}]") for i, s in enumerate(parse_steps(steps))
+        await resolve_step(tx, who, s, f"steps[{i}]", box) for i, s in enumerate(parse_steps(steps))
     ]
     failure = None
     if on_failure is not None:
         failure = await resolve_step(
-            tx, who, parse_step(on_failure, "on_failure", failure_step=True), "on_failure"
+            tx, who, parse_step(on_failure, "on_failure", failure_step=True), "on_failure", box
         )
     return tuple(resolved), failure
 
@@ -126,7 +129,7 @@ async def create_stack(
     require(who.role, Role.USER, "creating a stack")
     now = svc.clock.now()
     async with svc.db.begin() as tx:
-        chain, failure = await chain_in(tx, who, steps, on_failure)
+        chain, failure = await chain_in(tx, who, steps, on_failure, svc.secrets)
         await _check_stack(tx, who, name, env or {}, task_id, command, chain)
         if await tx.stacks.by_name(who.org_id, name):
             raise Conflict(f"a stack named {name!r} exists already")
@@ -211,7 +214,7 @@ async def update_stack(
                 if "on_failure" in changes
                 else (_given(stack.on_failure, failure=True) if stack.on_failure else None)
             )
-            chain, fail_step = await chain_in(tx, who, steps, failure)
+            chain, fail_step = await chain_in(tx, who, steps, failure, svc.secrets)
             chained = chain_values(chain, fail_step)
             changes["steps"], changes["on_failure"] = chain, fail_step
         merged = dataclasses.replace(stack, **changes)
