@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
 from jobyard.api import render
 from jobyard.api.auth import principal, services
-from jobyard.api.ids import IdPath
+from jobyard.api.ids import MAX_ID, IdPath
 from jobyard.api.responses import JSON, iso
 from jobyard.domain.notifications import Share, Watcher
 from jobyard.domain.records import Page, Principal
@@ -82,70 +82,87 @@ async def _watch(
     )
 
 
-@router.get("/jobs/{job_id}/watchers", summary="Who watches a job")
-async def job_watchers(
-    request: Request, job_id: IdPath, who: Who, svc: Svc, page: int = 1, page_size: int = 100
-) -> Response:
-    return await _list(request, svc, who, "job", job_id, page, page_size)
+def _watcher_routes(
+    kind: str, segment: str, param: str, watch: str, remove: str | None = None
+) -> None:
+    """For one kind of subject: GET (who watches), POST (watch, with the summary ``watch``)
+    and DELETE (stop watching) ``/{segment}/{param}/watchers``; and where ``remove`` is
+    given, DELETE ``.../watchers/{user_id}`` (an admin removes a member)."""
+    path = f"/{segment}/{{{param}}}/watchers"
+    noun = kind.replace("_", " ")
+
+    def subject() -> Any:
+        # Named after the path's parameter, checked like every IdPath.
+        return Path(alias=param, ge=1, le=MAX_ID, description="an object id")
+
+    async def list_watchers(
+        request: Request,
+        who: Who,
+        svc: Svc,
+        subject_id: int = subject(),
+        page: int = 1,
+        page_size: int = 100,
+    ) -> Response:
+        return await _list(request, svc, who, kind, subject_id, page, page_size)
+
+    async def start_watching(
+        who: Who, svc: Svc, subject_id: int = subject(), body: WatchIn | None = None
+    ) -> Response:
+        return await _watch(svc, who, kind, subject_id, body)
+
+    async def stop_watching(who: Who, svc: Svc, subject_id: int = subject()) -> Response:
+        await watchers.unwatch(svc, who, kind, subject_id)
+        return Response(status_code=204)
+
+    async def remove_watcher(
+        *, subject_id: int = subject(), user_id: IdPath, who: Who, svc: Svc
+    ) -> Response:
+        await watchers.unwatch(svc, who, kind, subject_id, user_id)
+        return Response(status_code=204)
+
+    router.add_api_route(
+        path,
+        list_watchers,
+        methods=["GET"],
+        name=f"{kind}_watchers",
+        summary=f"Who watches a {noun}",
+    )
+    router.add_api_route(
+        path, start_watching, methods=["POST"], name=f"watch_{kind}", summary=watch
+    )
+    router.add_api_route(
+        path,
+        stop_watching,
+        methods=["DELETE"],
+        status_code=204,
+        name=f"unwatch_{kind}",
+        summary=f"Stop watching a {noun}",
+    )
+    if remove is not None:
+        router.add_api_route(
+            path + "/{user_id}",
+            remove_watcher,
+            methods=["DELETE"],
+            status_code=204,
+            name=f"remove_{kind}_watcher",
+            summary=remove,
+        )
 
 
-@router.post(
-    "/jobs/{job_id}/watchers",
-    summary="Watch a job (201; 200 when already watching); admins may name a member",
+_watcher_routes(
+    "job",
+    "jobs",
+    "job_id",
+    watch="Watch a job (201; 200 when already watching); admins may name a member",
+    remove="Remove a watcher (admin)",
 )
-async def watch_job(job_id: IdPath, who: Who, svc: Svc, body: WatchIn | None = None) -> Response:
-    return await _watch(svc, who, "job", job_id, body)
-
-
-@router.delete("/jobs/{job_id}/watchers", status_code=204, summary="Stop watching a job")
-async def unwatch_job(job_id: IdPath, who: Who, svc: Svc) -> Response:
-    await watchers.unwatch(svc, who, "job", job_id)
-    return Response(status_code=204)
-
-
-@router.delete(
-    "/jobs/{job_id}/watchers/{user_id}", status_code=204, summary="Remove a watcher (admin)"
+_watcher_routes(
+    "cluster",
+    "clusters",
+    "cluster_id",
+    watch="Watch a cluster (201; 200 when already watching); admins may name a member",
+    remove="Remove a cluster watcher (admin)",
 )
-async def remove_job_watcher(job_id: IdPath, user_id: IdPath, who: Who, svc: Svc) -> Response:
-    await watchers.unwatch(svc, who, "job", job_id, user_id)
-    return Response(status_code=204)
-
-
-@router.get("/clusters/{cluster_id}/watchers", summary="Who watches a cluster")
-async def cluster_watchers(
-    request: Request, cluster_id: IdPath, who: Who, svc: Svc, page: int = 1, page_size: int = 100
-) -> Response:
-    return await _list(request, svc, who, "cluster", cluster_id, page, page_size)
-
-
-@router.post(
-    "/clusters/{cluster_id}/watchers",
-    summary="Watch a cluster (201; 200 when already watching); admins may name a member",
-)
-async def watch_cluster(
-    cluster_id: IdPath, who: Who, svc: Svc, body: WatchIn | None = None
-) -> Response:
-    return await _watch(svc, who, "cluster", cluster_id, body)
-
-
-@router.delete(
-    "/clusters/{cluster_id}/watchers", status_code=204, summary="Stop watching a cluster"
-)
-async def unwatch_cluster(cluster_id: IdPath, who: Who, svc: Svc) -> Response:
-    await watchers.unwatch(svc, who, "cluster", cluster_id)
-    return Response(status_code=204)
-
-
-@router.delete(
-    "/clusters/{cluster_id}/watchers/{user_id}",
-    status_code=204,
-    summary="Remove a cluster watcher (admin)",
-)
-async def remove_cluster_watcher(
-    cluster_id: IdPath, user_id: IdPath, who: Who, svc: Svc
-) -> Response:
-    await watchers.unwatch(svc, who, "cluster", cluster_id, user_id)
-    return Response(status_code=204)
 
 
 @router.get("/jobs/{job_id}/shares", summary="Who a job is shared with")
@@ -169,26 +186,9 @@ async def unshare_job(job_id: IdPath, email: str, who: Who, svc: Svc) -> Respons
     return Response(status_code=204)
 
 
-@router.get("/stack-runs/{run_id}/watchers", summary="Who watches a stack run")
-async def stack_run_watchers(
-    request: Request, run_id: IdPath, who: Who, svc: Svc, page: int = 1, page_size: int = 100
-) -> Response:
-    return await _list(request, svc, who, "stack_run", run_id, page, page_size)
-
-
-@router.post(
-    "/stack-runs/{run_id}/watchers",
-    summary="Watch a stack run: be told when it ends (201; 200 when already watching)",
+_watcher_routes(
+    "stack_run",
+    "stack-runs",
+    "run_id",
+    watch="Watch a stack run: be told when it ends (201; 200 when already watching)",
 )
-async def watch_stack_run(
-    run_id: IdPath, who: Who, svc: Svc, body: WatchIn | None = None
-) -> Response:
-    return await _watch(svc, who, "stack_run", run_id, body)
-
-
-@router.delete(
-    "/stack-runs/{run_id}/watchers", status_code=204, summary="Stop watching a stack run"
-)
-async def unwatch_stack_run(run_id: IdPath, who: Who, svc: Svc) -> Response:
-    await watchers.unwatch(svc, who, "stack_run", run_id)
-    return Response(status_code=204)
