@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import sys
 import time
 from collections import defaultdict
@@ -212,6 +213,13 @@ async def check_complete(client: httpx.AsyncClient, job: int, nodes: int) -> str
     return "ok" if ok else f"{data['status']} {dict(statuses)}"
 
 
+async def agent_frames(client: httpx.AsyncClient) -> float:
+    """WebSocket frames the server exchanged with agents so far, both ways (``/metrics``)."""
+    text = (await client.get("/metrics")).text
+    found = re.findall(r'^jobyard_agent_frames_total\{direction="(?:in|out)"\} (\S+)$', text, re.M)
+    return sum(float(v) for v in found) if found else float("nan")
+
+
 async def latency(
     client: httpx.AsyncClient, board: DoneBoard, names: list[str], sizes: list[int], reps: int
 ) -> list[dict[str, Any]]:
@@ -220,13 +228,17 @@ async def latency(
         nodes = names[:size]
         await run_job(client, board, nodes)  # warm-up
         totals, posts, checks = [], [], []
+        frames_before = await agent_frames(client)
         for _ in range(reps):
             job, total, post = await run_job(client, board, nodes)
             totals.append(total)
             posts.append(post)
             checks.append(await check_complete(client, job, size))
+        frames = await agent_frames(client) - frames_before
         bad = [c for c in checks if c != "ok"]
         row = {
+            # Heartbeats included (one an agent per heartbeat interval, over the reps).
+            "frames_per_run": frames / (reps * size),
             "nodes": size,
             "reps": reps,
             "p50": percentile(totals, 50),
@@ -238,7 +250,8 @@ async def latency(
         }
         print(
             f"  {size:>5} nodes: p50 {ms(row['p50'])}, p99 {ms(row['p99'])}, "
-            f"POST p50 {ms(row['post_p50'])}; read back: {row['checked']}; "
+            f"POST p50 {ms(row['post_p50'])}; {row['frames_per_run']:.2f} frames/node run; "
+            f"read back: {row['checked']}; "
             f"raw s: {row['raw']}",
             flush=True,
         )
@@ -272,12 +285,15 @@ async def sustained(
             completed_jobs += 1
             latencies.append(total)
 
+    frames_before = await agent_frames(client)
     meter.start()
     started = time.monotonic()
     await asyncio.gather(*(submitter(k) for k in range(in_flight)))
     elapsed = time.monotonic() - started
     meter.stop()
+    frames = await agent_frames(client) - frames_before
     out = {
+        "frames_per_run": frames / max(1, completed_runs),
         "job_size": job_size,
         "in_flight": in_flight,
         "seconds": elapsed,
@@ -291,7 +307,8 @@ async def sustained(
     print(
         f"  {completed_runs:,} node runs in {completed_jobs} jobs of {job_size} nodes "
         f"({in_flight} in flight) in {elapsed:.1f} s = {out['runs_per_s']:,.0f} node runs/s; "
-        f"job p50 {ms(out['job_p50'])}, p99 {ms(out['job_p99'])}",
+        f"job p50 {ms(out['job_p50'])}, p99 {ms(out['job_p99'])}; "
+        f"{out['frames_per_run']:.2f} frames/node run",
         flush=True,
     )
     print(f"  CPU: {meter.describe(elapsed)}", flush=True)
@@ -386,8 +403,11 @@ def summarize(results: list[dict[str, Any]], queue_rows: list[dict[str, Any]]) -
             target = ""
             if r["nodes"] == 1000:
                 target = f"< 1 s p99: {verdict(r['p99'] < TARGET_P99)}"
-            rows.append([res["db"], r["nodes"], r["reps"], ms(r["p50"]), ms(r["p99"]), target])
-    print(table(["database", "nodes", "reps", "p50", "p99", "target"], rows))
+            frames = f"{r['frames_per_run']:.2f}"
+            rows.append(
+                [res["db"], r["nodes"], r["reps"], ms(r["p50"]), ms(r["p99"]), frames, target]
+            )
+    print(table(["database", "nodes", "reps", "p50", "p99", "frames/run", "target"], rows))
 
     figures.section("Sustained node runs/s beside the queues (same machine, same run)")
     rows = []
@@ -398,7 +418,7 @@ def summarize(results: list[dict[str, Any]], queue_rows: list[dict[str, Any]]) -
                 f"jobyard on {res['db']}",
                 num(s["runs_per_s"]),
                 f"{s['node_runs']:,} node runs, jobs of {s['job_size']}, "
-                f"{s['in_flight']} in flight",
+                f"{s['in_flight']} in flight, {s['frames_per_run']:.2f} frames/run",
             ]
         )
     for q in queue_rows:

@@ -114,7 +114,13 @@ class Swarm:
                 try:
                     async for frame in ws:
                         self.received += 1
-                        await self.answer(ws, wire.decode(frame))
+                        # What one frame asks is answered in one frame, as jobyard agent does.
+                        answers: list[wire.AgentMessage] = []
+                        for message in wire.unbatch(wire.decode(frame)):
+                            self.answer(message, answers)
+                        if answers:
+                            await ws.send(wire.frame_of([wire.encode(m) for m in answers]))
+                            self.sent += len(answers)
                 finally:
                     beat.cancel()
         except (OSError, ConnectionClosed, RuntimeError, TimeoutError) as exc:
@@ -133,23 +139,20 @@ class Swarm:
             self.sent += 1
             await asyncio.sleep(interval)
 
-    async def answer(self, ws: ClientConnection, msg: wire.AnyMessage) -> None:
+    def answer(self, msg: wire.AnyMessage, answers: list[wire.AgentMessage]) -> None:
         match msg:
             case wire.Commit(job=job, attempt=attempt):
                 self.commits[job] += 1
                 if self.hold_votes:
                     return
-                await ws.send(wire.encode(wire.AckCommit(job=job, attempt=attempt)))
-                self.sent += 1
+                answers.append(wire.AckCommit(job=job, attempt=attempt))
             case wire.Run(job=job, attempt=attempt):
-                await ws.send(wire.encode(wire.AckRun(job=job, attempt=attempt)))
-                done = wire.Result(job=job, attempt=attempt, status="succeeded", exit_code=0)
-                await ws.send(wire.encode(done))
-                self.sent += 2
+                answers.append(wire.AckRun(job=job, attempt=attempt))
+                answers.append(
+                    wire.Result(job=job, attempt=attempt, status="succeeded", exit_code=0)
+                )
             case wire.Abort(job=job, attempt=attempt):
-                aborted = wire.Result(job=job, attempt=attempt, status="aborted")
-                await ws.send(wire.encode(aborted))
-                self.sent += 1
+                answers.append(wire.Result(job=job, attempt=attempt, status="aborted"))
             case wire.Ack(job=job):
                 self.acks[job] += 1
                 if self.acks[job] == self.commits[job]:

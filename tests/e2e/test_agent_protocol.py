@@ -55,8 +55,20 @@ def hello(node: str, version: int = wire.PROTOCOL_VERSION) -> wire.Hello:
     return wire.Hello(version=version, node=node, incarnation=uuid.uuid4().hex)
 
 
+# Messages received in a batch frame and not read yet, by connection.
+_unread: dict[int, list[wire.AnyMessage]] = {}
+# Frames received, by connection, as text.
+_frames: dict[int, list[str]] = {}
+
+
 def receive(ws: ClientConnection) -> wire.AnyMessage:
-    return wire.decode(ws.recv(timeout=15))
+    """The next message, whether it came alone or in a batch frame."""
+    unread = _unread.setdefault(id(ws), [])
+    if not unread:
+        frame = ws.recv(timeout=15)
+        _frames.setdefault(id(ws), []).append(str(frame))
+        unread.extend(wire.unbatch(wire.decode(frame)))
+    return unread.pop(0)
 
 
 def receive_kind(ws: ClientConnection, kind: type[M]) -> M:
@@ -64,6 +76,11 @@ def receive_kind(ws: ClientConnection, kind: type[M]) -> M:
     while not isinstance(message := receive(ws), kind):
         pass
     return message
+
+
+def batch(*messages: wire.AgentMessage | str) -> str:
+    """One batch frame of these messages (a str is put in as it is: a malformed one)."""
+    return wire.frame_of([m if isinstance(m, str) else wire.encode(m) for m in messages])
 
 
 def refused(yard: Yard) -> dict[str, float]:
@@ -80,7 +97,8 @@ def test_bad_frames_are_answered_with_errors_and_the_connection_still_runs_a_job
 ) -> None:
     before = refused(yard)
     with yard.connect() as ws:
-        ws.send(wire.encode(hello("raw1")))
+        # A version 1 agent: one message a frame, both ways.
+        ws.send(wire.encode(hello("raw1", version=1)))
         assert isinstance(receive(ws), wire.Welcome)
         bad = [
             ("not json at all", "malformed", "not a JSON message"),
@@ -99,6 +117,7 @@ def test_bad_frames_are_answered_with_errors_and_the_connection_still_runs_a_job
             (b"\x00\xff binary", "malformed", "not a JSON message"),
             (wire.encode(wire.Commit(job=1, attempt=0)), "unexpected", "commit"),
             (wire.encode(hello("raw1")), "unexpected", "hello"),
+            (batch(wire.Heartbeat(), '{"type": "ack", "job": 1}'), "malformed", "$.messages[1]"),
         ]  # fmt: skip
         for frame, code, words in bad:
             ws.send(frame)
@@ -124,6 +143,7 @@ def test_bad_frames_are_answered_with_errors_and_the_connection_still_runs_a_job
             assert [r["status"] for r in job["node_runs"]] == ["succeeded"]
             assert api.get(f"/api/v1/jobs/{job_id}/output/raw1/stdout").text == "hi\n"
         ws.send(wire.encode(wire.Bye()))
+    assert not any('"type":"batch"' in frame for frame in _frames[id(ws)])
 
     after = refused(yard)
     counts = {code: 0 for code in before}
@@ -147,7 +167,8 @@ def test_an_agent_of_another_protocol_version_is_refused_naming_both(yard: Yard)
         ws.send(wire.encode(hello("raw3", version=99)))
         error = receive(ws)
         assert isinstance(error, wire.Error) and error.code == "protocol_version", error
-        assert "version 99" in error.message and f"version {wire.PROTOCOL_VERSION}" in error.message
+        served = " or ".join(str(v) for v in sorted(wire.SUPPORTED_VERSIONS))
+        assert "version 99" in error.message and f"speaks version {served}" in error.message
         assert "install jobyard" in error.message
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=15)
@@ -174,3 +195,34 @@ def test_the_agent_command_stops_when_its_version_is_refused(yard: Yard, tmp_pat
     )
     assert proc.returncode == 7, proc.stderr
     assert "protocol version 99" in proc.stderr and "install jobyard" in proc.stderr, proc.stderr
+
+
+def test_batch_frames_carry_a_whole_run_and_each_message_is_checked(yard: Yard) -> None:
+    with yard.connect() as ws, yard.api() as api:
+        ws.send(wire.encode(hello("raw4")))
+        welcome = receive(ws)
+        assert isinstance(welcome, wire.Welcome) and welcome.version == wire.PROTOCOL_VERSION
+        made = api.post("/api/v1/jobs", json={"command": "true", "nodes": ["raw4"]})
+        assert made.status_code == 201, made.text
+        job_id = made.json()["id"]
+        commit = receive_kind(ws, wire.Commit)
+        # A message the server does not take, inside a batch: refused alone, the rest goes on.
+        vote = wire.AckCommit(job=job_id, attempt=commit.attempt)
+        ws.send(batch(wire.Heartbeat(held=1), wire.Run(job=job_id, attempt=0), vote))
+        error = receive_kind(ws, wire.Error)
+        assert (error.code, "run is not a message" in error.message) == ("unexpected", True)
+        run = receive_kind(ws, wire.Run)
+        ws.send(
+            batch(
+                wire.AckRun(job=job_id, attempt=run.attempt),
+                wire.Output(job=job_id, attempt=run.attempt, stream="stdout", data="one\n"),
+                wire.Output(job=job_id, attempt=run.attempt, stream="stdout", data="two\n"),
+                wire.Heartbeat(held=0),
+                wire.Result(job=job_id, attempt=run.attempt, status="succeeded", exit_code=0),
+            )
+        )
+        assert receive_kind(ws, wire.Ack).job == job_id
+        job = api.get(f"/api/v1/jobs/{job_id}").json()
+        assert (job["status"], job["node_runs"][0]["status"]) == ("complete", "succeeded"), job
+        assert api.get(f"/api/v1/jobs/{job_id}/output/raw4/stdout").text == "one\ntwo\n"
+        ws.send(batch(wire.Heartbeat(), wire.Bye()))

@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from jobyard.agent.asking import InputDesk
 from jobyard.agent.journal import Journal, every_journal, server_journal
+from jobyard.agent.outgoing import Outgoing
 from jobyard.agent.process import Process, kill_group, process_has_marker
 from jobyard.domain.secrets import OutputMasker, needles
 from jobyard.wire import agent as wire
@@ -103,6 +104,7 @@ class Agent:
         self._journals: dict[str, Journal] = {}
         self.runs: dict[tuple[int, int], Run] = {}
         self.ws: ClientConnection | None = None
+        self.outgoing: Outgoing | None = None  # of the live connection, once welcomed
         self.heartbeat_interval = 5.0
         self.max_backoff = FIRST_BACKOFF_CAP
         self.stopping = asyncio.Event()
@@ -207,6 +209,7 @@ class Agent:
                 raise VersionRefused(self.config.server, welcome.message)
             if not isinstance(welcome, wire.Welcome):
                 raise _Refused(welcome.message if isinstance(welcome, wire.Error) else welcome.kind)
+            self.outgoing = Outgoing(ws, batching=welcome.version >= wire.BATCH_VERSION)
             self.heartbeat_interval = welcome.heartbeat_interval or 5.0
             within = welcome.reconnect_within
             if within is not None and within > 0:
@@ -219,14 +222,15 @@ class Agent:
             try:
                 async for frame in ws:
                     try:
-                        message = wire.decode(frame)
+                        messages = wire.unbatch(wire.decode(frame))
                     except wire.ProtocolError as exc:  # a newer server's message, say
                         log.warning("a frame from the server was not understood: %s", exc)
                         continue
-                    await self._on_message(message)
+                    for message in messages:
+                        await self._on_message(message)
             finally:
                 beat.cancel()
-                self.ws = None
+                self.ws = self.outgoing = None
 
     def _journal_of(self, server_id: str) -> Journal:
         journal = self._journals.get(server_id)
@@ -264,17 +268,17 @@ class Agent:
     def _heartbeat(self) -> wire.Heartbeat:
         return wire.Heartbeat(busy=self.busy, held=len(self.runs))
 
-    async def _slots_changed(self) -> None:
+    def _slots_changed(self) -> None:
         """Tell the server at once when a slot is taken or freed (not at the next beat):
         it paces commits by it, and a node killed out of a run is not shown available
-        before its slot is really free."""
-        await self._send(self._heartbeat())
+        before its slot is really free. In the frame of what is sent in this turn."""
+        self._queue(self._heartbeat())
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            await ws.send(wire.encode(self._heartbeat()))
+            await self._send(self._heartbeat())
             if loop.time() - self._last_resend > RESEND_AFTER:
                 await self._resend_results()
 
@@ -287,15 +291,18 @@ class Agent:
             await self._deliver(journal, result)
 
     async def _send(self, message: wire.AgentMessage) -> bool:
-        """Hand a message to the live connection; False when there is none (or it broke)."""
-        ws = self.ws
-        if ws is None:
+        """Hand a message to the live connection and wait until its frame is written;
+        False when there is none (or it broke)."""
+        outgoing = self.outgoing
+        if outgoing is None:
             return False  # results are on disk; output waits in the backlog
-        try:
-            await ws.send(wire.encode(message))
-        except websockets.ConnectionClosed:
-            return False
-        return True
+        return await outgoing.send(message)
+
+    def _queue(self, message: wire.AgentMessage) -> None:
+        """Hand a message to this turn's frame without waiting for it (a vote, a slot
+        count: the server asks again or learns it from the next heartbeat if it is lost)."""
+        if self.outgoing is not None:
+            self.outgoing.queue(message)
 
     async def _flush_backlog(self) -> None:
         """Send, in order, the output produced while the server was unreachable."""
@@ -334,8 +341,8 @@ class Agent:
         journal = self.journal
         assert journal is not None  # set before hello, so before any commit
         if key in self.runs and self.runs[key].journal is journal:
-            await self._send(wire.AckCommit(job=job, attempt=attempt))
-            await self._slots_changed()  # unchanged, but the server counts acks as taken
+            self._queue(wire.AckCommit(job=job, attempt=attempt))
+            self._slots_changed()  # unchanged, but the server counts acks as taken
             return
         reason = None
         if journal.started(job, attempt) is not None:
@@ -347,11 +354,12 @@ class Agent:
         elif self.busy:
             reason = "busy"
         if reason:
-            await self._send(wire.NackCommit(job=job, attempt=attempt, reason=reason))
+            self._queue(wire.NackCommit(job=job, attempt=attempt, reason=reason))
             return
         self.runs[key] = Run(job, attempt, msg, journal)
-        await self._send(wire.AckCommit(job=job, attempt=attempt))
-        await self._slots_changed()
+        # Votes are not waited for: the acks of commits that came in one frame go in one.
+        self._queue(wire.AckCommit(job=job, attempt=attempt))
+        self._slots_changed()
 
     async def _on_run(self, job: int, attempt: int) -> None:
         run = self.runs.get((job, attempt))
@@ -371,7 +379,7 @@ class Agent:
         if run.task is None:
             # Committed but not started (quorum failed, or stopped before run): release.
             self.runs.pop((job, attempt), None)
-            await self._slots_changed()
+            self._slots_changed()
             return
         run.aborting = True
         if run.process is not None:
@@ -467,7 +475,7 @@ class Agent:
             status, reason = "failed", f"agent error: {exc}"
         finally:
             self.runs.pop((job, attempt), None)
-        await self._slots_changed()
+        self._slots_changed()  # in the frame of the result, below (no await between)
         result: dict[str, Any] = {"job": job, "attempt": attempt, "status": status}
         result["exit_code"] = code
         if reason and status == "failed":

@@ -27,6 +27,7 @@ from jobyard.wire import agent as wire
 router = APIRouter(tags=["agents"])
 log = logging.getLogger("jobyard.agents")
 HELLO_TIMEOUT = 10.0
+BATCH_FRAME = 500  # messages in one frame at most
 
 
 @router.websocket(wire.PATH)
@@ -81,12 +82,13 @@ async def agent_socket(ws: WebSocket) -> None:
             return
         session = Session(svc, engine, ws, who, node.id, hello.node, frames)
         session.slots, session.held = hello.slots, len(hello.running)
+        session.batching = first.version >= wire.BATCH_VERSION
         session.reconnecting = before is Availability.RECONNECTING
         await session.serve(outbox, changes, secret or "")
 
 
 def version_refusal(version: int) -> str:
-    served = ", ".join(str(v) for v in sorted(wire.SUPPORTED_VERSIONS))
+    served = " or ".join(str(v) for v in sorted(wire.SUPPORTED_VERSIONS))
     return (
         f"this agent speaks protocol version {version}, this server (jobyard {__version__})"
         f" speaks version {served}: install jobyard {__version__} on the node"
@@ -147,6 +149,7 @@ class Session:
         self.node_id, self.name = node_id, name
         self.key = (who.org_id, name)
         self.said_bye = False
+        self.batching = False  # the agent reads batch frames: what is queued at once, in one
         self.revoked = False
         # The agent's slots as this connection sees them (for pacing commits).
         self.slots = 1
@@ -255,19 +258,27 @@ class Session:
                     if not getter.done():
                         continue
                     message, getter = getter.result(), None
-                if _is_commit(message) and loop.time() < self.pace_until:
-                    self.paced.append(message)
-                else:
-                    await self._send_out(message)
+                # What else is queued by now (published in the same turn: the acks of one
+                # batch of results, the commits of jobs started together) goes in one frame.
+                messages = [message]
+                while self.batching and len(messages) < BATCH_FRAME and not outbox.empty():
+                    messages.append(outbox.get_nowait())
+                out = []
+                for message in messages:
+                    if _is_commit(message) and loop.time() < self.pace_until:
+                        self.paced.append(message)
+                    else:
+                        out.append(message)
+                if out:
+                    await self._send_out(*out)
         finally:
             if getter is not None:
                 getter.cancel()
 
-    async def _send_out(self, message: str) -> None:
-        if _is_commit(message):
-            self.unanswered += 1
+    async def _send_out(self, *messages: str) -> None:
+        self.unanswered += sum(1 for m in messages if _is_commit(m))
         self.frames.frames_out.inc()
-        await self.ws.send_text(message)
+        await self.ws.send_text(wire.frame_of(list(messages)))
 
     def _slots_reported(self, msg: wire.Heartbeat) -> None:
         # An agent that reports only busy: all or nothing.
@@ -285,15 +296,24 @@ class Session:
             frame = await receive_frame(self.ws)
             self.frames.frames_in.inc()
             try:
-                if await self._handle(wire.decode(frame)):
-                    return
+                messages = wire.unbatch(wire.decode(frame))
             except wire.ProtocolError as exc:
-                # Counted and answered; the connection goes on with the next frame.
-                self.frames.refused.labels(exc.reason).inc()
-                log.warning("node %s sent a frame refused as %s: %s", self.name, exc.reason, exc)
-                await self.send(wire.Error(message=str(exc), code=exc.reason))
-            except JobyardError as exc:
-                await self.send(wire.Error(message=exc.detail, code="refused"))
+                await self._refused(exc)
+                continue
+            for msg in messages:
+                try:
+                    if await self._handle(msg):
+                        return
+                except wire.ProtocolError as exc:
+                    await self._refused(exc)
+                except JobyardError as exc:
+                    await self.send(wire.Error(message=exc.detail, code="refused"))
+
+    async def _refused(self, exc: wire.ProtocolError) -> None:
+        """Count a frame (or message) that is not valid and say why; the connection goes on."""
+        self.frames.refused.labels(exc.reason).inc()
+        log.warning("node %s sent a frame refused as %s: %s", self.name, exc.reason, exc)
+        await self.send(wire.Error(message=str(exc), code=exc.reason))
 
     async def _handle(self, msg: wire.AnyMessage) -> bool:
         """Act on one message; True when the agent said goodbye."""

@@ -20,6 +20,11 @@ agent → server                              server → agent
   input_request {job, attempt, fields, prompt, timeout}
   bye {}
 
+``batch {messages[]}`` carries several messages in one frame, in order, in either
+direction: each side gathers what it sends in one turn of its event loop into one frame.
+A side sends batches only to a peer of version 2 or later (``BATCH_VERSION``); a batch
+whose messages are not all valid is refused whole (``error``), like any malformed frame.
+
 ``version`` (in hello and welcome) is the protocol version the peer speaks. The server
 accepts an agent whose version is in ``SUPPORTED_VERSIONS``; any other is answered with
 ``error {code: "protocol_version"}`` naming both versions, and the connection is closed
@@ -50,9 +55,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 # The agents' versions a server of this version serves.
-SUPPORTED_VERSIONS = frozenset({1})
+SUPPORTED_VERSIONS = frozenset({1, 2})
+# From this version on a peer reads batch frames (version 1 reads one message a frame).
+BATCH_VERSION = 2
 PATH = "/api/v1/agent/ws"
 SERVER_HEADER = "x-jobyard-server"
 MAX_SLOTS = 10_000
@@ -246,8 +253,18 @@ AgentMessage = (
 ServerMessage = Welcome | Commit | Run | Abort | Ack | Input | Error
 AnyMessage = AgentMessage | ServerMessage
 
+
+class Batch(Message, frozen=True, kw_only=True, tag="batch"):
+    """Several messages in one frame, in order (either direction, version 2 on)."""
+
+    messages: list[AnyMessage]
+
+
+Frame = AnyMessage | Batch
+
 _encoder = msgspec.json.Encoder()
-_decoder: msgspec.json.Decoder[AnyMessage] = msgspec.json.Decoder(AnyMessage)  # type: ignore[arg-type]
+_decoder: msgspec.json.Decoder[Frame] = msgspec.json.Decoder(Frame)  # type: ignore[arg-type]
+_BATCH_HEAD = '{"type":"batch","messages":['
 
 
 def encode(message: Message) -> str:
@@ -255,7 +272,19 @@ def encode(message: Message) -> str:
     return _encoder.encode(message).decode()
 
 
-def decode(frame: str | bytes) -> AnyMessage:
+def frame_of(encoded: list[str]) -> str:
+    """One frame for messages already encoded: the message itself, or a batch of them."""
+    if len(encoded) == 1:
+        return encoded[0]
+    return _BATCH_HEAD + ",".join(encoded) + "]}"
+
+
+def unbatch(frame: Frame) -> list[AnyMessage]:
+    """The messages a frame carries, in order."""
+    return frame.messages if isinstance(frame, Batch) else [frame]
+
+
+def decode(frame: str | bytes) -> Frame:
     """The message of a frame, its fields checked; ProtocolError if it is none."""
     try:
         return _decoder.decode(frame)
