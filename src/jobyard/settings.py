@@ -38,7 +38,13 @@ class Settings:
     scheduler_grace: float = 10.0
     voting_timeout: float = 60.0
     abort_grace: float = 10.0
-    output_cap: int = 1_000_000
+    # What a node run keeps of each of its streams, in bytes: stdout and stderr each keep
+    # their first *_head_cap and their last *_tail_cap bytes; a marker line stands for
+    # what was dropped in between (docs/output.md).
+    stdout_head_cap: int = 262_144
+    stdout_tail_cap: int = 786_432
+    stderr_head_cap: int = 262_144
+    stderr_tail_cap: int = 786_432
     file_cap: int = 50_000_000
     # An uploaded input file at most this size; a run's output files at most this in total.
     upload_cap: int = 500_000_000
@@ -107,6 +113,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.trusted_proxy_list  # noqa: B018 (refuses a bad entry when the settings are made)
+        for stream in ("stdout", "stderr"):
+            if getattr(self, f"{stream}_head_cap") < 0:
+                raise ValueError(f"{stream}_head_cap is a number of bytes: 0 or more")
+            if getattr(self, f"{stream}_tail_cap") < 1024:
+                raise ValueError(f"{stream}_tail_cap is a number of bytes: 1024 or more")
 
     @property
     def db_url(self) -> str:

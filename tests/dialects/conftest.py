@@ -14,6 +14,7 @@ import uvicorn
 
 from jobyard.api.app import create_app
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.outputs import OutputCaps
 from jobyard.service.context import Services
 from jobyard.service.transitions import RunMove, apply, move_job
 
@@ -40,8 +41,8 @@ async def drive(
         for node, (out, err) in (output or {}).items():
             run = await tx.jobs.run(job_id, node)
             assert run is not None
-            await tx.jobs.append_output(run.id, "stdout", out, 10_000)
-            await tx.jobs.append_output(run.id, "stderr", err, 10_000)
+            await tx.outputs.append(run.id, "stdout", out, OutputCaps(10_000, 10_000))
+            await tx.outputs.append(run.id, "stderr", err, OutputCaps(10_000, 10_000))
         for status in job:
             current = await tx.jobs.get_any(job_id)
             assert current is not None

@@ -11,8 +11,10 @@ import sqlalchemy as sa
 
 from jobyard.api.app import create_app
 from jobyard.domain.accounts import Role
+from jobyard.domain.outputs import STREAMS, OutputCaps
 from jobyard.service import retention
 from jobyard.service.context import Services
+from jobyard.service.outputs import stream_text
 from jobyard.store.schema import events, jobs, node_runs
 from tests.conftest import Account, Factory
 
@@ -43,8 +45,12 @@ async def _finished_job(
         await tx.conn.execute(
             node_runs.update()
             .where(node_runs.c.job_id == job_id)
-            .values(status="succeeded", stdout="hi\n", stderr="warn\n", finished_at=ended)
+            .values(status="succeeded", finished_at=ended)
         )
+        run = await tx.jobs.run(job_id, "web1")
+        assert run is not None
+        for stream, text in (("stdout", "hi\n"), ("stderr", "warn\n")):
+            await tx.outputs.append(run.id, stream, text, OutputCaps(100, 100))
         await tx.files.insert(
             {
                 "org_id": (await tx.accounts.org_by_name(who.org)).id,  # type: ignore[union-attr]
@@ -113,16 +119,12 @@ async def test_a_policy_deletes_old_jobs_and_drops_old_output(
     assert (await job(old)).status_code == 200  # kept, but its output is gone
     assert (await job(fresh)).status_code == 200
     async with any_svc.db.read() as tx:
-        outputs = dict(
-            (
-                await tx.conn.execute(
-                    sa.select(node_runs.c.job_id, node_runs.c.stdout).where(
-                        node_runs.c.job_id.in_([old, fresh, theirs])
-                    )
-                )
-            ).all()
-        )
-        assert outputs == {old: "", fresh: "hi\n", theirs: "hi\n"}
+        kept = {}
+        for job_id in (old, fresh, theirs):
+            run = await tx.jobs.run(job_id, "web1")
+            assert run is not None
+            kept[job_id] = [await stream_text(tx, run.id, s) for s in STREAMS]
+        assert kept == {old: ["", ""], fresh: ["hi\n", "warn\n"], theirs: ["hi\n", "warn\n"]}
         assert await tx.files.of_job(old) == []
         assert len(await tx.files.of_job(fresh)) == 1
         recorded = (

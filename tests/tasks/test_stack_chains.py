@@ -12,6 +12,7 @@ from jobyard.domain.chains import StackRunStatus, StepState
 from jobyard.domain.clock import FakeClock
 from jobyard.domain.errors import Conflict, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.outputs import OutputCaps
 from jobyard.domain.schedules import Schedule, ScheduleKind
 from jobyard.domain.targets import Target
 from jobyard.domain.tasks import Argument, TaskSpec
@@ -28,7 +29,7 @@ async def finish_with(
     """Give the job's node some output, then drive it to the end."""
     async with svc.db.begin() as tx:
         for run in await tx.jobs.runs(job_id):
-            await tx.jobs.append_output(run.id, "stdout", stdout, 1 << 20)
+            await tx.outputs.append(run.id, "stdout", stdout, OutputCaps(1 << 20, 1 << 20))
     await finish(svc, job_id, result)
 
 

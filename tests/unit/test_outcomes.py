@@ -89,7 +89,7 @@ def _run(status: NodeRunStatus) -> NodeRun:
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     return NodeRun(
         id=1, job_id=1, org_id=1, node_name="n1", status=status, attempt=1, exit_code=None,
-        reason=None, stdout="", stderr="", truncated=False, created_at=now, updated_at=now,
+        reason=None, truncated=False, created_at=now, updated_at=now,
         started_at=None, finished_at=None,
     )  # fmt: skip
 

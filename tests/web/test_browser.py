@@ -246,3 +246,34 @@ def test_a_stack_run_page_draws_the_chain_and_follows_it_live(
     page.wait_for_selector('li[data-step="1"][data-state="succeeded"]')
     page.wait_for_selector('.page-head [data-status="succeeded"]')
     assert still_same_page(page)
+
+
+def test_output_colours_render_and_markup_stays_text_live(
+    page: Any, yard: Yard, tmp_path: Path
+) -> None:
+    sign_in(page, yard.url)
+    gate = tmp_path / "go"
+    command = (
+        r"printf '\033[1;31mbefore\033[0m <script>window.__xss = 1</script>\n'; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; "
+        r"""printf '\033[32mlive green\033[0m <img src=x onerror="window.__xss = 2">\n'"""
+    )
+    with yard.api() as api:
+        made = api.post("/api/v1/jobs", json={"command": command, "nodes": ["web-1"]})
+        assert made.status_code == 201, made.text
+    page.goto(f"{yard.url}/jobs/{made.json()['id']}")
+    pre = 'details[data-output="web-1"] pre[data-stream-name="stdout"]'
+    page.wait_for_selector(f'{pre} span.ansi-fg1.ansi-bold:has-text("before")')
+    mark(page)
+    gate.touch()
+    page.wait_for_selector(f'{pre} span.ansi-fg2:has-text("live green")')  # arrived live
+    page.wait_for_selector('.head-status[data-job-status="complete"]')
+    text = page.locator(pre).inner_text()
+    assert "<script>window.__xss = 1</script>" in text
+    assert '<img src=x onerror="window.__xss = 2">' in text
+    assert "\x1b" not in text and "[32m" not in text
+    assert page.locator(f"{pre} script, {pre} img").count() == 0
+    assert page.evaluate("window.__xss === undefined")
+    green = page.locator(f"{pre} span.ansi-fg2").evaluate("e => getComputedStyle(e).color")
+    assert green == "rgb(152, 195, 121)"
+    assert still_same_page(page)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from jobyard.domain.accounts import Role
+from jobyard.domain.outputs import OutputCaps
 from jobyard.service import accounts, nodes, throttle
 from jobyard.service.context import Services
 from tests.conftest import Account, Factory
@@ -271,15 +272,15 @@ async def test_output_is_read_from_an_offset(
     async with svc.db.begin() as tx:
         run = await tx.jobs.run(job_id, "n1")
         assert run is not None
-        await tx.jobs.append_output(run.id, "stdout", "héllo\n", 1000)
+        await tx.outputs.append(run.id, "stdout", "héllo\n", OutputCaps(1000, 1000))
     full = await client.get(f"/jobs/{job_id}/output/n1/stdout")
     assert full.text == "héllo\n"
-    assert full.headers["x-output-length"] == "6" and full.headers["x-output-reset"] == "1"
+    assert full.headers["x-output-length"] == "7" and full.headers["x-output-reset"] == "1"
     async with svc.db.begin() as tx:
-        await tx.jobs.append_output(run.id, "stdout", "world\n", 1000)
-    delta = await client.get(f"/jobs/{job_id}/output/n1/stdout?offset=6")
+        await tx.outputs.append(run.id, "stdout", "world\n", OutputCaps(1000, 1000))
+    delta = await client.get(f"/jobs/{job_id}/output/n1/stdout?offset=7")
     assert delta.text == "world\n" and delta.headers["x-output-reset"] == "0"
-    assert delta.headers["x-output-length"] == "12"
+    assert delta.headers["x-output-length"] == "13"
     beyond = await client.get(f"/jobs/{job_id}/output/n1/stdout?offset=99")
     assert beyond.text == "héllo\nworld\n" and beyond.headers["x-output-reset"] == "1"
     missing = await client.get(f"/jobs/{job_id}/output/n9/stdout")

@@ -103,8 +103,10 @@ class Yard:
 
 
 @contextlib.contextmanager
-def running_yard(root: Path, *, agents: tuple[str, ...] = ()) -> Iterator[Yard]:
-    server = Server(root / "server", env=SERVER_ENV)
+def running_yard(
+    root: Path, *, agents: tuple[str, ...] = (), database_url: str | None = None
+) -> Iterator[Yard]:
+    server = Server(root / "server", env=SERVER_ENV, database_url=database_url)
     yard = Yard(server, root)
     try:
         server.start()

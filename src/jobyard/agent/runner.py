@@ -33,7 +33,10 @@ from jobyard.wire import agent as wire
 
 log = logging.getLogger("jobyard.agent")
 
-OUTPUT_CAP = 1_000_000
+# Output produced while the server is unreachable waits in memory up to this many
+# characters; past it the oldest waiting output is dropped (a marker says how much). While
+# connected everything is sent: the server keeps each stream's head and tail.
+BACKLOG_CAP = 4_000_000
 FILE_CAP = 50_000_000
 RESEND_AFTER = 10.0
 MAX_BACKOFF = 30.0
@@ -87,8 +90,6 @@ class Run:
     journal: Journal  # of the server that sent it
     process: Process | None = None
     task: asyncio.Task[None] | None = None
-    sent: int = 0
-    truncated: bool = False
     aborting: bool = False
     # Per stream: masks the run's secret values, even when cut in two by a chunk boundary.
     maskers: dict[wire.Stream, OutputMasker] = field(default_factory=dict)
@@ -112,6 +113,8 @@ class Agent:
         self.desk = InputDesk(self._relay_input, lambda job, attempt: (job, attempt) in self.runs)
         self._last_resend = 0.0
         self.backlog: deque[wire.Output] = deque()  # output not yet handed to a connection
+        self.backlog_size = 0  # characters of output in the backlog
+        self.backlog_dropped: dict[tuple[int, int, wire.Stream], int] = {}
         self._delivering: set[tuple[int, int]] = set()
 
     # -- lifecycle
@@ -305,11 +308,22 @@ class Agent:
             self.outgoing.queue(message)
 
     async def _flush_backlog(self) -> None:
-        """Send, in order, the output produced while the server was unreachable."""
+        """Send, in order, the output produced while the server was unreachable (after a
+        marker for each stream whose oldest waiting output had to be dropped)."""
+        while self.backlog_dropped:
+            (job, attempt, stream), size = next(iter(self.backlog_dropped.items()))
+            note = (
+                f"[jobyard agent: {size:,} characters of output dropped while the server"
+                " was unreachable]\n"
+            )
+            marker = wire.Output(job=job, attempt=attempt, stream=stream, data=note)
+            if not await self._send(marker):
+                return
+            del self.backlog_dropped[(job, attempt, stream)]
         while self.backlog:
             if not await self._send(self.backlog[0]):
                 return
-            self.backlog.popleft()
+            self.backlog_size -= len(self.backlog.popleft().data)
 
     # -- messages from the server
     async def _on_message(self, msg: wire.AnyMessage) -> None:
@@ -552,18 +566,22 @@ class Agent:
             await self._send_output(run, stream, masker.flush())
 
     async def _send_output(self, run: Run, stream: wire.Stream, data: str) -> None:
-        if not data or not run.spec.capture_output or run.truncated:
+        if not data or not run.spec.capture_output:
             return
-        room = OUTPUT_CAP - run.sent
-        if len(data) > room:
-            data = data[:room] + "\n[output truncated by the agent]\n"
-            run.truncated = True
-        run.sent += len(data)
         message = wire.Output(job=run.job, attempt=run.attempt, stream=stream, data=data)
         # Behind older unsent output (order matters), or kept when the connection is down.
-        # Bounded: at most OUTPUT_CAP per run, and no new run starts while disconnected.
-        if self.backlog or not await self._send(message):
-            self.backlog.append(message)
+        if self.backlog or self.backlog_dropped or not await self._send(message):
+            self._keep(message)
+
+    def _keep(self, message: wire.Output) -> None:
+        """Queue output for later, dropping the oldest queued beyond BACKLOG_CAP."""
+        self.backlog.append(message)
+        self.backlog_size += len(message.data)
+        while self.backlog_size > BACKLOG_CAP and len(self.backlog) > 1:
+            old = self.backlog.popleft()
+            self.backlog_size -= len(old.data)
+            key = (old.job, old.attempt, old.stream)
+            self.backlog_dropped[key] = self.backlog_dropped.get(key, 0) + len(old.data)
 
     async def _keep_files(
         self, run: Run, work: Path, outputs: Path, cwd: Path, inputs: dict[str, str]

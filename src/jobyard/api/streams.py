@@ -66,13 +66,11 @@ async def job_events(
 
     async def stored() -> list[bytes]:
         view = await uc.get_job(svc, who, jid)
-        out: list[bytes] = []
-        for run in view.runs:
-            for stream, text in (("stdout", run.stdout), ("stderr", run.stderr)):
-                if text:
-                    data = {"node": run.node_name, "stream": stream, "data": text, "offset": 0}
-                    out.append(frame(None, "output", data))
-        return out
+        kept = await outputs.job_streams(svc, view.runs)
+        return [
+            frame(None, "output", {"node": node, "stream": stream, "data": text, "offset": 0})
+            for (node, stream), text in kept.items()
+        ]
 
     return event_stream(
         request,
@@ -90,8 +88,7 @@ async def job_events(
 async def node_output(job_id: str, node: str, stream: str, who: Who, svc: Svc) -> Response:
     if stream not in ("stdout", "stderr"):
         raise Invalid("stream is stdout or stderr", "stream")
-    run = await outputs.node_output(svc, who, _job_id(job_id), node)
-    text = run.stdout if stream == "stdout" else run.stderr
+    text = await outputs.read_stream(svc, who, _job_id(job_id), node, stream)
     return Response(text, media_type="text/plain; charset=utf-8")
 
 

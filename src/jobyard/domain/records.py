@@ -111,8 +111,6 @@ class NodeRun:
     attempt: int
     exit_code: int | None
     reason: str | None
-    stdout: str
-    stderr: str
     truncated: bool
     created_at: dt.datetime
     updated_at: dt.datetime

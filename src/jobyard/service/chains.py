@@ -37,6 +37,7 @@ from jobyard.service.events import record
 from jobyard.service.holds import isolated
 from jobyard.service.jobs import abort_job
 from jobyard.service.launches import Launched, Origin, launch
+from jobyard.service.outputs import stream_text
 from jobyard.store import Tx
 
 log = logging.getLogger("jobyard.chains")
@@ -211,14 +212,14 @@ async def start(
 # -- advancing
 
 
-def stdout_of(runs: list[NodeRun]) -> str:
+async def stdout_of(tx: Tx, runs: list[NodeRun]) -> str:
     """A step's output: its node's stdout (with several nodes, the first that succeeded,
     by name)."""
     ordered = sorted(runs, key=lambda r: r.node_name)
-    for r in ordered:
-        if r.status.value == "succeeded":
-            return r.stdout
-    return ordered[0].stdout if ordered else ""
+    chosen = next((r for r in ordered if r.status.value == "succeeded"), None)
+    if chosen is None and ordered:
+        chosen = ordered[0]
+    return await stream_text(tx, chosen.id, "stdout") if chosen else ""
 
 
 async def _finish(
@@ -265,7 +266,7 @@ async def advance(svc: Services, tx: Tx, row: StackRunStep, job: Job) -> None:
         return
     runs = await tx.jobs.runs(job.id)
     ok = step_succeeded(job.status.value, job.state, [r.status.value for r in runs])
-    output = stdout_of(runs)
+    output = await stdout_of(tx, runs)
     origin = Origin(actor=f"stack:{run.stack_name}", created_by=run.created_by)
     if row.idx >= len(run.steps):
         outcome = "succeeded" if ok else "failed"

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Forbidden, Invalid, NotFound, TooLarge
 from jobyard.domain.filenames import check_name
+from jobyard.domain.outputs import STREAMS, OutputCaps, assemble, last_lines
 from jobyard.domain.records import NodeRun, Principal, StoredFile
 from jobyard.service.context import Services
 from jobyard.service.sharing import readable_job
+from jobyard.settings import Settings
+from jobyard.store import Tx
 
 
 def _clean_name(name: str) -> str:
@@ -59,16 +64,109 @@ async def store_file(
         )
 
 
-async def node_output(svc: Services, who: Principal, job_id: int, node: str) -> NodeRun:
+async def _readable_run(tx: Tx, who: Principal, job_id: int, node: str) -> NodeRun:
     require(who.role, Role.VIEWER, "reading output")
-    async with svc.db.read() as tx:
-        job = await readable_job(tx, who, job_id)  # a share grants reading the output too
-        run = await tx.jobs.run(job_id, node) if job else None
+    job = await readable_job(tx, who, job_id)  # a share grants reading the output too
+    run = await tx.jobs.run(job_id, node) if job else None
     if job is None:
         raise NotFound(f"no job {job_id}")
     if run is None:
         raise NotFound(f"job {job_id} did not run on node {node!r}")
     return run
+
+
+async def node_output(svc: Services, who: Principal, job_id: int, node: str) -> NodeRun:
+    """The run of ``node`` in a job the caller may read."""
+    async with svc.db.read() as tx:
+        return await _readable_run(tx, who, job_id, node)
+
+
+def caps_of(settings: Settings, stream: str) -> OutputCaps:
+    if stream == "stderr":
+        return OutputCaps(settings.stderr_head_cap, settings.stderr_tail_cap)
+    return OutputCaps(settings.stdout_head_cap, settings.stdout_tail_cap)
+
+
+async def append_output(svc: Services, tx: Tx, run_id: int, stream: str, text: str) -> bool:
+    """Keep what a run printed on ``stream``, within that stream's caps."""
+    return await tx.outputs.append(run_id, stream, text, caps_of(svc.settings, stream))
+
+
+async def stream_text(tx: Tx, run_id: int, stream: str) -> str:
+    """A stream as kept: its head, a marker for what was dropped, its tail."""
+    return assemble(await tx.outputs.chunks(run_id, stream))
+
+
+async def read_stream(svc: Services, who: Principal, job_id: int, node: str, stream: str) -> str:
+    """The whole kept text of one node's ``stream`` (stdout or stderr)."""
+    async with svc.db.read() as tx:
+        run = await _readable_run(tx, who, job_id, node)
+        return await stream_text(tx, run.id, stream)
+
+
+async def job_streams(svc: Services, runs: Sequence[NodeRun]) -> dict[tuple[str, str], str]:
+    """The kept text of every non-empty stream of these runs, by (node, stream)."""
+    out: dict[tuple[str, str], str] = {}
+    async with svc.db.read() as tx:
+        for run in runs:
+            for stream in STREAMS:
+                text = await stream_text(tx, run.id, stream)
+                if text:
+                    out[(run.node_name, stream)] = text
+    return out
+
+
+@dataclass(frozen=True)
+class StreamView:
+    """What a page shows of a stream: ``text`` up to byte ``end`` of the stream;
+    ``reset`` when it replaces what the page had, ``whole`` when nothing before it is
+    left out of the view."""
+
+    text: str
+    end: int
+    reset: bool
+    whole: bool
+
+
+async def view_stream(
+    svc: Services, who: Principal, job_id: int, node: str, stream: str, after: int, limit: int
+) -> StreamView:
+    """The text of a stream past byte ``after`` (what a page showing up to ``after``
+    lacks), or, when that is over ``limit`` bytes or no longer kept, its last ``limit``
+    bytes to show instead."""
+    async with svc.db.read() as tx:
+        run = await _readable_run(tx, who, job_id, node)
+        return await tail_view(tx, run.id, stream, limit, after)
+
+
+async def tail_views(
+    svc: Services, runs: Sequence[NodeRun], limit: int
+) -> dict[tuple[str, str], StreamView]:
+    """The last ``limit`` bytes of both streams of each run, by (node, stream)."""
+    async with svc.db.read() as tx:
+        return {
+            (run.node_name, stream): await tail_view(tx, run.id, stream, limit)
+            for run in runs
+            for stream in STREAMS
+        }
+
+
+async def tail_view(tx: Tx, run_id: int, stream: str, limit: int, after: int = 0) -> StreamView:
+    if after > 0:
+        new = await tx.outputs.chunks(run_id, stream, after)
+        if not new:
+            last = await tx.outputs.last(run_id, stream)
+            if last is not None and last.end == after:
+                return StreamView("", after, False, False)
+        elif new[0].offset == after and sum(c.size for c in new) <= limit:
+            return StreamView(assemble(new, after, new[0].line), new[-1].end, False, False)
+    chunks = await tx.outputs.tail(run_id, stream, limit)
+    if not chunks:
+        return StreamView("", 0, True, True)
+    text = assemble(chunks, chunks[0].offset, chunks[0].line)
+    shown = last_lines(text, limit)
+    whole = chunks[0].offset == 0 and shown == text
+    return StreamView(shown, chunks[-1].end, True, whole)
 
 
 async def list_files(svc: Services, who: Principal, job_id: int) -> list[StoredFile]:

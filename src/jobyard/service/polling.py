@@ -27,6 +27,7 @@ from jobyard.domain.targets import check_node_name
 from jobyard.service.context import Services
 from jobyard.service.events import record
 from jobyard.service.jobs import JobView
+from jobyard.service.outputs import append_output
 from jobyard.service.rounds import load_round, persist_round
 from jobyard.service.secrets import mask_output, opened
 from jobyard.store import Tx
@@ -216,7 +217,7 @@ async def finish_polled_job(
             for stream, given in (("stdout", result.stdout), ("stderr", result.stderr)):
                 text = mask_output(svc.secrets, job, given)
                 if text:
-                    await tx.jobs.append_output(run.id, stream, text, svc.settings.output_cap)
+                    await append_output(svc, tx, run.id, stream, text)
                     tx.after_commit(_output_publisher(svc, job.id, node, stream, text))
         rnd = await load_round(tx, job, now)
         rnd.finished(

@@ -19,6 +19,7 @@ from jobyard.domain.records import Job
 from jobyard.domain.rounds import JobRound, RunCopy
 from jobyard.domain.secrets import secret_names
 from jobyard.service.context import Services
+from jobyard.service.outputs import append_output
 from jobyard.service.secrets import mask_output
 from jobyard.service.transitions import JobMove, RunMove, apply
 from jobyard.store import Tx
@@ -207,7 +208,7 @@ async def _append_output(svc: Services, tx: Tx, job: Job, output: Iterable[Repor
         run = await tx.jobs.run(job.id, node)
         if run is not None and run.attempt == job.attempt:
             data = mask_output(svc.secrets, job, "".join(chunks))
-            await tx.jobs.append_output(run.id, stream, data, svc.settings.output_cap)
+            await append_output(svc, tx, run.id, stream, data)
             tx.after_commit(
                 lambda node=node, stream=stream, data=data: svc.hub.publish(
                     f"output:{job.id}", (node, stream, data)

@@ -238,7 +238,7 @@ async def _outcome(tx: Tx, started: Started) -> Outcome:
 
 async def _job_outcome(tx: Tx, job: Job, executed: list[int]) -> Outcome:
     runs = await tx.jobs.runs(job.id)
-    stdout = stdout_of(runs)
+    stdout = await stdout_of(tx, runs)
     output: Any = named_outputs(stdout) or stdout
     if not job.status.terminal:
         return Outcome(False, False, None, executed, None)

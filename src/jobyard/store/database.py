@@ -38,6 +38,7 @@ from jobyard.store.files import FilesRepo
 from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
+from jobyard.store.outputs import OutputsRepo
 from jobyard.store.sessions import SessionsRepo
 from jobyard.store.stack_runs import StackRunsRepo
 from jobyard.store.tasks import TaskRunsRepo, TasksRepo
@@ -73,6 +74,7 @@ class Tx:
         self.nodes = NodesRepo(conn)
         self.clusters = ClustersRepo(conn)
         self.files = FilesRepo(conn)
+        self.outputs = OutputsRepo(conn)
         self.tasks = TasksRepo(conn, dialect)
         self.task_runs = TaskRunsRepo(conn, dialect)
         self.schedules = SchedulesRepo(conn)

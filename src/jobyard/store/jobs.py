@@ -320,27 +320,6 @@ class JobsRepo:
         await self.conn.execute(stmt, list(changes))
         return True
 
-    async def append_output(self, run_id: int, stream: str, chunk: str, cap: int) -> bool:
-        """Append to a run's stdout or stderr up to ``cap`` characters; True if truncated."""
-        col = node_runs.c.stdout if stream == "stdout" else node_runs.c.stderr
-        current = (
-            await self.conn.execute(sa.select(sa.func.length(col)).where(node_runs.c.id == run_id))
-        ).scalar()
-        if current is None:
-            return False
-        room = cap - current
-        if room <= 0:
-            return True
-        truncated = len(chunk) > room
-        piece = chunk[:room]
-        if truncated:
-            piece += "\n[output truncated]\n"
-        values: dict[str, Any] = {col.name: col + piece}
-        if truncated:
-            values["truncated"] = True
-        await self.conn.execute(node_runs.update().where(node_runs.c.id == run_id).values(**values))
-        return bool(truncated)
-
     async def runs_of_node(
         self, org_id: int, node_name: str, statuses: Sequence[NodeRunStatus]
     ) -> list[NodeRun]:

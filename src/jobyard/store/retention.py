@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobyard.domain.jobs import JOB_TERMINAL
 from jobyard.domain.retention import RetentionPolicy
 from jobyard.store.retention_schema import retention_policies as rp
-from jobyard.store.schema import jobs, node_runs
+from jobyard.store.schema import jobs, node_runs, output_chunks
 
 _DONE = [s.value for s in JOB_TERMINAL]
 
@@ -57,11 +57,9 @@ class RetentionRepo:
     ) -> list[int]:
         """Finished jobs that ended before ``before`` and still keep some output."""
         has_output = (
-            sa.select(node_runs.c.id)
-            .where(
-                node_runs.c.job_id == jobs.c.id,
-                sa.or_(node_runs.c.stdout != "", node_runs.c.stderr != ""),
-            )
+            sa.select(output_chunks.c.id)
+            .join(node_runs, node_runs.c.id == output_chunks.c.run_id)
+            .where(node_runs.c.job_id == jobs.c.id)
             .exists()
         )
         query = (
@@ -80,8 +78,5 @@ class RetentionRepo:
     async def clear_output(self, job_ids: Sequence[int]) -> None:
         """Drop the stored stdout and stderr of these jobs' node runs."""
         if job_ids:
-            await self.conn.execute(
-                node_runs.update()
-                .where(node_runs.c.job_id.in_(list(job_ids)))
-                .values(stdout="", stderr="")
-            )
+            runs = sa.select(node_runs.c.id).where(node_runs.c.job_id.in_(list(job_ids)))
+            await self.conn.execute(output_chunks.delete().where(output_chunks.c.run_id.in_(runs)))

@@ -224,8 +224,7 @@ node_runs = sa.Table(
     sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("exit_code", sa.Integer()),
     sa.Column("reason", sa.Text()),
-    sa.Column("stdout", sa.Text(), nullable=False, server_default=""),
-    sa.Column("stderr", sa.Text(), nullable=False, server_default=""),
+    # Output is in output_chunks; set once some of it was dropped between head and tail.
     sa.Column("truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
     _ts("created_at", False),
     _ts("updated_at", False),
@@ -233,6 +232,22 @@ node_runs = sa.Table(
     _ts("finished_at"),
     sa.UniqueConstraint("job_id", "node_name"),
     sa.Index("ix_node_runs_org_node_status", "org_id", "node_name", "status"),
+)
+
+# A run's stdout and stderr: append-only pieces, never rewritten (domain/outputs.py).
+output_chunks = sa.Table(
+    "output_chunks",
+    metadata,
+    _id(),
+    _ref("run_id", "node_runs.id"),
+    sa.Column("stream", sa.String(6), nullable=False),  # stdout | stderr
+    sa.Column("byte_pos", sa.BigInteger(), nullable=False),  # bytes before it in the stream
+    sa.Column("line_pos", sa.BigInteger(), nullable=False),  # newlines before it in the stream
+    sa.Column("size", sa.Integer(), nullable=False),  # its UTF-8 bytes
+    sa.Column("lines", sa.Integer(), nullable=False),  # its newlines
+    sa.Column("head", sa.Boolean(), nullable=False),  # part of the kept head (never trimmed)
+    sa.Column("data", sa.Text(), nullable=False),
+    sa.UniqueConstraint("run_id", "stream", "byte_pos"),
 )
 
 events = sa.Table(

@@ -7,14 +7,16 @@ from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.responses import PlainTextResponse, Response
+from markupsafe import Markup
+from starlette.responses import HTMLResponse, Response
 
 from jobyard.domain.accounts import Role
 from jobyard.domain.errors import Invalid, JobyardError, NotFound
 from jobyard.domain.jobs import JOB_TERMINAL, JobStatus
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
+from jobyard.domain.outputs import STREAMS
 from jobyard.domain.quorum import Quorum
-from jobyard.domain.records import Event, Job, Principal
+from jobyard.domain.records import Event, Job, NodeRun, Principal
 from jobyard.service import accounts, feeds, outputs, provenance, sharing, watchers
 from jobyard.service import clusters as cluster_uc
 from jobyard.service import jobs as uc
@@ -23,6 +25,7 @@ from jobyard.service import tasks as task_uc
 from jobyard.service.context import Services
 from jobyard.store.jobs import JobFilter
 from jobyard.web import timeline
+from jobyard.web.ansi import to_html
 from jobyard.web.forms import (
     env_of_form,
     env_text,
@@ -37,6 +40,14 @@ from jobyard.web.waiting import waiting
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PAGE_SIZE = 20
+# The job page opens the output of its first OPEN_RUNS nodes and shows the last SHOWN
+# bytes of each stream; the whole stream is one click away (raw).
+OPEN_RUNS = 3
+SHOWN = 64 * 1024
+CUT_NOTE = Markup(
+    '<span class="output-cut">[earlier output is not shown here: see raw for the whole'
+    " stream]</span>\n"
+)
 ACTIVE = [s.value for s in (JobStatus.ONHOLD, JobStatus.NEW, JobStatus.VOTING, JobStatus.RUNNING)]
 FINISHED = [s.value for s in JOB_TERMINAL]
 STATUS_CHOICES = [("", "any status"), ("active", "active"), ("finished", "finished")] + [
@@ -280,12 +291,32 @@ async def _job_context(page: Page, job_id: int) -> dict[str, Any]:
     }
 
 
+async def _shown_output(svc: Services, job: Job, runs: list[NodeRun]) -> dict[str, dict[str, Any]]:
+    """The open nodes' output on the page: each stream's last SHOWN bytes, rendered."""
+    if not job.capture_output or job.kind != "script":
+        return {}
+    views = await outputs.tail_views(svc, runs[:OPEN_RUNS], SHOWN)
+    out: dict[str, dict[str, Any]] = {}
+    for (node, stream), shown in views.items():
+        out.setdefault(node, {})[stream] = {"html": stream_html(shown), "end": shown.end}
+    return out
+
+
+def stream_html(view: outputs.StreamView) -> Markup:
+    """A stream's shown text as HTML, after a note when earlier output is left out."""
+    html = to_html(view.text)
+    if view.reset and not view.whole:
+        return CUT_NOTE + html
+    return html
+
+
 async def render_job(page: Page, job_id: int, *, status_code: int = 200, **extra: Any) -> Response:
     """The job page; ``extra`` overrides the context (e.g. a form's error and values)."""
     context = {**await _job_context(page, job_id), **extra}
     if page.fragment:
         return await page.render("_job_live.html", status_code=status_code, **context)
-    return await page.render("job.html", status_code=status_code, **context)
+    shown = await _shown_output(page.svc, context["job"], context["runs"])
+    return await page.render("job.html", status_code=status_code, shown=shown, **context)
 
 
 def job_id_of(raw: str) -> int:
@@ -301,17 +332,19 @@ async def job_page(page: Viewer, job_id: str) -> Response:
 async def job_output(
     page: Viewer, job_id: str, node: str, stream: str, offset: int = 0
 ) -> Response:
-    """The output of one node from ``offset`` (characters) on; the new length in a header."""
-    if stream not in ("stdout", "stderr"):
+    """What the page lacks of one node's stream past byte ``offset``, as HTML; when that
+    is too much or no longer kept, the stream's last SHOWN bytes to show instead
+    (``X-Output-Reset: 1``). The stream's end, to ask from next time, in a header."""
+    if stream not in STREAMS:
         raise NotFound(f"no output stream {stream!r}: use stdout or stderr")
-    run = await outputs.node_output(page.svc, page.user, job_id_of(job_id), node)
-    text = run.stdout if stream == "stdout" else run.stderr
-    offset = offset if 0 <= offset <= len(text) else 0
-    return PlainTextResponse(
-        text[offset:],
+    view = await outputs.view_stream(
+        page.svc, page.user, job_id_of(job_id), node, stream, max(0, offset), SHOWN
+    )
+    return HTMLResponse(
+        stream_html(view),
         headers={
-            "X-Output-Length": str(len(text)),
-            "X-Output-Reset": "0" if offset else "1",
+            "X-Output-Length": str(view.end),
+            "X-Output-Reset": "1" if view.reset else "0",
             "Cache-Control": "no-store",
         },
     )

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from jobyard.domain.accounts import Role
+from jobyard.domain.outputs import OutputCaps
 from jobyard.service.context import Services
 from tests.conftest import Account, Factory
 from tests.dialects.kragle.test_kragle_seed import BASE, FAULT_MSG, fault
@@ -73,7 +74,7 @@ async def agent(svc: Services, stdout: dict[str, str]) -> AsyncIterator[list[int
                 async with svc.db.begin() as tx:
                     for run in await tx.jobs.runs(job_id):
                         text = stdout.get(command.split()[0], "")
-                        await tx.jobs.append_output(run.id, "stdout", text, 10_000)
+                        await tx.outputs.append(run.id, "stdout", text, OutputCaps(10_000, 10_000))
                 await finish(svc, job_id)
                 done.append(job_id)
             await asyncio.sleep(0.02)

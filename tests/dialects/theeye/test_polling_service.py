@@ -14,7 +14,7 @@ from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.jobspec import JobSpec
 from jobyard.domain.records import Principal
 from jobyard.domain.targets import Target
-from jobyard.service import accounts, dispatch, nodes, polling
+from jobyard.service import accounts, dispatch, nodes, outputs, polling
 from jobyard.service import jobs as uc
 from jobyard.service.context import Services
 
@@ -46,7 +46,9 @@ async def test_poll_hands_a_job_out_once(any_svc: Services) -> None:
     result = polling.PolledResult(succeeded=True, exit_code=0, state="success", stdout="ok\n")
     done = await polling.finish_polled_job(svc, agent, None, view.job.id, result)
     assert done.job.status is JobStatus.COMPLETE and done.job.state == "success"
-    assert done.runs[0].status is NodeRunStatus.SUCCEEDED and done.runs[0].stdout == "ok\n"
+    assert done.runs[0].status is NodeRunStatus.SUCCEEDED
+    async with svc.db.read() as tx:
+        assert await outputs.stream_text(tx, done.runs[0].id, "stdout") == "ok\n"
     history = await uc.job_history(svc, admin, view.job.id)
     assert [e.to_status for e in history.items] == [
         "draft",

@@ -213,11 +213,10 @@ async def output(job_id: str, node: str, channel: str, who: Who, svc: Svc) -> Re
     if channel not in ("stdout", "stderr"):
         raise NotFound(f"no output channel '{channel}': use stdout or stderr")
     native = _job_id(job_id)
-    run = await outputs.node_output(svc, who, native, node)
+    data = await outputs.read_stream(svc, who, native, node, channel)
     if not (await uc.get_job(svc, who, native)).job.capture_output:
         # Push Jobs keeps no output of a job started without capture_output.
         raise NotFound(f"job '{job_id}' was started without capture_output: no output kept")
-    data = run.stdout if channel == "stdout" else run.stderr
     return Response(data.encode(), media_type="application/octet-stream")
 
 

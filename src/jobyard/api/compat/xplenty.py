@@ -42,6 +42,7 @@ from jobyard.domain.dialects import xplenty
 from jobyard.domain.errors import Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import DEFAULT_RUN_TIMEOUT, JobSpec
+from jobyard.domain.outputs import STREAMS
 from jobyard.domain.records import Cluster, Principal
 from jobyard.domain.targets import Target
 from jobyard.service import clusters as cluster_uc
@@ -328,9 +329,11 @@ async def job_variables(
 @router.get("/jobs/{job_id}/log", summary="A job's output log")
 async def job_log(account: str, job_id: str, request: Request, who: Who, svc: Svc) -> Response:
     view = await uc.get_job(svc, who, ident(job_id, "job"))
+    kept = await outputs.job_streams(svc, view.runs)
     parts = []
     for run in view.runs:
-        parts.append(f"== {run.node_name} ({run.status.value}) ==\n{run.stdout}{run.stderr}")
+        out, err = (kept.get((run.node_name, s), "") for s in STREAMS)
+        parts.append(f"== {run.node_name} ({run.status.value}) ==\n{out}{err}")
     url = f"{api_url(request, account)}/jobs/{view.job.id}/log"
     return reply(request, {"body": "\n".join(parts), "url": url})
 

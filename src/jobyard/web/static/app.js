@@ -232,8 +232,9 @@
         if (response.ok) {
           const text = await response.text();
           const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-          if (response.headers.get("X-Output-Reset") === "1") pre.textContent = text;
-          else if (text) pre.appendChild(document.createTextNode(text));
+          // The server sends escaped HTML (ANSI colours as spans), never the raw output.
+          if (response.headers.get("X-Output-Reset") === "1") pre.innerHTML = text;
+          else if (text) pre.insertAdjacentHTML("beforeend", text);
           pre.dataset.length = response.headers.get("X-Output-Length") || pre.dataset.length;
           if (atBottom) pre.scrollTop = pre.scrollHeight;
         }
