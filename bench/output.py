@@ -24,7 +24,8 @@ import datetime as dt
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,11 @@ from bench.machine import describe, print_machine
 from jobyard.domain.outputs import OutputCaps
 from jobyard.service.outputs import caps_of, stream_text
 from jobyard.settings import Settings
-from jobyard.store import Database
+from jobyard.store import Database, Tx
 from jobyard.store.schema import jobs, node_runs, organizations
 
 PIECE = 1024
+PIECE_TEXT = ("x" * 63 + "\n") * (PIECE // 64)
 LEGACY_CAP = 1_000_000
 LINES = 300_000
 FLOOD = (
@@ -86,40 +88,70 @@ async def _new_run(db: Database) -> int:
     return int(run)
 
 
-async def _chunked(db: Database, total: int, caps: OutputCaps) -> float:
-    run = await _new_run(db)
-    piece = ("x" * 63 + "\n") * (PIECE // 64)
+@dataclass
+class Cost:
+    wall: float  # seconds
+    cpu: float  # seconds: this process (SQLite runs in it) plus the PostgreSQL backend
+    statements: int
+
+
+async def _measure(db: Database, pieces: int, write: Callable[[Tx], Awaitable[None]]) -> Cost:
+    """Run ``write`` once per piece, one transaction each."""
+    count = [0]
+
+    def counted(*_args: Any) -> None:
+        count[0] += 1
+
+    backend = None
+    if not db.is_sqlite:
+        async with db.read() as tx:  # the pool hands sequential transactions one connection
+            backend = int((await tx.conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one())
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", counted)
+    cpu0 = time.process_time() + (processes.cpu_seconds(backend) if backend else 0.0)
     start = time.perf_counter()
-    for _ in range(total // PIECE):
-        async with db.begin() as tx:
-            await tx.outputs.append(run, "stdout", piece, caps)
-    elapsed = time.perf_counter() - start
+    try:
+        for _ in range(pieces):
+            async with db.begin() as tx:
+                await write(tx)
+    finally:
+        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", counted)
+    wall = time.perf_counter() - start
+    cpu = time.process_time() + (processes.cpu_seconds(backend) if backend else 0.0) - cpu0
+    return Cost(wall, cpu, count[0])
+
+
+async def _chunked(db: Database, total: int, caps: OutputCaps) -> Cost:
+    run = await _new_run(db)
+
+    async def write(tx: Tx) -> None:
+        await tx.outputs.append(run, "stdout", PIECE_TEXT, caps)
+
+    cost = await _measure(db, total // PIECE, write)
     async with db.read() as tx:  # what a reader gets: head, marker, tail
         kept = len((await stream_text(tx, run, "stdout")).encode())
     assert kept <= caps.head + caps.tail + PIECE + 200, kept
-    return elapsed
+    return cost
 
 
-async def _legacy(db: Database, total: int) -> float:
+async def _legacy(db: Database, total: int) -> Cost:
     """The former storage: read the length, then ``stdout = stdout || piece``."""
     async with db.begin() as tx:
         row = (
             await tx.conn.execute(LEGACY.insert().values(stdout="").returning(LEGACY.c.id))
         ).scalar_one()
-    piece = ("x" * 63 + "\n") * (PIECE // 64)
     col = LEGACY.c.stdout
-    start = time.perf_counter()
-    for _ in range(total // PIECE):
-        async with db.begin() as tx:
-            length = (
-                await tx.conn.execute(sa.select(sa.func.length(col)).where(LEGACY.c.id == row))
-            ).scalar_one()
-            room = LEGACY_CAP - length
-            if room > 0:
-                await tx.conn.execute(
-                    LEGACY.update().where(LEGACY.c.id == row).values(stdout=col + piece[:room])
-                )
-    return time.perf_counter() - start
+
+    async def write(tx: Tx) -> None:
+        length = (
+            await tx.conn.execute(sa.select(sa.func.length(col)).where(LEGACY.c.id == row))
+        ).scalar_one()
+        room = LEGACY_CAP - length
+        if room > 0:
+            await tx.conn.execute(
+                LEGACY.update().where(LEGACY.c.id == row).values(stdout=col + PIECE_TEXT[:room])
+            )
+
+    return await _measure(db, total // PIECE, write)
 
 
 @contextlib.asynccontextmanager
@@ -150,25 +182,24 @@ async def writes(kinds: list[str], sizes: list[int], repeat: int) -> list[dict[s
         with tempfile.TemporaryDirectory(prefix="jobyard-bench-output-") as tmp:
             async with _database(kind, Path(tmp)) as db:
                 for kib in sizes:
-                    total = kib * 1024
-                    new = min([await _chunked(db, total, caps) for _ in range(repeat)])
-                    old = min([await _legacy(db, total) for _ in range(repeat)])
-                    rows.append(
-                        {
-                            "database": kind,
-                            "kib": kib,
-                            "pieces": total // PIECE,
-                            "chunks_s": new,
-                            "chunks_us_per_kib": new / kib * 1e6,
-                            "legacy_s": old,
-                            "legacy_us_per_kib": old / kib * 1e6,
-                        }
+                    new = min(
+                        [await _chunked(db, kib * 1024, caps) for _ in range(repeat)],
+                        key=lambda c: c.cpu,
                     )
+                    old = min(
+                        [await _legacy(db, kib * 1024) for _ in range(repeat)], key=lambda c: c.cpu
+                    )
+                    row = {"database": kind, "kib": kib, "pieces": kib * 1024 // PIECE}
+                    for name, cost in (("chunks", new), ("former", old)):
+                        row[f"{name}_wall_us_per_kib"] = cost.wall / kib * 1e6
+                        row[f"{name}_cpu_us_per_kib"] = cost.cpu / kib * 1e6
+                        row[f"{name}_statements_per_kib"] = cost.statements / kib
+                    rows.append(row)
                     print(
-                        f"  {kind} {kib} KiB: chunks {new / kib * 1e6:.0f} µs/KiB,"
-                        f" former {old / kib * 1e6:.0f} µs/KiB",
+                        f"  {kind} {kib} KiB: chunks {row['chunks_cpu_us_per_kib']:.0f} µs CPU/KiB,"
+                        f" former {row['former_cpu_us_per_kib']:.0f} µs CPU/KiB",
                         flush=True,
-                    )
+                    )  # fmt: skip
     return rows
 
 
@@ -236,6 +267,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of N per size")
     parser.add_argument("--pages", type=int, default=20, help="page fetches to time")
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--no-page", action="store_true", help="only the writes")
     parser.add_argument("--json")
     args = parser.parse_args()
     kinds = ["sqlite"] + ([] if args.no_pg else ["postgresql"])
@@ -247,21 +279,23 @@ def main() -> None:
     )
     figures.section("Writes: cost per KiB as a stream grows")
     rows = asyncio.run(writes(kinds, [int(s) for s in args.sizes.split(",")], args.repeat))
-    print(
-        table(
-            ["database", "KiB", "pieces", "chunks µs/KiB", "former µs/KiB"],
-            [
-                [
-                    r["database"],
-                    f"{r['kib']:,}",
-                    r["pieces"],
-                    f"{r['chunks_us_per_kib']:.0f}",
-                    f"{r['legacy_us_per_kib']:.0f}",
-                ]
-                for r in rows
-            ],
-        )
-    )
+    headers = ["database", "KiB written", "pieces"]
+    for name in ("chunks", "former"):
+        headers += [f"{name}: CPU µs/KiB", f"{name}: wall µs/KiB", f"{name}: statements/KiB"]
+    cells = []
+    for r in rows:
+        line = [r["database"], f"{r['kib']:,}", f"{r['pieces']:,}"]
+        for name in ("chunks", "former"):
+            line += [
+                f"{r[f'{name}_cpu_us_per_kib']:.0f}",
+                f"{r[f'{name}_wall_us_per_kib']:.0f}",
+                f"{r[f'{name}_statements_per_kib']:.2f}",
+            ]
+        cells.append(line)
+    print(table(headers, cells))
+    if args.no_page:
+        figures.save(args.json, "output", {"writes": rows})
+        return
     figures.section(f"The page of a job that printed {LINES:,} lines (SQLite)")
     timed = page(args.pages)
     print(f"the flood job ran in {timed['flood_job_s']:.1f} s (submit to complete)")

@@ -2,7 +2,8 @@
 
 An append costs a constant number of statements whatever the stream's length: read the
 newest chunk, insert one or two chunks, delete the tail chunks that fell out of the tail.
-No stored value is ever rewritten.
+No stored value is ever rewritten. The index leads with (run, stream, head) so that
+neither finding the newest chunk nor trimming the tail walks the head's rows.
 """
 
 from __future__ import annotations
@@ -34,10 +35,19 @@ class OutputsRepo:
         self.conn = conn
 
     async def last(self, run_id: int, stream: str) -> Chunk | None:
-        """The newest chunk of a stream (where the next one starts)."""
-        q = sa.select(*_COLUMNS).where(_of(run_id, stream)).order_by(_C.byte_pos.desc()).limit(1)
-        row = (await self.conn.execute(q)).first()
-        return _chunk(row) if row is not None else None
+        """The newest chunk of a stream (where the next one starts): its newest tail
+        chunk, else its newest head chunk (tail chunks all come after the head)."""
+        for head in (False, True):
+            q = (
+                sa.select(*_COLUMNS)
+                .where(_of(run_id, stream), _C.head == head)
+                .order_by(_C.byte_pos.desc())
+                .limit(1)
+            )
+            row = (await self.conn.execute(q)).first()
+            if row is not None:
+                return _chunk(row)
+        return None
 
     async def append(self, run_id: int, stream: str, text: str, caps: OutputCaps) -> bool:
         """Add ``text`` to a run's stream within its caps; True if bytes were dropped."""
@@ -83,7 +93,7 @@ class OutputsRepo:
         q = (
             sa.select(*_COLUMNS)
             .where(_of(run_id, stream), _C.byte_pos >= after)
-            .order_by(_C.byte_pos)
+            .order_by(_C.head.desc(), _C.byte_pos)  # the index's order: head, then tail
         )
         return [_chunk(r) for r in await self.conn.execute(q)]
 

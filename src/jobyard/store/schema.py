@@ -247,7 +247,7 @@ output_chunks = sa.Table(
     sa.Column("lines", sa.Integer(), nullable=False),  # its newlines
     sa.Column("head", sa.Boolean(), nullable=False),  # part of the kept head (never trimmed)
     sa.Column("data", sa.Text(), nullable=False),
-    sa.UniqueConstraint("run_id", "stream", "byte_pos"),
+    sa.UniqueConstraint("run_id", "stream", "head", "byte_pos"),
 )
 
 events = sa.Table(

@@ -39,7 +39,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_output_chunks")),
         sa.UniqueConstraint(
-            "run_id", "stream", "byte_pos", name=op.f("uq_output_chunks_run_id_stream_byte_pos")
+            "run_id",
+            "stream",
+            "head",
+            "byte_pos",
+            name=op.f("uq_output_chunks_run_id_stream_head_byte_pos"),
         ),
     )
     _move_old_output()
