@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 STREAMS = ("stdout", "stderr")
+# Tail chunks are at most this long, so the rolling tail, which keeps the chunk the
+# window's start falls in, holds at most this much beyond its cap.
+TAIL_PIECE = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +101,13 @@ def plan_append(last: Chunk | None, text: str, caps: OutputCaps) -> Appended:
     skipped = data[: len(data) - len(kept)]
     offset += len(skipped)
     line += skipped.count(b"\n")
-    if kept:
-        out.append(_chunk(offset, line, kept, False))
-    trim = offset + len(kept) - caps.tail
+    while kept:
+        piece = _utf8_prefix(kept, TAIL_PIECE)
+        out.append(_chunk(offset, line, piece, False))
+        offset += len(piece)
+        line += out[-1].lines
+        kept = kept[len(piece) :]
+    trim = offset - caps.tail
     return Appended(out, trim if trim > 0 else None, bool(skipped))
 
 
