@@ -186,6 +186,12 @@ async def test_schedules_stacks_and_triggers(client: httpx.AsyncClient, admin: A
     url = f"/triggers/{found.group(1)}"
     page = await client.get(url)
     assert "Europe/Paris" in page.text and "It has not fired yet." in page.text
+    # The stack's job run above still holds web1 and web2: under "forbid" the trigger's run
+    # is refused, saying why; once that job is stopped, it runs.
+    busy = await client.post(f"{url}/run", data={"csrf_token": csrf})
+    assert busy.status_code == 409 and "nodes busy" in words(busy)
+    stopped = await client.post(f"{ran.headers['location']}/stop", data={"csrf_token": csrf})
+    assert stopped.status_code == 303
     now = await client.post(f"{url}/run", data={"csrf_token": csrf})
     assert now.status_code == 303 and now.headers["location"].startswith("/jobs/")
     off = await client.post(f"{url}/enable", data={"csrf_token": csrf, "enabled": "0"})
