@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-from tests.e2e.procs import Process, Server, bootstrap_admin, free_port
+from tests.e2e.procs import Listening, Server, bootstrap_admin
 
 PG_ADMIN_URL = os.environ.get("JOBYARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("JOBYARD_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -175,18 +175,10 @@ def jobyard(database_url: str | None, env: dict[str, str] | None = None) -> Iter
             yield Jobyard(server, token, str(agent["token"]))
 
 
-class EmptyApp(Process):
+class EmptyApp(Listening):
     """``python -m bench.empty_app``: an empty FastAPI POST endpoint under uvicorn."""
 
     name = "empty-app"
-
-    def __init__(self, data_dir: str | Path) -> None:
-        super().__init__(data_dir)
-        self.port = free_port()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "bench.empty_app", "--port", str(self.port)]

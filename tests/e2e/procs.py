@@ -11,6 +11,7 @@ Each process writes its output to a log file in its data directory (a pipe nobod
 would block it); ``Process.log()`` returns it for assertion messages.
 
 - ``Agent``: ``python -m jobyard agent`` for one node; ready once it says it connected.
+- ``Listening``: a ``Process`` serving HTTP on a loopback port, at ``url``.
 - ``TcpProxy``: a loopback TCP relay whose connections can be cut (a network failure).
 
 More process kinds extend ``Process``: give them a ``command()`` and, if they have one,
@@ -224,7 +225,25 @@ class Process:
         self.close()
 
 
-class Server(Process):
+class Listening(Process):
+    """A process that serves HTTP on a loopback port (a free one unless given) at ``url``."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(data_dir, env=env)
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Server(Listening):
     """``python -m jobyard serve --data-dir D --port P [--database-url URL]``."""
 
     name = "server"
@@ -240,14 +259,11 @@ class Server(Process):
     ) -> None:
         # Tests create jobs before their agents have registered: node names are pre-declared
         # unless a test says otherwise (JOBYARD_ALLOW_UNKNOWN_NODES=0).
-        super().__init__(data_dir, env={"JOBYARD_ALLOW_UNKNOWN_NODES": "1", **(env or {})})
-        self.port = port or free_port()
+        super().__init__(
+            data_dir, port=port, env={"JOBYARD_ALLOW_UNKNOWN_NODES": "1", **(env or {})}
+        )
         self.database_url = database_url
         self.args = list(args)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def db_args(self) -> list[str]:

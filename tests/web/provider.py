@@ -14,19 +14,11 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.e2e.procs import Process, free_port
+from tests.e2e.procs import Listening
 
 
-class Provider(Process):
+class Provider(Listening):
     name = "oidc-provider"
-
-    def __init__(self, data_dir: Any) -> None:
-        super().__init__(data_dir)
-        self.port = free_port()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         return [
