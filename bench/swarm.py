@@ -1,7 +1,9 @@
 """Simulated agents: many per process, each a real WebSocket speaking the real protocol.
 
-Each agent dials the server's agent endpoint with an agent token, says ``hello`` (a node
-name, a fresh incarnation), heartbeats at the interval the server's ``welcome`` gives, and
+Each agent dials the server's agent endpoint exactly as ``jobyard agent`` does (the same
+``jobyard.agent.dialing.dial``: token, frame limit, pings, no compression), says ``hello``
+(a node name, a fresh incarnation, one slot), heartbeats at the interval the server's
+``welcome`` gives, and
 answers like a ``jobyard agent`` whose command is a no-op that succeeds at once:
 
     commit -> ack_commit        run -> ack_run, result succeeded (exit 0)
@@ -37,9 +39,9 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from jobyard.agent.dialing import ClientConnection, dial
 from jobyard.wire import agent as wire
 
 CONNECT_PARALLEL = 64
@@ -59,7 +61,8 @@ class Swarm:
         self.commits: dict[int, int] = defaultdict(int)
         self.acks: dict[int, int] = defaultdict(int)
         self.received = 0
-        self.sent = 0
+        self.sent = 0  # frames of jobs (heartbeats are counted apart, in beats)
+        self.beats = 0
         self.errors: list[str] = []
         self.closed = 0
 
@@ -87,21 +90,14 @@ class Swarm:
         )
 
     async def agent(self, name: str, ready: asyncio.Future[bool]) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
         try:
-            async with connect(
-                self.url,
-                additional_headers=headers,
-                open_timeout=60,
-                ping_interval=None,
-                max_size=16 * 1024 * 1024,
-                compression=None,
-            ) as ws:
+            async with dial(self.url, self.token, open_timeout=60) as ws:
                 hello = wire.Hello(
                     version=wire.PROTOCOL_VERSION,
                     node=name,
                     incarnation=uuid.uuid4().hex,
                     tags=["sim"],
+                    slots=1,
                 )
                 await ws.send(wire.encode(hello))
                 welcome = wire.decode(await asyncio.wait_for(ws.recv(), 60))
@@ -135,8 +131,8 @@ class Swarm:
         # Spread the beats over the interval, as independently started agents would be.
         await asyncio.sleep(random.uniform(0, interval))
         while True:
-            await ws.send(wire.encode(wire.Heartbeat(busy=False)))
-            self.sent += 1
+            await ws.send(wire.encode(wire.Heartbeat(busy=False, held=0)))
+            self.beats += 1
             await asyncio.sleep(interval)
 
     def answer(self, msg: wire.AnyMessage, answers: list[wire.AgentMessage]) -> None:
@@ -177,6 +173,7 @@ class Swarm:
             "connected": len(self.sockets),
             "received": self.received,
             "sent": self.sent,
+            "beats": self.beats,
             "open_jobs": len(self.commits),
             "errors": len(self.errors),
             "last_errors": self.errors[-3:],

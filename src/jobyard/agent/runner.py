@@ -22,9 +22,10 @@ from typing import Any
 
 import httpx
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from jobyard.agent.asking import InputDesk
+from jobyard.agent.dialing import dial
 from jobyard.agent.journal import Journal, every_journal, server_journal
 from jobyard.agent.outgoing import Outgoing
 from jobyard.agent.process import Process, kill_group, process_has_marker
@@ -194,15 +195,7 @@ class Agent:
 
     # -- one connection
     async def _session(self) -> None:
-        headers = {"Authorization": f"Bearer {self.config.token}"}
-        async with connect(
-            self.config.ws_url,
-            additional_headers=headers,
-            max_size=64 * 1024 * 1024,
-            open_timeout=10,
-            ping_interval=20,
-            ping_timeout=20,
-        ) as ws:
+        async with dial(self.config.ws_url, self.config.token) as ws:
             self.ws = ws
             server_id = ws.response.headers.get(wire.SERVER_HEADER) if ws.response else None
             self.journal = self._journal_of(server_id or "")

@@ -1,4 +1,14 @@
-"""The agents' WebSocket: one connection per node, dialled out by ``jobyard agent``."""
+"""The agents' WebSocket: one connection per node, dialled out by ``jobyard agent``.
+
+It is a plain ASGI endpoint mounted beside the HTTP application (``App`` in api/app.py
+hands it the agent path before any middleware): an idle connection is then the
+server's WebSocket protocol object, one suspended coroutine (the reads) and a
+``Session``. Commands for the node are written to the socket from the hub's listener
+call, by a short-lived task only while there is something to write; nothing of the
+handshake (scope, headers) is kept once connected. No compression is negotiated
+(``ws_per_message_deflate`` is off in ``jobyard serve``, and agents do not offer it):
+its zlib state cost 49 KiB per connection, and output is already batched.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +18,11 @@ import binascii
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
 
 from jobyard import __version__
 from jobyard.api.auth import authenticate, token_from
@@ -24,18 +36,41 @@ from jobyard.service.metrics import AgentFrames
 from jobyard.service.rounds import Report, node_topic
 from jobyard.wire import agent as wire
 
-router = APIRouter(tags=["agents"])
 log = logging.getLogger("jobyard.agents")
 HELLO_TIMEOUT = 10.0
 BATCH_FRAME = 500  # messages in one frame at most
 
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-@router.websocket(wire.PATH)
-async def agent_socket(ws: WebSocket) -> None:
-    svc: Services = ws.app.state.services
+
+class Socket:
+    """The two ASGI callables of one accepted connection."""
+
+    __slots__ = ("_send", "receive")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self.receive, self._send = receive, send
+
+    async def send_text(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def agent_endpoint(
+    svc: Services, frames: AgentFrames, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """The ASGI app of ``wire.PATH``: authenticate, accept, hello, then serve the session."""
+    connect = await receive()
+    if connect["type"] != "websocket.connect":
+        return
+    ws = Socket(receive, send)
     try:
-        secret = token_from(ws)
-        who = await authenticate(svc, secret or "", agent=True)
+        secret = token_from(HTTPConnection(scope)) or ""
+        who = await authenticate(svc, secret, agent=True)
     except JobyardError as exc:
         await ws.close(code=4401, reason=exc.detail[:120])
         return
@@ -43,8 +78,17 @@ async def agent_socket(ws: WebSocket) -> None:
     # journal of this server (its job ids are only unique per database) before it says
     # which runs it holds and which results it will re-send.
     server_id = await nodes.server_identity(svc)
-    await ws.accept(headers=[(wire.SERVER_HEADER.encode(), server_id.encode())])
-    frames: AgentFrames = ws.app.state.metrics.agent_frames
+    await send(
+        {
+            "type": "websocket.accept",
+            "headers": [(wire.SERVER_HEADER.encode(), server_id.encode())],
+        }
+    )
+    # Nothing of the handshake is kept for the connection's life (the server's protocol
+    # shares this scope; it reads no more of it once accepted).
+    for key in ("headers", "state", "extensions"):
+        scope.pop(key, None)
+    del scope, connect
     try:
         first = wire.decode(await asyncio.wait_for(receive_frame(ws), HELLO_TIMEOUT))
         frames.frames_in.inc()
@@ -65,26 +109,29 @@ async def agent_socket(ws: WebSocket) -> None:
         await _refuse(ws, exc)
         return
     engine = Engine.of(svc)
+    session = Session(svc, engine, ws, who, 0, hello.node, frames)
     # Listen before registering: what node_connected owes the node (commits, runs, aborts
     # sent while it was away) is published as its transaction commits, before serve().
-    async with (
-        svc.hub.subscribe(node_topic(who.org_id, hello.node), maxsize=0) as outbox,
-        revocations.watch(svc, who) as changes,
+    with (
+        svc.hub.listen(session.deliver, node_topic(who.org_id, hello.node)),
+        svc.hub.listen(session.credentials_changed, *revocations.topics_of(who)),
     ):
         try:
             # Once more, now that changes are heard: a revocation since the first look
             # cleared the remembered authentication, so this one reads the database.
-            await authenticate(svc, secret or "", agent=True)
+            await authenticate(svc, secret, agent=True)
             before = await nodes.availability_of(svc, who.org_id, hello.node)
             node = await nodes.node_connected(svc, who, hello, engine.replica)
         except JobyardError as exc:
             await _refuse(ws, exc)
             return
-        session = Session(svc, engine, ws, who, node.id, hello.node, frames)
+        session.node_id = node.id
+        engine.said_hello(node.id, hello.busy)
         session.slots, session.held = hello.slots, len(hello.running)
         session.batching = first.version >= wire.BATCH_VERSION
         session.reconnecting = before is Availability.RECONNECTING
-        await session.serve(outbox, changes, secret or "")
+        del hello, node, first
+        await session.serve(secret)
 
 
 def version_refusal(version: int) -> str:
@@ -97,7 +144,7 @@ def version_refusal(version: int) -> str:
 
 
 async def _refuse(
-    ws: WebSocket, exc: Exception | str, code: int = wire.CLOSE_BAD_HELLO, why: str = "refused"
+    ws: Socket, exc: Exception | str, code: int = wire.CLOSE_BAD_HELLO, why: str = "refused"
 ) -> None:
     """Say why in an error frame, then close: the agent cannot be served as it is."""
     if isinstance(exc, wire.ProtocolError):
@@ -109,7 +156,7 @@ async def _refuse(
         await ws.close(code=code, reason=detail[:120])
 
 
-async def receive_frame(ws: WebSocket) -> str | bytes:
+async def receive_frame(ws: Socket) -> str | bytes:
     """The next frame, text or binary (decode() reads both; a binary frame is no crash)."""
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
@@ -134,11 +181,40 @@ class Session:
     any job sent while it is busy.
     """
 
+    # Thousands are alive at once, most of them idle: no __dict__ each.
+    __slots__ = (
+        "batching",
+        "checking",
+        "early",
+        "engine",
+        "flusher",
+        "frames",
+        "held",
+        "key",
+        "name",
+        "node_id",
+        "pace_timer",
+        "pace_until",
+        "paced",
+        "pending",
+        "reconnecting",
+        "revoked",
+        "said_bye",
+        "secret",
+        "slots",
+        "started",
+        "svc",
+        "unanswered",
+        "waiting",
+        "who",
+        "ws",
+    )
+
     def __init__(
         self,
         svc: Services,
         engine: Engine,
-        ws: WebSocket,
+        ws: Socket,
         who: Principal,
         node_id: int,
         name: str,
@@ -155,17 +231,24 @@ class Session:
         self.slots = 1
         self.held = 0  # taken, as the agent last reported (plus acks since)
         self.unanswered = 0  # commits sent, not yet acked or nacked
-        self.paced: deque[str] = deque()
         self.reconnecting = False  # was it reconnecting (after a server restart) at hello?
         self.pace_until = 0.0
-        self.freed = asyncio.Event()
-        self.waiting: set[asyncio.Task[None]] = set()
+        self.started = False
+        self.early: list[Any] | None = []  # delivered before the welcome was sent
+        # Commits held back by pacing, and what to write, in order (made when needed:
+        # most connections are idle most of the time).
+        self.paced: deque[str] | None = None
+        self.pending: deque[str] | None = None
+        self.flusher: asyncio.Task[None] | None = None  # alive only while writing
+        self.pace_timer: asyncio.TimerHandle | None = None
+        self.secret = ""
+        self.checking: asyncio.Task[None] | None = None
+        self.waiting: set[asyncio.Task[None]] | None = None  # input requests' relays
 
-    async def serve(
-        self, outbox: asyncio.Queue[Any], changes: asyncio.Queue[Any], secret: str
-    ) -> None:
-        """Serve the connection; ``outbox`` is the node's subscription to its commands,
-        ``changes`` to changes of the credentials it connected with."""
+    async def serve(self, secret: str) -> None:
+        """Serve the connection until the agent goes (``secret``: the credential it
+        connected with, checked again when a change of credentials is published)."""
+        self.secret = secret
         previous = self.engine.sessions.get(self.key)
         if previous is not None:
             await previous.close("replaced by a newer connection")
@@ -181,20 +264,31 @@ class Session:
                 reconnect_within=s.node_ttl + s.node_grace,
             )
         )
-        writer = asyncio.create_task(self._write(outbox))
-        guard = asyncio.create_task(self._guard(changes, secret))
+        loop = asyncio.get_running_loop()
+        if self.reconnecting:
+            self.pace_until = loop.time() + s.node_ttl + s.node_grace
+        early, self.early = self.early or [], None
+        self.started = True
+        for message in early:
+            self.deliver(message)
         try:
             await self._read()
         except WebSocketDisconnect:
             pass
         finally:
-            for task in (writer, guard, *self.waiting):
-                task.cancel()
-            for task in (writer, guard):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            self.started = False
+            if self.pace_timer is not None:
+                self.pace_timer.cancel()
+            for task in (self.flusher, self.checking, *(self.waiting or ())):
+                if task is not None:
+                    task.cancel()
+            for task in (self.flusher, self.checking):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             if self.engine.sessions.get(self.key) is self:
                 del self.engine.sessions[self.key]
+                self.engine.went_away(self.node_id)
         if self.revoked and self.key not in self.engine.sessions:
             # Gone now, not after TTL + grace: no new job is sent to it meanwhile (unless
             # it is already back, under a credential that works).
@@ -213,13 +307,17 @@ class Session:
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, reason=reason)
 
-    async def _guard(self, changes: asyncio.Queue[Any], secret: str) -> None:
+    # -- credentials
+    def credentials_changed(self, message: Any) -> None:
+        """The hub's call when the credentials it connected with change."""
+        if revocations.is_revocation(message) and self.checking is None and self.secret:
+            self.checking = asyncio.create_task(self._recheck())
+
+    async def _recheck(self) -> None:
         """End the connection when its credentials change (revoked token, a role change
         or removal of its user): the agent reconnects and is authenticated afresh."""
-        while not revocations.is_revocation(await changes.get()):
-            pass
         try:
-            await authenticate(self.svc, secret, agent=True)
+            await authenticate(self.svc, self.secret, agent=True)
         except JobyardError:
             self.revoked = True
             log.warning("node %s: its credentials were revoked; disconnected", self.name)
@@ -227,69 +325,76 @@ class Session:
             return
         await self.close("the agent's credentials changed; reconnect", code=wire.CLOSE_RECONNECT)
 
+    # -- writing commands
     @property
     def free(self) -> int:
         return self.slots - self.held - self.unanswered
 
-    async def _write(self, outbox: asyncio.Queue[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        s = self.svc.settings
-        if self.reconnecting:
-            self.pace_until = loop.time() + s.node_ttl + s.node_grace
-        getter: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                while self.paced and (self.free > 0 or loop.time() >= self.pace_until):
-                    await self._send_out(self.paced.popleft())
-                if not self.paced:  # the usual case: pass every message on as it comes
-                    message = await (getter if getter is not None else outbox.get())
-                    getter = None
-                else:  # wait for a message, a freed slot or the end of pacing
-                    if getter is None:
-                        getter = asyncio.ensure_future(outbox.get())
-                    freed = asyncio.ensure_future(self.freed.wait())
-                    await asyncio.wait(
-                        {getter, freed},
-                        timeout=max(0.0, self.pace_until - loop.time()),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    freed.cancel()
-                    self.freed.clear()
-                    if not getter.done():
-                        continue
-                    message, getter = getter.result(), None
-                # What else is queued by now (published in the same turn: the acks of one
-                # batch of results, the commits of jobs started together) goes in one frame.
-                messages = [message]
-                while self.batching and len(messages) < BATCH_FRAME and not outbox.empty():
-                    messages.append(outbox.get_nowait())
-                out = []
-                for message in messages:
-                    if _is_commit(message) and loop.time() < self.pace_until:
-                        self.paced.append(message)
-                    else:
-                        out.append(message)
-                if out:
-                    await self._send_out(*out)
-        finally:
-            if getter is not None:
-                getter.cancel()
+    def deliver(self, message: Any) -> None:
+        """The hub's call for each command published to this node: write it now (pacing
+        aside), in the order published."""
+        if self.early is not None:
+            self.early.append(message)
+            return
+        if not self.started:
+            return
+        if _is_commit(message) and asyncio.get_running_loop().time() < self.pace_until:
+            if self.paced is None:
+                self.paced = deque()
+            self.paced.append(message)
+        else:
+            self._queue(message)
+        self._pump()
 
-    async def _send_out(self, *messages: str) -> None:
-        self.unanswered += sum(1 for m in messages if _is_commit(m))
-        self.frames.frames_out.inc()
-        await self.ws.send_text(wire.frame_of(list(messages)))
+    def _queue(self, message: str) -> None:
+        if _is_commit(message):
+            self.unanswered += 1
+        if self.pending is None:
+            self.pending = deque()
+        self.pending.append(message)
+
+    def _pump(self) -> None:
+        """Release paced commits the agent has room for, and start writing."""
+        if self.paced:
+            loop = asyncio.get_running_loop()
+            over = loop.time() >= self.pace_until
+            while self.paced and (over or self.free > 0):
+                self._queue(self.paced.popleft())
+            if self.paced and self.pace_timer is None:
+                self.pace_timer = loop.call_at(self.pace_until, self._pace_over)
+        if self.pending and self.flusher is None and self.started:
+            self.flusher = asyncio.create_task(self._flush())
+
+    def _pace_over(self) -> None:
+        self.pace_timer = None
+        self._pump()
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                # What was published in the same turn (the acks of one batch of results,
+                # the commits of jobs started together) goes in one frame to an agent that
+                # reads batches.
+                count = min(len(self.pending), BATCH_FRAME) if self.batching else 1
+                batch = [self.pending.popleft() for _ in range(count)]
+                self.frames.frames_out.inc()
+                await self.ws.send_text(wire.frame_of(batch))
+        except Exception:
+            pass  # the connection is gone; the reads end the session
+        finally:
+            self.flusher = None
+            self.pending = None
 
     def _slots_reported(self, msg: wire.Heartbeat) -> None:
         # An agent that reports only busy: all or nothing.
         self.held = msg.held if msg.held is not None else self.slots if msg.busy else 0
-        self.freed.set()
+        self._pump()
 
     def _voted(self, ack: bool) -> None:
         self.unanswered = max(0, self.unanswered - 1)
         if ack:
             self.held += 1  # until its next heartbeat says how many it holds
-        self.freed.set()
+        self._pump()
 
     async def _read(self) -> None:
         while True:
@@ -388,6 +493,8 @@ class Session:
         # Subscribe before recording, so that even an instant answer is not missed.
         ready = asyncio.Event()
         task = asyncio.create_task(self._relay_answer(topic, job, attempt, ready))
+        if self.waiting is None:
+            self.waiting = set()
         self.waiting.add(task)
         task.add_done_callback(self.waiting.discard)
         await ready.wait()

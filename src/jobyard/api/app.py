@@ -7,8 +7,10 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from jobyard import __version__, web
@@ -38,6 +40,7 @@ from jobyard.dispatch.server import server_loops
 from jobyard.service.context import Services
 from jobyard.settings import Settings
 from jobyard.store import Database
+from jobyard.wire import agent as wire
 
 log = logging.getLogger("jobyard")
 
@@ -49,6 +52,24 @@ DIALECT_ERRORS: tuple[tuple[str, errors.ErrorRenderer], ...] = (
     (theeye.ERRORS_UNDER, theeye.render_error),
     (kragle.ERRORS_UNDER, kragle.render_error),
 )
+
+
+class App(FastAPI):
+    """FastAPI with the agents' WebSocket beside it: ``wire.PATH`` goes straight to
+    ``agent_ws.agent_endpoint``, past the middleware (metrics, body limits, sessions,
+    proxies), the router and the dependency machinery, whose coroutines would otherwise
+    stay suspended for each connection's whole life."""
+
+    def __init__(self, svc: Services, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._svc = svc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == wire.PATH:
+            frames = self.state.metrics.agent_frames
+            await agent_ws.agent_endpoint(self._svc, frames, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -91,7 +112,8 @@ def create_app(
         if owned:
             await svc.db.close()
 
-    app = FastAPI(
+    app = App(
+        svc,
         title="jobyard",
         version=__version__,
         summary="Run a command on many machines: now, on a schedule, after approval, by webhook.",
@@ -119,7 +141,6 @@ def create_app(
     app.include_router(watchers.router)
     app.include_router(notifications.router)
     app.include_router(webhooks.router)
-    app.include_router(agent_ws.router)
     app.include_router(chef.router)
     app.include_router(rescale.router)
     app.include_router(xplenty.router)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from jobyard.api.app import create_app
 from jobyard.cli.common import fail
@@ -119,6 +120,10 @@ def serve(
         timeout_graceful_shutdown=10,
         ws_max_size=16 * 1024 * 1024,
         ws_ping_interval=None,
+        # Agents are the only WebSocket clients: no compression (its zlib state was
+        # 49 KiB per connection; output is batched already).
+        ws_per_message_deflate=False,
+        ws=AgentFriendlyWebSockets,
         # Forwarded headers are the app's business (JOBYARD_TRUSTED_PROXIES, applied in
         # create_app): uvicorn's own default would believe any X-Forwarded-For from 127.0.0.1.
         proxy_headers=False,
@@ -189,3 +194,18 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+class AgentFriendlyWebSockets(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, forgetting the handshake's headers once the connection
+    is accepted: agents hold their connection for days, and the parsed headers were about
+    4 KiB of each idle one. (The request stays referenced by the websockets parser for the
+    connection's life, so its headers are emptied rather than the object dropped.)"""
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            self.request.headers.clear()
+            self.response.headers.clear()
+            self.request = None  # type: ignore[assignment]
+            self.response = None  # type: ignore[assignment]

@@ -4,7 +4,12 @@
   applied many at a time in one transaction (group commit), then results are acked;
 - a starter: opens voting on ``new`` jobs as soon as they are submitted;
 - a deadline loop: voting timeouts and run_timeouts;
-- a heartbeat flusher and a silence detector: nodes that stop heartbeating go offline;
+- a heartbeat flusher and a silence detector: nodes that stop heartbeating go offline.
+  Heartbeats are kept in memory; a node's last-seen time is written (one batched UPDATE
+  per tick for every node due) once ``last_seen_refresh`` has passed since it was last
+  written, and its busy flag only when it changes: an idle fleet costs one statement per
+  tick, not one row per heartbeat. A node that falls quiet (a heartbeat missed) gets its
+  last heartbeat written as it was heard, so that silence counts from it exactly;
 - the cluster lifecycle.
 
 Agent connections register here so that a second connection for the same node
@@ -15,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from jobyard.dispatch.loops import periodic
+from jobyard.domain.nodes import last_seen_refresh
 from jobyard.service import clusters, dispatch, nodes
 from jobyard.service.context import Services
-from jobyard.service.rounds import Report, apply_reports, node_topic
+from jobyard.service.rounds import Report, Rounds, apply_reports, node_topic
 from jobyard.wire import agent as wire
 
 log = logging.getLogger("jobyard.dispatch")
@@ -35,8 +42,11 @@ class Engine:
         self.svc = svc
         self.replica = uuid.uuid4().hex[:12]
         self.reports: asyncio.Queue[Report] = asyncio.Queue()
-        self.heartbeats: dict[int, bool] = {}
-        self._busy: dict[int, bool] = {}  # each node's busy flag as last reported
+        self.rounds = Rounds()  # active jobs' rounds, written by _apply_batches only
+        self.heartbeats: dict[int, bool] = {}  # heard since the last flush: busy flag
+        self._flag: dict[int, bool] = {}  # each node's busy flag as last written
+        self._seen_at: dict[int, dt.datetime] = {}  # when each node's last-seen was written
+        self._unwritten: dict[int, dt.datetime] = {}  # heard since that write: when
         self.heartbeat_wake = asyncio.Event()
         self.sessions: dict[tuple[int, str], Any] = {}
         self.start_wake = asyncio.Event()
@@ -74,12 +84,24 @@ class Engine:
                     self._progress.wait_for(lambda: self._applied >= mark), timeout
                 )
 
+    def said_hello(self, node_id: int, busy: bool) -> None:
+        """A node said hello (its last-seen time and busy flag were written with it)."""
+        self._flag[node_id] = busy
+        self._seen_at[node_id] = self.svc.clock.now()
+        self._unwritten.pop(node_id, None)
+
+    def went_away(self, node_id: int) -> None:
+        """Its connection ended (a last heartbeat not yet written still will be)."""
+        self.heartbeats.pop(node_id, None)
+        self._flag.pop(node_id, None)
+        self._seen_at.pop(node_id, None)
+
     def heartbeat(self, node_id: int, busy: bool) -> None:
         self.heartbeats[node_id] = busy
-        if self._busy.get(node_id) is not busy:
+        self._unwritten[node_id] = self.svc.clock.now()
+        if self._flag.get(node_id) is not busy:
             # Written at once, not at the next tick: node listings show the slot taken
             # (or freed) as soon as the agent says so.
-            self._busy[node_id] = busy
             self.heartbeat_wake.set()
 
     # -- loops
@@ -90,7 +112,7 @@ class Engine:
             while len(batch) < BATCH and not self.reports.empty():
                 batch.append(self.reports.get_nowait())
             try:
-                await apply_reports(self.svc, batch)
+                await apply_reports(self.svc, batch, self.rounds)
             except Exception:
                 # Unacked results are re-sent by the agents; state reports are re-derived
                 # from the agents' next hello. Log and keep serving.
@@ -111,11 +133,28 @@ class Engine:
         while await dispatch.start_jobs(self.svc) > 0:
             pass
 
-    async def _flush_heartbeats(self) -> None:
-        if not self.heartbeats:
+    async def flush_heartbeats(self) -> None:
+        """Write what changed: busy flags at once, last-seen times when due, and the last
+        heartbeat of nodes gone quiet."""
+        if not self._unwritten:
             return
+        s = self.svc.settings
+        refresh = dt.timedelta(seconds=last_seen_refresh(s.node_ttl, s.node_grace))
+        now = self.svc.clock.now()
         seen, self.heartbeats = self.heartbeats, {}
-        revenants = set(await nodes.record_heartbeats(self.svc, list(seen), seen))
+        due = [n for n in seen if n not in self._seen_at or now - self._seen_at[n] >= refresh]
+        flags = {n: b for n, b in seen.items() if self._flag.get(n) is not b}
+        quiet_before = now - dt.timedelta(seconds=2 * s.heartbeat_interval)
+        quiet = {n: t for n, t in self._unwritten.items() if t < quiet_before and n not in seen}
+        if not due and not flags and not quiet:
+            return
+        revenants = set(await nodes.record_heartbeats(self.svc, due, flags, quiet))
+        for n in due:
+            self._seen_at[n] = now
+            self._unwritten.pop(n, None)
+        for n in quiet:
+            self._unwritten.pop(n, None)
+        self._flag.update(flags)
         for session in list(self.sessions.values()) if revenants else []:
             if session.node_id in revenants:
                 # Declared offline (its runs crashed) yet still talking on the same
@@ -123,6 +162,9 @@ class Engine:
                 await session.close("this node was declared offline; reconnect")
 
     async def _expire(self) -> None:
+        # The last heartbeats of nodes gone quiet first: silence counts from them, not from
+        # an earlier write (this replica's nodes; others' are written by their replica).
+        await self.flush_heartbeats()
         await nodes.expire_silent_nodes(self.svc)
 
     async def _deadlines(self) -> None:
@@ -154,7 +196,7 @@ class Engine:
             await stack.enter_async_context(periodic("starter", 1.0, self._start, self.start_wake))
             await stack.enter_async_context(periodic("deadlines", tick, self._deadlines))
             await stack.enter_async_context(
-                periodic("heartbeats", tick, self._flush_heartbeats, self.heartbeat_wake)
+                periodic("heartbeats", tick, self.flush_heartbeats, self.heartbeat_wake)
             )
             await stack.enter_async_context(periodic("expiry", tick, self._expire))
             await stack.enter_async_context(

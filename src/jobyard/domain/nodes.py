@@ -38,3 +38,10 @@ def availability(online: bool, connected: bool, busy: bool) -> Availability:
     if not connected:
         return Availability.RECONNECTING
     return Availability.BUSY if busy else Availability.AVAILABLE
+
+
+def last_seen_refresh(ttl: float, grace: float) -> float:
+    """How often a connected node's last-seen time is written (seconds): heartbeats are
+    kept in memory, and a node's is written, batched, once this much has passed since (and
+    once more, as it was heard, when the node falls quiet: silence counts from it)."""
+    return (ttl + grace) / 3

@@ -8,7 +8,7 @@ incarnation id means the agent restarted: runs of the old incarnation crashed.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,22 +209,36 @@ async def resend_pending(svc: Services, org_id: int, node: str) -> None:
 
 
 async def record_heartbeats(
-    svc: Services, node_ids: Sequence[int], busy: dict[int, bool]
+    svc: Services,
+    node_ids: Sequence[int],
+    busy: dict[int, bool],
+    quiet: Mapping[int, dt.datetime] | None = None,
 ) -> list[int]:
-    """Write the heartbeats seen since the last flush, in one transaction.
+    """Write heartbeats in one transaction: ``node_ids`` were heard from now, ``busy``
+    holds the busy flags that changed, ``quiet`` the last heartbeat of nodes gone quiet
+    since (written as heard, so that their silence is counted from it).
 
     Returns the nodes that heartbeat although they were declared offline (silent past
     TTL + grace, e.g. a machine that stalled): their connection must be re-established,
     so that they come back online through a hello and their runs are reconciled.
     """
-    if not node_ids:
+    quiet = quiet or {}
+    if not node_ids and not busy and not quiet:
         return []
+    by_time: dict[dt.datetime, list[int]] = {}
+    for node, heard in quiet.items():
+        by_time.setdefault(heard, []).append(node)
     async with svc.db.begin() as tx:
-        await tx.nodes.heartbeat(list(node_ids), svc.clock.now())
+        if node_ids:
+            await tx.nodes.heartbeat(list(node_ids), svc.clock.now())
+        for heard, ids in by_time.items():
+            await tx.nodes.heartbeat(ids, heard)
         # Two statements, not one per node: this runs every tick under the single writer.
         for flag in (True, False):
-            await tx.nodes.set_busy([n for n, b in busy.items() if b is flag], flag)
-        return await tx.nodes.offline_among(list(node_ids))
+            changed = [n for n, b in busy.items() if b is flag]
+            if changed:
+                await tx.nodes.set_busy(changed, flag)
+        return await tx.nodes.offline_among(sorted({*node_ids, *busy, *quiet}))
 
 
 async def node_gone(

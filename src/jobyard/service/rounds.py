@@ -4,12 +4,18 @@ This is the write path of the hot loop: many reports (votes, run acks, results,
 output) are applied in one transaction, grouped by job, with each job's row locked
 (PostgreSQL) or the single writer held (SQLite). Run changes are written in bulk, each
 with its event; the commands for agents are published after commit.
+
+The engine's report batcher keeps the rounds of active jobs in memory (``Rounds``): a
+job's runs are loaded once, then each batch checks them against the database's census
+of the job's runs (one aggregate query under the job's lock) and reuses them when no
+other writer (a cancel, a timeout, a lost node, another replica) moved a run since;
+else the round is loaded again. After a restart or a hand-over it is simply loaded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -64,6 +70,86 @@ async def load_round(tx: Tx, job: Job, now: dt.datetime) -> JobRound:
         },
         now=now,
     )
+
+
+Census = dict[tuple[str, int], int]
+
+
+@dataclass
+class _Kept:
+    attempt: int
+    quorum_required: int
+    runs: dict[str, RunCopy]
+    census: Census
+
+
+class Rounds:
+    """The rounds of active jobs, kept by their one writer (the engine's report batcher).
+
+    ``round_of`` is called with the job's row locked; ``wrote`` once the round's changes
+    are written (in the same transaction); ``forget`` when that transaction failed.
+    Terminal jobs are dropped, and at most ``limit`` rounds are kept (least recently used
+    first out).
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._kept: OrderedDict[int, _Kept] = OrderedDict()
+        self.loads = 0  # rounds read from the database (for tests and benchmarks)
+
+    def __contains__(self, job_id: int) -> bool:
+        return job_id in self._kept
+
+    async def round_of(self, tx: Tx, job: Job, now: dt.datetime) -> JobRound:
+        kept = self._kept.get(job.id)
+        if (
+            kept is not None
+            and kept.attempt == job.attempt
+            and await tx.jobs.run_census(job.id) == kept.census
+        ):
+            self._kept.move_to_end(job.id)
+            return JobRound(
+                job_id=job.id,
+                status=job.status,
+                attempt=job.attempt,
+                quorum_required=kept.quorum_required,
+                runs=kept.runs,
+                now=now,
+            )
+        self.loads += 1
+        rnd = await load_round(tx, job, now)
+        census = Counter((r.status.value, r.attempt) for r in rnd.runs.values())
+        self._kept[job.id] = _Kept(job.attempt, rnd.quorum_required, rnd.runs, dict(census))
+        self._kept.move_to_end(job.id)
+        while len(self._kept) > self.limit:
+            self._kept.popitem(last=False)
+        return rnd
+
+    def wrote(self, job: Job, rnd: JobRound) -> None:
+        """The round's changes are written: count them in its census (the runs themselves
+        were moved in place by the round)."""
+        kept = self._kept.get(job.id)
+        if kept is None:
+            return
+        if job.status.terminal or rnd.status.terminal:
+            del self._kept[job.id]
+            return
+        census = kept.census
+        for c in rnd.run_changes:
+            attempt = kept.runs[c.node].attempt
+            before = (c.from_status.value, attempt)
+            if before not in census:  # not the round it was: read it again next time
+                del self._kept[job.id]
+                return
+            census[before] -= 1
+            if not census[before]:
+                del census[before]
+            after = (c.to_status.value, attempt)
+            census[after] = census.get(after, 0) + 1
+
+    def forget(self, job_ids: Iterable[int]) -> None:
+        for job_id in job_ids:
+            self._kept.pop(job_id, None)
 
 
 def command_for(job: Job, kind: str) -> str:
@@ -154,33 +240,48 @@ async def _cluster_job_started(svc: Services, tx: Tx, job: Job) -> None:
     )
 
 
-async def apply_reports(svc: Services, reports: Sequence[Report]) -> int:
-    """Apply a batch of agent reports in one transaction; returns how many were stale."""
+async def apply_reports(
+    svc: Services, reports: Sequence[Report], rounds: Rounds | None = None
+) -> int:
+    """Apply a batch of agent reports in one transaction; returns how many were stale.
+
+    With ``rounds`` (the engine's), each job's round is taken from memory when it still
+    matches the database, and kept up to date."""
     by_job: dict[int, list[Report]] = defaultdict(list)
     for r in reports:
         by_job[r.job_id].append(r)
     stale = 0
-    async with svc.db.begin() as tx:
-        now = svc.clock.now()
-        for job_id in sorted(by_job):
-            items = by_job[job_id]
-            job = await tx.jobs.get_any(job_id, for_update=True)
-            if job is None or job.org_id != items[0].org_id:
-                stale += len(items)
-                continue
-            output = [r for r in items if r.kind == "output"]
-            if output:
-                await _append_output(svc, tx, job, output)
-            state_reports = [r for r in items if r.kind != "output"]
-            if not state_reports:
-                continue
-            rnd = await load_round(tx, job, now)
-            for r in state_reports:
-                _apply(rnd, r)
-            rnd.settle()
-            stale += rnd.stale
-            if rnd.run_changes or rnd.job_changes or rnd.commands:
-                await persist_round(svc, tx, job, rnd, actor=None)
+    try:
+        async with svc.db.begin() as tx:
+            now = svc.clock.now()
+            for job_id in sorted(by_job):
+                items = by_job[job_id]
+                job = await tx.jobs.get_any(job_id, for_update=True)
+                if job is None or job.org_id != items[0].org_id:
+                    stale += len(items)
+                    continue
+                output = [r for r in items if r.kind == "output"]
+                if output:
+                    await _append_output(svc, tx, job, output)
+                state_reports = [r for r in items if r.kind != "output"]
+                if not state_reports:
+                    continue
+                if rounds is not None:
+                    rnd = await rounds.round_of(tx, job, now)
+                else:
+                    rnd = await load_round(tx, job, now)
+                for r in state_reports:
+                    _apply(rnd, r)
+                rnd.settle()
+                stale += rnd.stale
+                if rnd.run_changes or rnd.job_changes or rnd.commands:
+                    job = await persist_round(svc, tx, job, rnd, actor=None)
+                if rounds is not None:
+                    rounds.wrote(job, rnd)
+    except BaseException:
+        if rounds is not None:
+            rounds.forget(by_job)  # what they hold may not have been written
+        raise
     return stale
 
 

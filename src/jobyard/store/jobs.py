@@ -276,6 +276,17 @@ class JobsRepo:
             out[r["job_id"]].append(_run(r))
         return out
 
+    async def run_census(self, job_id: int) -> dict[tuple[str, int], int]:
+        """How many of a job's node runs are in each (status, attempt): a round kept in
+        memory is checked against it (runs only move forward, so equal counts mean no run
+        moved since)."""
+        q = (
+            sa.select(node_runs.c.status, node_runs.c.attempt, sa.func.count())
+            .where(node_runs.c.job_id == job_id)
+            .group_by(node_runs.c.status, node_runs.c.attempt)
+        )
+        return {(str(s), int(a)): int(n) for s, a, n in await self.conn.execute(q)}
+
     async def run(self, job_id: int, node_name: str) -> NodeRun | None:
         q = node_runs.select().where(
             node_runs.c.job_id == job_id, node_runs.c.node_name == node_name
