@@ -22,7 +22,7 @@ from jobyard.service.context import Services
 from jobyard.service.jobs import JobView
 from jobyard.service.launches import Origin
 from jobyard.service.schedules import event, may_change
-from jobyard.service.secrets import SecretBox, seal_arguments, with_sealed_env
+from jobyard.service.secrets import SecretBox, merge_env, seal_arguments, with_sealed_env
 from jobyard.store import Tx
 
 
@@ -127,6 +127,9 @@ async def create_stack(
     """Define a stack; ``steps`` (and ``on_failure``) as given in a request make it a chain.
     ``extra``: more columns (a dialect's webhook settings)."""
     require(who.role, Role.USER, "creating a stack")
+    # A new stack keeps no secret: the mask as a value (a stack read and sent back as a new
+    # one, by any dialect) is refused here rather than stored as four dots.
+    env = merge_env(svc.secrets, {}, env, None)
     now = svc.clock.now()
     async with svc.db.begin() as tx:
         chain, failure = await chain_in(tx, who, steps, on_failure, svc.secrets)

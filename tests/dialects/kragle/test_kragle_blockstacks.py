@@ -171,6 +171,14 @@ async def test_bad_blocks_answer_kragle_faults_and_change_nothing(
             headers=h,
         )
         fault(r, code)
+    # The mask of a secret read back is no value for a new stack (it keeps no secret).
+    masked = await client.post(
+        f"{BASE}/blockstacks",
+        json={"name": "bad", "blocks": [["build", {}]], "env": {"PW": "\u2022" * 4}},
+        headers=h,
+    )
+    fault(masked, 4)
+    assert "PW" in masked.json()["msg"]
     listed = (await client.get(f"{BASE}/blockstacks", headers=h)).json()
     assert listed["count"] == 0
     fault(await client.get(f"{BASE}/blockstacks/exec/999999", headers=h), 6)
