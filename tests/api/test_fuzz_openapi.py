@@ -144,6 +144,9 @@ def strategy(operation: Any, ids: dict[str, str]) -> Any:
     return st.one_of(options)
 
 
+# Every operation of the whole API, several cases each: longer than the suite's default
+# per-test limit on a busy machine.
+@pytest.mark.timeout(900)
 def test_no_generated_request_gets_a_5xx(fuzz_world: FuzzWorld) -> None:
     api = schemathesis.openapi.from_asgi("/openapi.json", fuzz_world.app)
     headers = {"Authorization": f"Bearer {fuzz_world.token}"}

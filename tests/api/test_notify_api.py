@@ -180,7 +180,9 @@ async def test_inbox_and_settings(client: httpx.AsyncClient, tenant: Tenant, svc
     r = await client.get("/api/v1/notifications/deliveries", headers=h)
     assert r.json()["count"] == 2
     waiting = r.json()["results"][0]
-    assert (waiting["channel"], waiting["status"], waiting["attempts"]) == ("email", "pending", 1)
+    # Tried at least once (the relay may already have tried again on a slow machine).
+    assert (waiting["channel"], waiting["status"]) == ("email", "pending")
+    assert waiting["attempts"] >= 1
     assert "cannot reach the SMTP server" in waiting["last_error"]
     assert waiting["next_attempt_at"] is not None
     r = await client.post(f"/api/v1/notifications/deliveries/{waiting['id']}/retry", headers=h)
