@@ -19,7 +19,7 @@ from jobyard.domain.jobspec import JobSpec
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Principal
 from jobyard.domain.targets import Target
-from jobyard.service import inputs, reads
+from jobyard.service import inputs
 from jobyard.service import jobs as uc
 from jobyard.service.context import Services
 from jobyard.service.secrets import merge_env
@@ -177,7 +177,7 @@ async def list_jobs(
         updated_after=_parse_time(updated_after, "updated_after"),
         updated_before=_parse_time(updated_before, "updated_before"),
     )
-    result = await reads.list_jobs(
+    result = await uc.list_jobs(
         svc, who, flt, sort=key, descending=sort.startswith("-"), offset=offset, limit=limit
     )
     return JSON(render.paginated(request, result, page, limit, _render(svc)))
@@ -194,7 +194,7 @@ async def by_name(name: str, who: Who, svc: Svc) -> Response:
 
 @router.get("/{job_id}", response_model=JobOut, summary="Get a job")
 async def get(job_id: str, who: Who, svc: Svc) -> Response:
-    return JSON(_render(svc)(await reads.get_job(svc, who, _job_id(job_id))))
+    return JSON(_render(svc)(await uc.get_job(svc, who, _job_id(job_id))))
 
 
 @router.put("/{job_id}", response_model=JobOut, summary="Replace a job's definition")
@@ -245,5 +245,5 @@ async def history(
 
 @router.get("/{job_id}/runs", summary="Per-node runs of a job")
 async def runs(job_id: str, who: Who, svc: Svc) -> Response:
-    view = await reads.get_job(svc, who, _job_id(job_id))
+    view = await uc.get_job(svc, who, _job_id(job_id))
     return JSON([render.node_run(r) for r in view.runs])
