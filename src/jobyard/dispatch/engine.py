@@ -209,9 +209,11 @@ class Engine:
                     self.svc, self.replica, lambda org, name: (org, name) in self.sessions
                 )
                 await stack.enter_async_context(bridge.running())
+            self.svc.runtime.dispatching = True
             try:
                 yield self
             finally:
+                self.svc.runtime.dispatching = False
                 for task in (*wakers, batcher):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

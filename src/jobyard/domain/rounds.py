@@ -11,6 +11,7 @@ events in one transaction. Nothing here does I/O.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from jobyard.domain.jobs import (
@@ -19,6 +20,7 @@ from jobyard.domain.jobs import (
     can_run_transition,
     next_job_status,
 )
+from jobyard.domain.nodes import OFFLINE_REASON, UNKNOWN_REASON, Availability
 
 R = NodeRunStatus
 # The reason a node run that never voted gets when the voting timeout passes.
@@ -186,3 +188,41 @@ class JobRound:
                 self._job(nxt, f"{ready} of {self.quorum_required} required nodes ready")
             else:
                 self._job(nxt, None)
+
+
+def open_voting(rnd: JobRound, seen: Mapping[str, Availability]) -> list[str]:
+    """Open voting on a ``new`` job's round and settle it. ``seen``: the availability of
+    each of its nodes that an agent ever registered; a node missing there was pre-declared
+    and never came (unavailable: unknown), an offline one is unavailable at once. Returns
+    the nodes to ask for their vote now; a reconnecting node is asked after its hello."""
+    rnd.start_voting()
+    ask: list[str] = []
+    for node, run in rnd.runs.items():
+        if run.status is not R.NEW:
+            continue
+        state = seen.get(node)
+        if state is None:
+            rnd.node_lost(node, UNKNOWN_REASON)
+        elif state is Availability.OFFLINE:
+            rnd.node_lost(node, OFFLINE_REASON)
+        elif state is not Availability.RECONNECTING:
+            ask.append(node)
+    rnd.settle()
+    return ask
+
+
+def first_round(
+    nodes: Sequence[str], quorum_required: int, now: dt.datetime, seen: Mapping[str, Availability]
+) -> tuple[JobRound, list[str]]:
+    """The round of a job submitted with voting opened at once (its runs not written yet:
+    their ids are 0), and the nodes to ask. The caller writes it as the job's first state
+    when it stays ``voting``; else it takes the long way (``new``, then the starter)."""
+    rnd = JobRound(
+        job_id=0,
+        status=JobStatus.NEW,
+        attempt=0,
+        quorum_required=quorum_required,
+        runs={n: RunCopy(0, n, R.NEW, 0) for n in nodes},
+        now=now,
+    )
+    return rnd, open_voting(rnd, seen)

@@ -44,6 +44,9 @@ class Runtime:
     field, made with its ``Services``; none is filled by importing a module."""
 
     engine: AgentLinks | None = None
+    # Set while this process's dispatch engine runs: a submit then opens voting in its own
+    # transaction (else the job waits in ``new`` for a dispatcher's starter).
+    dispatching: bool = False
     server_identity: str | None = None
     # token secret -> (valid until (monotonic), principal, token expiry)
     tokens: dict[str, tuple[float, Principal, dt.datetime | None]] = field(default_factory=dict)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
-from jobyard.domain.nodes import OFFLINE_REASON, UNKNOWN_REASON, Availability
+from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Job
+from jobyard.domain.rounds import open_voting
 from jobyard.service.context import Services
 from jobyard.service.rounds import commit_message, load_round, persist_round, send
 from jobyard.store import Tx
@@ -22,28 +23,11 @@ async def start_jobs(svc: Services, limit: int = 200) -> int:
             if job is None or job.status is not JobStatus.NEW:
                 continue
             rnd = await load_round(tx, job, now)
-            rnd.start_voting()
             # Shared locks: a hello committing meanwhile is seen (or sees this job voting),
             # so a reconnecting node's commit is sent by one side or the other.
             found = await tx.nodes.by_names(job.org_id, list(rnd.runs), for_share=True)
-            state = {n.name: n.availability for n in found}
-            for node, run in rnd.runs.items():
-                if run.status is not NodeRunStatus.NEW:
-                    continue
-                seen = state.get(node)
-                if seen is None:  # pre-declared (allow_unknown_nodes), never registered
-                    rnd.node_lost(node, UNKNOWN_REASON)
-                elif seen is Availability.OFFLINE:
-                    rnd.node_lost(node, OFFLINE_REASON)
-                elif seen is not Availability.RECONNECTING:  # else: sent after its hello
-                    send(
-                        svc,
-                        tx,
-                        job.org_id,
-                        node,
-                        commit_message(svc, job, node),
-                    )
-            rnd.settle()
+            for node in open_voting(rnd, {n.name: n.availability for n in found}):
+                send(svc, tx, job.org_id, node, commit_message(svc, job, node))
             await persist_round(svc, tx, job, rnd, actor=None)
             started += 1
     return started

@@ -14,13 +14,15 @@ from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import FROZEN_AFTER_SUBMIT, JobSpec
 from jobyard.domain.quorum import Quorum
-from jobyard.domain.records import Cluster, Event, Job, NodeRun, Page, Principal
+from jobyard.domain.records import Cluster, Event, Job, Node, NodeRun, Page, Principal
+from jobyard.domain.rounds import first_round
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
+from jobyard.service.rounds import commit_message, send
 from jobyard.service.secrets import with_sealed_env
 from jobyard.service.sharing import readable_job
-from jobyard.service.transitions import admit, move_job
+from jobyard.service.transitions import admit, admit_voting, move_job
 from jobyard.store import Tx, reads
 from jobyard.store.jobs import JobFilter
 
@@ -150,21 +152,41 @@ async def add_job(
     reason: str | None = None,
 ) -> Job:
     """Write a job (``values``: its spec columns, kind, task_id ...) in this transaction and
-    move it on: to ``new`` (submitted), to ``onhold`` (waiting; ``reason`` says for what),
-    or nowhere (``then=None``: a draft)."""
+    move it on: submitted (``voting``, or ``new`` for the dispatcher to start), to
+    ``onhold`` (waiting; ``reason`` says for what), or nowhere (``then=None``: a draft)."""
+    job, _ = await _add_job(
+        svc, tx, values, org_id=org_id, created_by=created_by, actor=actor, then=then, reason=reason
+    )
+    return job
+
+
+async def _add_job(
+    svc: Services,
+    tx: Tx,
+    values: dict[str, Any],
+    *,
+    org_id: int,
+    created_by: int | None,
+    actor: str,
+    then: JobStatus | None,
+    reason: str | None,
+    known: Sequence[Node] | None = None,
+) -> tuple[Job, list[NodeRun] | None]:
+    """``add_job``, with the node runs when they were written here (``known``: the target's
+    nodes, read already with a shared lock)."""
     target = Target.from_json(values["target"]) if then is JobStatus.NEW else None
     if target is not None and await _cluster_not_ready(tx, org_id, target) is None:
-        # Submitted at once: written directly in ``new`` with its node runs.
+        # Submitted at once: written directly in ``voting`` (or ``new``) with its node runs.
         names, place = await placement(tx, org_id, target)
-        (job,) = await admit(
-            svc,
-            tx,
-            [({**values, **place, "org_id": org_id, "created_by": created_by}, actor)],
-            reason="submitted",
-        )
+        row = {**values, **place, "org_id": org_id, "created_by": created_by}
+        if svc.runtime.dispatching:
+            born = await _born_voting(svc, tx, row, names, actor, known)
+            if born is not None:
+                return born
+        (job,) = await admit(svc, tx, [(row, actor)], reason="submitted")
         await tx.jobs.insert_runs(job, names, job.created_at)
         tx.after_commit(lambda: svc.hub.publish("dispatch", job.id))
-        return job
+        return job, None
     now = svc.clock.now()
     job = await tx.jobs.insert(
         {
@@ -188,12 +210,39 @@ async def add_job(
         now=now,
     )
     if then is JobStatus.NEW:  # its cluster is not ready: held until it is
-        return await _enter_new(svc, tx, job, actor)
+        return await _enter_new(svc, tx, job, actor), None
     if then is JobStatus.ONHOLD:
         held = await move_job(svc, tx, job, JobStatus.ONHOLD, actor=actor, reason=reason)
         assert held is not None  # nobody else knows the job yet
-        return held
-    return job
+        return held, None
+    return job, None
+
+
+async def _born_voting(
+    svc: Services,
+    tx: Tx,
+    row: dict[str, Any],
+    names: list[str],
+    actor: str,
+    known: Sequence[Node] | None,
+) -> tuple[Job, list[NodeRun]] | None:
+    """In a server that dispatches, a submitted job opens voting in the transaction that
+    writes it: its nodes are read with a shared lock (a hello committing meanwhile is
+    seen, or sees the job voting) and asked for their vote after commit. None when the
+    first round goes further than voting (every node unavailable): the dispatcher's
+    starter takes such a job from ``new``."""
+    if known is None:
+        known = await tx.nodes.by_names(row["org_id"], names, for_share=True)
+    required = Quorum.parse(row["quorum"]).required(len(names))
+    rnd, ask = first_round(
+        names, required, svc.clock.now(), {n.name: n.availability for n in known}
+    )
+    if rnd.status is not JobStatus.VOTING:
+        return None
+    job, runs = await admit_voting(svc, tx, row, actor, rnd)
+    for node in ask:
+        send(svc, tx, job.org_id, node, commit_message(svc, job, node))
+    return job, runs
 
 
 async def release_job(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
@@ -205,15 +254,17 @@ async def release_job(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
 KNOWN_SHOWN = 20
 
 
-async def refuse_unknown_nodes(tx: Tx, org_id: int, names: Sequence[str]) -> None:
+async def refuse_unknown_nodes(tx: Tx, org_id: int, names: Sequence[str]) -> list[Node]:
     """Refuse node names that no agent of the organization has ever registered: a typo
-    would otherwise wait for a node that never comes and end ``quorum_failed``."""
+    would otherwise wait for a node that never comes and end ``quorum_failed``. Returns
+    the nodes, read with a shared lock (PostgreSQL) as the submit's voting needs them."""
     if not names:
-        return
-    known = {n.name for n in await tx.nodes.by_names(org_id, list(names))}
+        return []
+    found = await tx.nodes.by_names(org_id, list(names), for_share=True)
+    known = {n.name for n in found}
     unknown = [n for n in names if n not in known]
     if not unknown:
-        return
+        return found
     every = sorted(n.name for n in await tx.nodes.all(org_id))
     shown = ", ".join(every[:KNOWN_SHOWN]) + (" ..." if len(every) > KNOWN_SHOWN else "")
     listed = f"known nodes: {shown}" if every else "no agent has registered yet"
@@ -281,9 +332,10 @@ async def create_job(
     ``known_nodes_only``, node names no agent ever registered are refused."""
     require(who.role, Role.USER, "creating a job")
     async with svc.db.begin() as tx:
-        if known_nodes_only:
-            await refuse_unknown_nodes(tx, who.org_id, spec.target.nodes)
-        job = await add_job(
+        known = None
+        if known_nodes_only and spec.target.nodes:
+            known = await refuse_unknown_nodes(tx, who.org_id, spec.target.nodes)
+        job, runs = await _add_job(
             svc,
             tx,
             spec.row(),
@@ -292,8 +344,10 @@ async def create_job(
             actor=who.actor,
             then=None if draft else JobStatus.NEW,
             reason="saved as a draft" if draft else None,
+            known=known,
         )
-        runs = await tx.jobs.runs(job.id)
+        if runs is None:
+            runs = await tx.jobs.runs(job.id)
     return JobView(job, runs)
 
 

@@ -24,6 +24,7 @@ from jobyard.domain.jobs import (
     job_deadline,
 )
 from jobyard.domain.records import Job, NodeRun
+from jobyard.domain.rounds import JobRound
 from jobyard.service.context import Services
 from jobyard.service.events import event_row, record_many
 from jobyard.store import Tx
@@ -268,4 +269,101 @@ async def admit(
     return jobs
 
 
-__all__ = ["Applied", "InvalidTransition", "JobMove", "RunMove", "admit", "apply", "move_job"]
+async def admit_voting(
+    svc: Services, tx: Tx, values: dict[str, Any], actor: str, rnd: JobRound
+) -> tuple[Job, list[NodeRun]]:
+    """Write a job submitted with voting opened at once (``rnd``: its first round, from
+    ``domain.rounds.first_round``, still ``voting``) directly in that status, with its runs
+    as the round left them and the history a draft submitted, then started, has:
+    ``job.created`` (draft), draft → new, new → voting, and each run's change. Three
+    statements: the job, its runs and its events, each written with RETURNING."""
+    if rnd.status is not JobStatus.VOTING:
+        raise InvalidTransition(f"a job born {rnd.status} is written through its round")
+    steps: list[tuple[JobStatus, JobStatus, str | None, str | None]] = [
+        (JobStatus.DRAFT, JobStatus.NEW, "submitted", actor)
+    ]
+    steps += [(c.from_status, c.to_status, c.reason, None) for c in rnd.job_changes]
+    for before, to, _, _ in steps:
+        check_job_transition(before, to)
+    for c in rnd.run_changes:
+        check_run_transition(c.from_status, c.to_status)
+    now = rnd.now
+    row: dict[str, Any] = {
+        **values,
+        "status": rnd.status.value,
+        "attempt": rnd.attempt,
+        "created_at": now,
+        "updated_at": now,
+    }
+    for _, to, _, _ in steps:
+        row.update(dict.fromkeys(JOB_STAMPS.get(to, ()), now))
+        deadline = job_deadline(
+            to, now, voting_timeout=svc.settings.voting_timeout, run_timeout=row["run_timeout"]
+        )
+        if deadline is not KEEP_DEADLINE:
+            row["deadline"] = deadline
+    job = await tx.jobs.insert(row)
+    reasons = {c.node: c.reason for c in rnd.run_changes}
+    runs = await tx.jobs.insert_runs_returning(
+        [
+            {
+                "job_id": job.id,
+                "org_id": job.org_id,
+                "node_name": node,
+                "status": run.status.value,
+                "attempt": run.attempt,
+                "reason": reasons.get(node),
+                "created_at": now,
+                "updated_at": now,
+                "started_at": None,
+                "finished_at": None,
+                **dict.fromkeys(RUN_STAMPS.get(run.status, ()), now),
+            }
+            for node, run in rnd.runs.items()
+        ]
+    )
+    common: dict[str, Any] = {"org_id": job.org_id, "job_id": job.id, "now": now}
+    job_common = {**common, "kind": "job", "subject_id": job.id}
+    rows = [
+        event_row(**job_common, type="job.created", to_status=JobStatus.DRAFT.value, actor=actor)
+    ]
+    rows += [
+        event_row(
+            **job_common,
+            type="job.status",
+            from_status=before.value,
+            to_status=to.value,
+            actor=who,
+            reason=why,
+        )
+        for before, to, why, who in steps
+    ]
+    ids = {r.node_name: r.id for r in runs}
+    rows += [
+        event_row(
+            **common,
+            kind="node_run",
+            subject_id=ids[c.node],
+            node_name=c.node,
+            type="node_run.status",
+            from_status=c.from_status.value,
+            to_status=c.to_status.value,
+            actor=None,
+            reason=c.reason,
+        )
+        for c in rnd.run_changes
+    ]
+    await record_many(svc, tx, rows)
+    return job, runs
+
+
+__all__ = [
+    "Applied",
+    "InvalidTransition",
+    "JobMove",
+    "RunMove",
+    "admit",
+    "admit_voting",
+    "apply",
+    "move_job",
+]

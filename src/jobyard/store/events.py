@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import Event, Page
-from jobyard.store.rows import records
+from jobyard.store.rows import insert_returning, records
 from jobyard.store.schema import events
 
 
@@ -34,28 +34,7 @@ class EventsRepo:
 
     async def append_many_returning(self, rows: Sequence[dict[str, Any]]) -> list[Event]:
         """Append several events in one round trip and return them with their ids."""
-        if not rows:
-            return []
-        if self.conn.dialect.name == "sqlite":
-            return await self._append_many_sqlite(rows)
-        result = await self.conn.execute(
-            events.insert().returning(*events.c, sort_by_parameter_order=True), list(rows)
-        )
-        return records(Event, result.mappings())
-
-    async def _append_many_sqlite(self, rows: Sequence[dict[str, Any]]) -> list[Event]:
-        # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order
-        # it sends one INSERT per row: 1,000 round trips to the driver's thread for a
-        # 1,000-node round. Instead: one executemany, then read the new rows back. Writers
-        # hold the database's write lock (BEGIN IMMEDIATE), and SQLite gives each new row
-        # max(id) + 1, so the rows past the old maximum are exactly ours, in order.
-        before = (await self.conn.execute(sa.select(sa.func.max(events.c.id)))).scalar() or 0
-        await self.conn.execute(events.insert(), list(rows))
-        q = events.select().where(events.c.id > before).order_by(events.c.id)
-        added = records(Event, (await self.conn.execute(q)).mappings())
-        if len(added) != len(rows):
-            raise RuntimeError(f"appended {len(rows)} events but read back {len(added)}")
-        return added
+        return records(Event, await insert_returning(self.conn, events, rows))
 
     async def of_subject(
         self,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
 from jobyard.store.notify import shared_job_ids
+from jobyard.store.rows import insert_returning
 from jobyard.store.schema import UTCDateTime, jobs, node_runs
 
 
@@ -147,22 +148,11 @@ class JobsRepo:
 
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> list[Job]:
         """Write several new job rows in one round trip; returns them in the given order."""
-        if not rows:
-            return []
-        if self.dialect != "sqlite":
-            result = await self.conn.execute(
-                jobs.insert().returning(*jobs.c, sort_by_parameter_order=True), list(rows)
-            )
-            return [_job(r) for r in result.mappings()]
-        # As EventsRepo.append_many_returning: SQLite numbers new rows max(id) + 1 under the
-        # write lock this transaction holds, so the rows past the old maximum are ours.
-        before = (await self.conn.execute(sa.select(sa.func.max(jobs.c.id)))).scalar() or 0
-        await self.conn.execute(jobs.insert(), list(rows))
-        q = jobs.select().where(jobs.c.id > before).order_by(jobs.c.id)
-        added = [_job(r) for r in (await self.conn.execute(q)).mappings()]
-        if len(added) != len(rows):
-            raise RuntimeError(f"inserted {len(rows)} jobs but read back {len(added)}")
-        return added
+        return [_job(r) for r in await insert_returning(self.conn, jobs, rows)]
+
+    async def insert_runs_returning(self, rows: Sequence[dict[str, Any]]) -> list[NodeRun]:
+        """Write node runs as given (each row: every column but the id) and return them."""
+        return [_run(r) for r in await insert_returning(self.conn, node_runs, rows)]
 
     async def get(self, org_id: int, job_id: int, *, for_update: bool = False) -> Job | None:
         """One job of an organization; ``for_update`` locks it on PostgreSQL."""
