@@ -106,6 +106,9 @@ class Settings:
     # Count database statements and transactions, shown on /metrics (store/counting.py):
     # for benchmarks and diagnosis; off, because counting costs on every statement.
     count_statements: bool = False
+    # Concurrent job submits share one transaction, each in its own savepoint
+    # (store/writer.py); false gives each its own transaction.
+    group_commit: bool = True
     # Once started, freeze the start-up heap out of the garbage collector's sight and raise
     # its thresholds (api/app.tune_garbage_collector); false keeps Python's defaults.
     tune_gc: bool = True

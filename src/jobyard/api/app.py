@@ -90,7 +90,12 @@ def create_app(
     settings = settings or (services.settings if services else Settings.from_env())
     owned = services is None
     svc = services or Services(
-        db=Database(settings.db_url, count_statements=settings.count_statements), settings=settings
+        db=Database(
+            settings.db_url,
+            count_statements=settings.count_statements,
+            group_commit=settings.group_commit,
+        ),
+        settings=settings,
     )
 
     @contextlib.asynccontextmanager

@@ -108,7 +108,12 @@ def serve(
     listener = listen(settings.host, settings.port)
     setup_logs(settings.log_level)
     svc = Services(
-        db=Database(settings.db_url, count_statements=settings.count_statements), settings=settings
+        db=Database(
+            settings.db_url,
+            count_statements=settings.count_statements,
+            group_commit=settings.group_commit,
+        ),
+        settings=settings,
     )
     app = create_app(settings, services=svc, tune_gc=settings.tune_gc)
     config = uvicorn.Config(

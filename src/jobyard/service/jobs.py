@@ -331,7 +331,8 @@ async def create_job(
     """Save a job; unless it is a draft, submit it in the same transaction. With
     ``known_nodes_only``, node names no agent ever registered are refused."""
     require(who.role, Role.USER, "creating a job")
-    async with svc.db.begin() as tx:
+
+    async def create(tx: Tx) -> JobView:
         known = None
         if known_nodes_only and spec.target.nodes:
             known = await refuse_unknown_nodes(tx, who.org_id, spec.target.nodes)
@@ -348,7 +349,10 @@ async def create_job(
         )
         if runs is None:
             runs = await tx.jobs.runs(job.id)
-    return JobView(job, runs)
+        return JobView(job, runs)
+
+    # Concurrent submits share a transaction (group commit: store/writer.py).
+    return await svc.db.write(create)
 
 
 async def _visible_job(

@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -43,6 +43,9 @@ from jobyard.store.sessions import SessionsRepo
 from jobyard.store.stack_runs import StackRunsRepo
 from jobyard.store.tasks import TaskRunsRepo, TasksRepo
 from jobyard.store.triggers import SchedulesRepo, StacksRepo, TriggersRepo
+from jobyard.store.writer import GroupWriter
+
+T = TypeVar("T")
 
 
 def async_url(url: str) -> str:
@@ -100,13 +103,29 @@ class Tx:
         """Run ``callback()`` once the transaction has committed (wake-ups, streams)."""
         self._after_commit.append(callback)
 
+    def fork(self) -> Tx:
+        """The same transaction, with after-commit callbacks of its own (a use case of a
+        group commit: its callbacks run only if it was kept)."""
+        return Tx(self.conn, self.dialect)
+
+    def run_after_commit(self) -> None:
+        for callback in self._after_commit:
+            callback()
+
 
 # observe(kind, use_case, seconds): told of each committed transaction (see the docstring).
 Observe = Callable[[str, str, float], None]
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False, count_statements: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        count_statements: bool = False,
+        group_commit: bool = True,
+    ) -> None:
         self.url = url
         self.engine: AsyncEngine = _make_engine(async_url(url), echo)
         self.dialect = self.engine.dialect.name
@@ -114,6 +133,7 @@ class Database:
         self.counts: Counts | None = count_statements_of(self.engine) if count_statements else None
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self.observe: Observe | None = None
+        self.writer = GroupWriter(self) if group_commit else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,6 +143,20 @@ class Database:
         """A write transaction: committed when the block ends, rolled back on an exception."""
         return self._begin(_use_case() if self.observe is not None else "")
 
+    async def write(self, use_case: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``use_case(tx)`` in a write transaction, committed before it returns: with
+        group commit (store/writer.py), in one transaction with the other writes queued
+        meanwhile, each in its own savepoint; else in a transaction of its own."""
+        name = getattr(use_case, "__qualname__", "write").split(".<locals>")[0]
+        if self.writer is None:
+            async with self._begin(name) as tx:
+                return await use_case(tx)
+        return await self.writer.run(use_case, name)
+
+    def group_transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]:
+        """The transaction of a group commit: its callbacks are the writer's to run."""
+        return self._begin("", callbacks=False)
+
     def read(self, *, snapshot: bool = True) -> contextlib.AbstractAsyncContextManager[Tx]:
         """A read transaction (nothing it does is committed). With ``snapshot=False`` no
         transaction is opened: each statement sees its own snapshot, and no BEGIN nor
@@ -131,7 +165,7 @@ class Database:
         return self._read(_use_case() if self.observe is not None else "", snapshot)
 
     @contextlib.asynccontextmanager
-    async def _begin(self, use_case: str) -> AsyncIterator[Tx]:
+    async def _begin(self, use_case: str, *, callbacks: bool = True) -> AsyncIterator[Tx]:
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 started = time.perf_counter()
@@ -144,10 +178,11 @@ class Database:
                 async with conn.begin():
                     tx = Tx(conn, self.dialect)
                     yield tx
+        if not callbacks:
+            return
         if self.observe is not None:
             self.observe("write", use_case, time.perf_counter() - started)
-        for callback in tx._after_commit:
-            callback()
+        tx.run_after_commit()
 
     @contextlib.asynccontextmanager
     async def _read(self, use_case: str, snapshot: bool) -> AsyncIterator[Tx]:
