@@ -3,10 +3,14 @@
 Each agent dials the server's agent endpoint exactly as ``jobyard agent`` does (the same
 ``jobyard.agent.dialing.dial``: token, frame limit, pings, no compression), says ``hello``
 (a node name, a fresh incarnation, one slot), heartbeats at the interval the server's
-``welcome`` gives, and
-answers like a ``jobyard agent`` whose command is a no-op that succeeds at once:
+``welcome`` gives, and answers like a ``jobyard agent`` whose command is a no-op that
+succeeds at once, with the agent's own sender (``jobyard.agent.outgoing.Outgoing``: what
+is queued in one turn of the event loop leaves in one batch frame), message for message
+and frame for frame as ``jobyard agent`` sends them:
 
-    commit -> ack_commit        run -> ack_run, result succeeded (exit 0)
+    commit -> ack_commit + heartbeat (a slot taken)           one frame
+    run    -> ack_run                                         one frame, then
+              heartbeat (the slot freed) + result succeeded   one frame
     abort  -> result aborted    ack -> (the server applied our result)
 
 Unlike the real agent, a simulated agent takes any number of jobs at once (it never
@@ -42,6 +46,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from jobyard.agent.dialing import ClientConnection, dial
+from jobyard.agent.outgoing import Outgoing
 from jobyard.wire import agent as wire
 
 CONNECT_PARALLEL = 64
@@ -106,19 +111,18 @@ class Swarm:
                 self.sockets[name] = ws
                 ready.set_result(True)
                 interval = welcome.heartbeat_interval or 5.0
-                beat = asyncio.create_task(self.heartbeats(ws, interval))
+                out = Outgoing(ws, batching=welcome.version >= wire.BATCH_VERSION)
+                agent = Agent(self, out)
+                beat = asyncio.create_task(self.heartbeats(agent, interval))
                 try:
                     async for frame in ws:
                         self.received += 1
-                        # What one frame asks is answered in one frame, as jobyard agent does.
-                        answers: list[wire.AgentMessage] = []
                         for message in wire.unbatch(wire.decode(frame)):
-                            self.answer(message, answers)
-                        if answers:
-                            await ws.send(wire.frame_of([wire.encode(m) for m in answers]))
-                            self.sent += len(answers)
+                            agent.on_message(message)
                 finally:
                     beat.cancel()
+                    for task in list(agent.tasks):
+                        task.cancel()
         except (OSError, ConnectionClosed, RuntimeError, TimeoutError) as exc:
             self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
             if not ready.done():
@@ -127,35 +131,19 @@ class Swarm:
             self.sockets.pop(name, None)
             self.closed += 1
 
-    async def heartbeats(self, ws: ClientConnection, interval: float) -> None:
+    async def heartbeats(self, agent: Agent, interval: float) -> None:
         # Spread the beats over the interval, as independently started agents would be.
         await asyncio.sleep(random.uniform(0, interval))
         while True:
-            await ws.send(wire.encode(wire.Heartbeat(busy=False, held=0)))
+            await agent.out.send(agent.heartbeat())
             self.beats += 1
             await asyncio.sleep(interval)
 
-    def answer(self, msg: wire.AnyMessage, answers: list[wire.AgentMessage]) -> None:
-        match msg:
-            case wire.Commit(job=job, attempt=attempt):
-                self.commits[job] += 1
-                if self.hold_votes:
-                    return
-                answers.append(wire.AckCommit(job=job, attempt=attempt))
-            case wire.Run(job=job, attempt=attempt):
-                answers.append(wire.AckRun(job=job, attempt=attempt))
-                answers.append(
-                    wire.Result(job=job, attempt=attempt, status="succeeded", exit_code=0)
-                )
-            case wire.Abort(job=job, attempt=attempt):
-                answers.append(wire.Result(job=job, attempt=attempt, status="aborted"))
-            case wire.Ack(job=job):
-                self.acks[job] += 1
-                if self.acks[job] == self.commits[job]:
-                    emit(event="done", job=job, n=self.acks[job], t=time.monotonic())
-                    del self.acks[job], self.commits[job]
-            case wire.Error(message=message):
-                self.errors.append(message)
+    def acked(self, job: int) -> None:
+        self.acks[job] += 1
+        if self.acks[job] == self.commits[job]:
+            emit(event="done", job=job, n=self.acks[job], t=time.monotonic())
+            del self.acks[job], self.commits[job]
 
     async def close_all(self) -> None:
         async def bye(ws: ClientConnection) -> None:
@@ -178,6 +166,54 @@ class Swarm:
             "errors": len(self.errors),
             "last_errors": self.errors[-3:],
         }
+
+
+class Agent:
+    """One simulated agent's answers, as ``jobyard agent``'s runner gives them (its
+    ``_on_commit``, ``_execute`` and ``_slots_changed``) for a command that exits 0 at once.
+    Unlike it, any number of runs is taken at once (no ``busy``)."""
+
+    __slots__ = ("held", "out", "swarm", "tasks")
+
+    def __init__(self, swarm: Swarm, out: Outgoing) -> None:
+        self.swarm, self.out = swarm, out
+        self.held = 0  # runs committed and not finished: the slots the heartbeat reports
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def heartbeat(self) -> wire.Heartbeat:
+        return wire.Heartbeat(busy=self.held >= 1, held=self.held)
+
+    def queue(self, message: wire.AgentMessage) -> None:
+        self.out.queue(message)
+        self.swarm.sent += 1
+
+    def on_message(self, msg: wire.AnyMessage) -> None:
+        match msg:
+            case wire.Commit(job=job, attempt=attempt):
+                self.swarm.commits[job] += 1
+                if self.swarm.hold_votes:
+                    return
+                self.held += 1
+                self.queue(wire.AckCommit(job=job, attempt=attempt))
+                self.queue(self.heartbeat())  # a slot taken, in the frame of the vote
+            case wire.Run(job=job, attempt=attempt):
+                task = asyncio.create_task(self.execute(job, attempt))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            case wire.Abort(job=job, attempt=attempt):
+                self.held = max(0, self.held - 1)
+                self.queue(wire.Result(job=job, attempt=attempt, status="aborted"))
+            case wire.Ack(job=job):
+                self.swarm.acked(job)
+            case wire.Error(message=message):
+                self.swarm.errors.append(message)
+
+    async def execute(self, job: int, attempt: int) -> None:
+        self.swarm.sent += 1
+        await self.out.send(wire.AckRun(job=job, attempt=attempt))  # before the command
+        self.held = max(0, self.held - 1)
+        self.queue(self.heartbeat())  # the slot freed, in the frame of the result
+        self.queue(wire.Result(job=job, attempt=attempt, status="succeeded", exit_code=0))
 
 
 async def serve(args: argparse.Namespace) -> None:

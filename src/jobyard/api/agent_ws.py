@@ -46,12 +46,17 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class Socket:
-    """The two ASGI callables of one accepted connection."""
+    """The two ASGI callables of one accepted connection, and the server protocol's
+    synchronous writer when it has one (``jobyard serve``'s: cli/server.py)."""
 
-    __slots__ = ("_send", "receive")
+    __slots__ = ("_send", "now", "receive")
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self.receive, self._send = receive, send
+        # Write a frame without a coroutine when the transport can take it (True), else False.
+        self.now: Callable[[str], bool] | None = getattr(
+            getattr(send, "__self__", None), "send_text_now", None
+        )
 
     async def send_text(self, text: str) -> None:
         await self._send({"type": "websocket.send", "text": text})
@@ -202,6 +207,7 @@ class Session:
         "said_bye",
         "secret",
         "slots",
+        "soon",
         "started",
         "svc",
         "unanswered",
@@ -240,6 +246,7 @@ class Session:
         self.paced: deque[str] | None = None
         self.pending: deque[str] | None = None
         self.flusher: asyncio.Task[None] | None = None  # alive only while writing
+        self.soon: asyncio.Handle | None = None  # a write without a task, next turn
         self.pace_timer: asyncio.TimerHandle | None = None
         self.secret = ""
         self.checking: asyncio.Task[None] | None = None
@@ -279,6 +286,8 @@ class Session:
             self.started = False
             if self.pace_timer is not None:
                 self.pace_timer.cancel()
+            if self.soon is not None:
+                self.soon.cancel()
             for task in (self.flusher, self.checking, *(self.waiting or ())):
                 if task is not None:
                     task.cancel()
@@ -363,22 +372,57 @@ class Session:
             if self.paced and self.pace_timer is None:
                 self.pace_timer = loop.call_at(self.pace_until, self._pace_over)
         if self.pending and self.flusher is None and self.started:
-            self.flusher = asyncio.create_task(self._flush())
+            if self.ws.now is None:
+                self.flusher = asyncio.create_task(self._flush())
+            elif self.soon is None:
+                # Next turn of the loop, like a task, so that what is published in this
+                # one goes in one frame; but written without a task when it can be.
+                self.soon = asyncio.get_running_loop().call_soon(self._write_now)
 
     def _pace_over(self) -> None:
         self.pace_timer = None
         self._pump()
 
-    async def _flush(self) -> None:
+    def _write_now(self) -> None:
+        """Write what is pending without a task while the transport takes it; the rest,
+        if any, by ``_flush``."""
+        self.soon = None
+        write = self.ws.now
+        if write is None or self.flusher is not None:
+            return
+        frame = None
         try:
             while self.pending:
-                # What was published in the same turn (the acks of one batch of results,
-                # the commits of jobs started together) goes in one frame to an agent that
-                # reads batches.
-                count = min(len(self.pending), BATCH_FRAME) if self.batching else 1
-                batch = [self.pending.popleft() for _ in range(count)]
+                frame = self._next_frame()
+                if not write(frame):
+                    break
                 self.frames.frames_out.inc()
-                await self.ws.send_text(wire.frame_of(batch))
+                frame = None
+        except Exception:
+            self.pending = None  # the connection is gone; the reads end the session
+            return
+        if frame is not None:
+            self.flusher = asyncio.create_task(self._flush(frame))
+        else:
+            self.pending = None
+
+    def _next_frame(self) -> str:
+        """The next frame of what is pending: what was published in the same turn (the
+        acks of one batch of results, the commits of jobs started together) in one frame
+        to an agent that reads batches."""
+        assert self.pending is not None
+        count = min(len(self.pending), BATCH_FRAME) if self.batching else 1
+        return wire.frame_of([self.pending.popleft() for _ in range(count)])
+
+    async def _flush(self, first: str | None = None) -> None:
+        try:
+            if first is not None:
+                self.frames.frames_out.inc()
+                await self.ws.send_text(first)
+            while self.pending:
+                frame = self._next_frame()
+                self.frames.frames_out.inc()
+                await self.ws.send_text(frame)
         except Exception:
             pass  # the connection is gone; the reads end the session
         finally:

@@ -15,6 +15,7 @@ from jobyard.api.responses import dumps
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Event
 from jobyard.service import revocations
+from jobyard.service.events import Appended
 from jobyard.service.hub import SHUTDOWN
 
 KEEPALIVE = 15.0
@@ -85,13 +86,11 @@ def event_stream(
         for chunk in prologue:
             yield chunk
         seen = start
-        async with revocations.watch(svc, who, topic, *also, SHUTDOWN) as queue:
-            if opening is not None:
-                for chunk in await opening():
-                    yield chunk
-            # Replay everything the client missed, then follow the live queue, skipping
-            # anything already replayed.
-            ended = False
+        ended = False
+
+        async def read_log() -> AsyncIterator[bytes]:
+            # Everything after the last event sent, from the log, in batches.
+            nonlocal seen, ended
             while not ended:
                 batch = await replay(seen)
                 for event in batch:
@@ -103,6 +102,15 @@ def event_stream(
                         break
                 if len(batch) < 500:
                     break
+
+        async with revocations.watch(svc, who, topic, *also, SHUTDOWN) as queue:
+            if opening is not None:
+                for chunk in await opening():
+                    yield chunk
+            # Replay everything the client missed, then follow the live queue, skipping
+            # anything already replayed.
+            async for chunk in read_log():
+                yield chunk
             if closed is not None:
                 for chunk in await closed():
                     yield chunk
@@ -119,6 +127,12 @@ def event_stream(
                     return  # the server is stopping: clients reconnect with Last-Event-ID
                 if revocations.is_revocation(message):
                     return  # its credentials changed: a reconnect is authenticated afresh
+                if isinstance(message, Appended):
+                    # Events not carried (recorded before this stream listened, or on
+                    # another replica): read them from the log.
+                    async for chunk in read_log():
+                        yield chunk
+                    continue
                 if not isinstance(message, Event):
                     if other is not None:
                         for name, data in other(message):

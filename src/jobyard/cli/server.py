@@ -207,6 +207,23 @@ class AgentFriendlyWebSockets(WebSocketsSansIOProtocol):
     4 KiB of each idle one. (The request stays referenced by the websockets parser for the
     connection's life, so its headers are emptied rather than the object dropped.)"""
 
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame at once if the connection can take it without waiting (what
+        ``send`` does for ``websocket.send`` then, minus the coroutine); False otherwise,
+        and the caller awaits ``send``. The agents' endpoint writes its commands this way:
+        a task per write to each of 1,000 agents was a tenth of a fan-out's CPU."""
+        if (
+            self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or not self.writable.is_set()
+        ):
+            return False
+        self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete:

@@ -6,6 +6,10 @@ Agents connect to any replica. A command for a node connected elsewhere, and eve
     {"r": replica, "t": "node:ORG:NAME", "m": "<frame>"}   a command for a node
     {"r": replica, "t": "node:ORG:NAME", "resync": true}   too big to carry: re-derive it
     {"r": replica, "t": "events", "ids": [..]}             events to load and publish
+    {"r": replica, "t": "events", "a": {"o": ORG, "j": [..], "k": [..], "e": [..]}}
+                                                           an organization's events appended
+                                                           (jobs, kinds, jobs ended): told to
+                                                           the streams that follow them
     {"r": replica, "t": "input:JOB", "j": {..}}            an answer for a waiting command
     {"r": replica, "t": "revoked:...", "j": {..}}          credentials changed: forget them,
                                                            end the connections they opened
@@ -30,12 +34,14 @@ from sqlalchemy.engine import make_url
 from jobyard.domain.records import Event
 from jobyard.service import accounts, nodes, revocations
 from jobyard.service.context import Services
+from jobyard.service.events import EVENTS, Appended
 from jobyard.service.events import publish as publish_event
 
 log = logging.getLogger("jobyard.bridge")
 CHANNEL = "jobyard"
 MAX_PAYLOAD = 7000
 MAX_IDS = 500
+MAX_TOPICS = 500  # jobs in one appended-notice
 
 
 def _dsn(url: str) -> str:
@@ -61,8 +67,10 @@ class Bridge:
                 self.outgoing.put_nowait({"t": topic, "resync": True})
         elif topic.startswith(("input:", revocations.PREFIX)) and isinstance(message, dict):
             self.outgoing.put_nowait({"t": topic, "j": message})
-        elif topic == "events" and isinstance(message, Event):
-            self.outgoing.put_nowait({"t": "events", "ids": [message.id]})
+        elif topic == EVENTS and isinstance(message, Event):
+            self.outgoing.put_nowait({"t": EVENTS, "ids": [message.id]})
+        elif topic == EVENTS and isinstance(message, Appended):
+            self.outgoing.put_nowait({"t": EVENTS, "a": message})
 
     async def _send(self, conn: asyncpg.Connection) -> None:
         while True:
@@ -70,10 +78,13 @@ class Bridge:
             batch = [first]
             while not self.outgoing.empty() and len(batch) < 2000:
                 batch.append(self.outgoing.get_nowait())
-            ids = [i for p in batch if p["t"] == "events" for i in p["ids"]]
-            payloads = [p for p in batch if p["t"] != "events"]
+            ids = [i for p in batch if "ids" in p for i in p["ids"]]
+            appended = [p["a"] for p in batch if "a" in p]
+            payloads = [p for p in batch if p["t"] != EVENTS]
             for start in range(0, len(ids), MAX_IDS):
-                payloads.append({"t": "events", "ids": ids[start : start + MAX_IDS]})
+                payloads.append({"t": EVENTS, "ids": ids[start : start + MAX_IDS]})
+            if appended:
+                payloads += [{"t": EVENTS, "a": a} for a in _merged(appended)]
             for p in payloads:
                 p["r"] = self.replica
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(p))
@@ -92,7 +103,9 @@ class Bridge:
     async def _handle(self, data: dict[str, Any]) -> None:
         topic = data.get("t", "")
         try:
-            if topic == "events":
+            if topic == EVENTS and isinstance(data.get("a"), dict):
+                self._appended(data["a"])
+            elif topic == EVENTS:
                 async with self.svc.db.read() as tx:
                     events = await tx.events.by_ids([int(i) for i in data.get("ids", [])])
                 for event in events:
@@ -112,6 +125,20 @@ class Bridge:
                     self.svc.hub.publish_local(topic, data["m"])
         except Exception:
             log.exception("bridge message %s failed", topic)
+
+    def _appended(self, notice: dict[str, Any]) -> None:
+        """Another replica appended events: tell the streams here that follow their topics
+        (they read the events from the log); nothing is read for topics nobody follows."""
+        appended = Appended(
+            org=int(notice.get("o", 0)),
+            jobs=frozenset(int(i) for i in notice.get("j", [])),
+            kinds=frozenset(str(k) for k in notice.get("k", [])),
+            ended=frozenset(int(i) for i in notice.get("e", [])),
+        )
+        hub = self.svc.hub
+        for topic in appended.topics():
+            if hub.subscribers(topic):
+                hub.publish_local(topic, appended)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -136,6 +163,23 @@ class Bridge:
                 t.cancel()
             await listener.close()
             await sender.close()
+
+
+def _merged(notices: list[Appended]) -> list[dict[str, Any]]:
+    """Notices as few payloads: one per organization (a topic needs telling once), at most
+    MAX_TOPICS jobs each, so that a payload stays under MAX_PAYLOAD."""
+    by_org: dict[int, list[Appended]] = {}
+    for n in notices:
+        by_org.setdefault(n.org, []).append(n)
+    out = []
+    for org, mine in by_org.items():
+        jobs = sorted({i for n in mine for i in n.jobs})
+        kinds = sorted({k for n in mine for k in n.kinds})
+        ended = {i for n in mine for i in n.ended}
+        for start in range(0, max(len(jobs), 1), MAX_TOPICS):
+            part = jobs[start : start + MAX_TOPICS]
+            out.append({"o": org, "j": part, "k": kinds, "e": [j for j in part if j in ended]})
+    return out
 
 
 def _publish_local(svc: Services, event: Event) -> None:

@@ -42,7 +42,8 @@ class Engine:
         self.svc = svc
         self.replica = uuid.uuid4().hex[:12]
         self.reports: asyncio.Queue[Report] = asyncio.Queue()
-        self.rounds = Rounds()  # active jobs' rounds, written by _apply_batches only
+        # Active jobs' rounds, written by _apply_batches (the starter hands over those it opens)
+        self.rounds = Rounds()
         self.heartbeats: dict[int, bool] = {}  # heard since the last flush: busy flag
         self._flag: dict[int, bool] = {}  # each node's busy flag as last written
         self._seen_at: dict[int, dt.datetime] = {}  # when each node's last-seen was written
@@ -130,7 +131,7 @@ class Engine:
                     )
 
     async def _start(self) -> None:
-        while await dispatch.start_jobs(self.svc) > 0:
+        while await dispatch.start_jobs(self.svc, rounds=self.rounds) > 0:
             pass
 
     async def flush_heartbeats(self) -> None:

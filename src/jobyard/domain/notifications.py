@@ -103,6 +103,16 @@ _REQUESTS = {
 }
 
 
+# Event types nobody is told about and no watcher follows from: a node run's moves (a job's
+# outcome is told once the job ends). The outbox's observer is not handed them.
+UNTOLD_TYPES = frozenset({"node_run.status"})
+
+
+def may_notify(event_type: str) -> bool:
+    """False for an event type that never notifies anyone (``kind_of`` is None for it)."""
+    return event_type not in UNTOLD_TYPES
+
+
 def needs_runs(event: Event) -> bool:
     """True when the kind depends on the job's node runs (a job that completed)."""
     return event.kind == "job" and event.type == "job.status" and event.to_status == "complete"
@@ -114,6 +124,8 @@ def kind_of(event: Event, run_statuses: list[str] | None = None) -> Kind | None:
     ``run_statuses`` are the job's node-run states; they matter only when
     ``needs_runs(event)``.
     """
+    if event.type in UNTOLD_TYPES:
+        return None
     if event.kind == "job" and event.type == "job.status":
         to = event.to_status
         if to == "complete":

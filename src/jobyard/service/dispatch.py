@@ -9,12 +9,14 @@ from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Job
 from jobyard.domain.rounds import open_voting
 from jobyard.service.context import Services
-from jobyard.service.rounds import commit_message, load_round, persist_round, send
+from jobyard.service.rounds import Rounds, commits_of, load_round, persist_round, send
 from jobyard.store import Tx
 
 
-async def start_jobs(svc: Services, limit: int = 200) -> int:
-    """Move ``new`` jobs to ``voting``: commit to online nodes, the others are unavailable."""
+async def start_jobs(svc: Services, limit: int = 200, rounds: Rounds | None = None) -> int:
+    """Move ``new`` jobs to ``voting``: commit to online nodes, the others are unavailable.
+
+    With ``rounds`` (the engine's), each started job's round is kept there once committed."""
     started = 0
     async with svc.db.begin() as tx:
         now = svc.clock.now()
@@ -25,10 +27,13 @@ async def start_jobs(svc: Services, limit: int = 200) -> int:
             rnd = await load_round(tx, job, now)
             # Shared locks: a hello committing meanwhile is seen (or sees this job voting),
             # so a reconnecting node's commit is sent by one side or the other.
-            found = await tx.nodes.by_names(job.org_id, list(rnd.runs), for_share=True)
-            for node in open_voting(rnd, {n.name: n.availability for n in found}):
-                send(svc, tx, job.org_id, node, commit_message(svc, job, node))
-            await persist_round(svc, tx, job, rnd, actor=None)
+            state = await tx.nodes.availability_of(job.org_id, list(rnd.runs), for_share=True)
+            commit = commits_of(svc, job)
+            for node in open_voting(rnd, state):
+                send(svc, tx, job.org_id, node, commit(node))
+            current = await persist_round(svc, tx, job, rnd, actor=None)
+            if rounds is not None:
+                tx.after_commit(lambda job=current, rnd=rnd: rounds.keep(job, rnd))
             started += 1
     return started
 

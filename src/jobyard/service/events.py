@@ -3,15 +3,24 @@
 Observers run inside that transaction, so what they write (notification outbox rows,
 retry bookkeeping, queued trigger runs) commits or rolls back with the event itself.
 After commit, the event is published on the hub for streams and wake-ups.
+
+Events of a batch (``record_many``: a round's node runs, a scheduler pass's jobs) are
+appended in one statement and published only to the topics someone listens to: an
+observer is handed the events of the types it acts on (``Observing.acts_on``), a topic
+with local listeners gets the events themselves, and the other replicas are told which
+topics had news (``Appended``; streams read what they missed from the log by id). A batch
+nobody observes and nobody follows is inserted without RETURNING and never read back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Event, Job
 from jobyard.store import Tx
 
@@ -32,6 +41,37 @@ class Observing:
 
     one: Observer
     many: ManyObserver | None = None
+    # The event types it acts on (None: every type); events of other types are not even
+    # built for it when a batch is recorded.
+    acts_on: Callable[[str], bool] | None = None
+
+
+# Hub topics of events: an organization's, a job's (with its node runs'), and "events",
+# which only the replica bridge hears (it tells the other replicas).
+EVENTS = "events"
+
+
+def org_topic(org_id: int) -> str:
+    return f"org:{org_id}"
+
+
+def job_topic(job_id: int) -> str:
+    return f"job:{job_id}"
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Events of one organization were appended that are not carried here: a stream reads
+    them from the log (after the last id it has), a page knows from this what to refresh.
+    Published on an event topic with listeners, and on ``EVENTS`` for the replica bridge."""
+
+    org: int
+    jobs: frozenset[int]
+    kinds: frozenset[str]  # the events' kinds (job, node_run, node, cluster, ...)
+    ended: frozenset[int]  # jobs that reached a terminal status among them
+
+    def topics(self) -> list[str]:
+        return [org_topic(self.org), *map(job_topic, sorted(self.jobs))]
 
 
 def event_row(
@@ -91,10 +131,10 @@ async def record_job_event(
 
 
 def publish(svc: Services, event: Event) -> None:
-    svc.hub.publish(f"org:{event.org_id}", event)
+    svc.hub.publish(org_topic(event.org_id), event)
     if event.job_id is not None:
-        svc.hub.publish(f"job:{event.job_id}", event)
-    svc.hub.publish("events", event)
+        svc.hub.publish(job_topic(event.job_id), event)
+    svc.hub.publish(EVENTS, event)
 
 
 async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
@@ -106,21 +146,92 @@ async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
     return event
 
 
-async def record_many(svc: Services, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Event]:
-    """Append many events in one statement (rows from ``event_row``); observers act on them
-    in the same transaction (each observer's batch variant when it has one); publish after
-    commit."""
-    events = await tx.events.append_many_returning(rows)
-    for observer in svc.observers:
-        if observer.many is not None:
-            await observer.many(svc, tx, events)
+async def record_many(svc: Services, tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """Append many events in one statement (rows from ``event_row``); observers act on the
+    events of the types they act on, in the same transaction (each observer's batch variant
+    when it has one); after commit, publish where someone listens.
+
+    Ids are asked for (RETURNING, or the numbering under SQLite's write lock) and events
+    built only when an observer or a local listener needs them."""
+    if not rows:
+        return
+    hub = svc.hub
+    types = {r["type"] for r in rows}
+    wanted = [
+        (o, frozenset(t for t in types if o.acts_on(t)) if o.acts_on is not None else None)
+        for o in svc.observers
+    ]
+    observed = frozenset().union(*(t if t is not None else types for _, t in wanted))
+    notices = _notices(rows)
+    heard = {t for n in notices for t in n.topics() if hub.subscribers(t)}
+    built: list[Event] = []
+    if observed or heard:
+        ids = await tx.events.append_many_ids(rows)
+        built = [
+            Event(id=i, **row)
+            for i, row in zip(ids, rows, strict=True)
+            if row["type"] in observed
+            or (heard and (org_topic(row["org_id"]) in heard or _job_heard(row, heard)))
+        ]
+    else:
+        await tx.events.append_many(rows)
+    for observer, acts in wanted:
+        mine = built if acts is None else [e for e in built if e.type in acts]
+        if not mine:
             continue
-        for event in events:
+        if observer.many is not None:
+            await observer.many(svc, tx, mine)
+            continue
+        for event in mine:
             await observer.one(svc, tx, event)
+    tx.after_commit(lambda: announce(svc, notices, built, heard))
 
-    def publish_all() -> None:
-        for event in events:
-            publish(svc, event)
 
-    tx.after_commit(publish_all)
-    return events
+def _notices(rows: Sequence[dict[str, Any]]) -> list[Appended]:
+    """What each organization's listeners are told of these rows."""
+    jobs: dict[int, set[int]] = defaultdict(set)
+    kinds: dict[int, set[str]] = defaultdict(set)
+    ended: dict[int, set[int]] = defaultdict(set)
+    for r in rows:
+        org = r["org_id"]
+        kinds[org].add(r["kind"])
+        if r["job_id"] is not None:
+            jobs[org].add(r["job_id"])
+        if r["kind"] == "job" and r["type"] == "job.status" and JobStatus(r["to_status"]).terminal:
+            ended[org].add(r["subject_id"])
+    return [
+        Appended(org, frozenset(jobs[org]), frozenset(k), frozenset(ended[org]))
+        for org, k in kinds.items()
+    ]
+
+
+def _job_heard(row: dict[str, Any], heard: set[str]) -> bool:
+    job = row["job_id"]
+    return job is not None and job_topic(job) in heard
+
+
+def announce(
+    svc: Services, notices: Sequence[Appended], built: Sequence[Event], heard: set[str]
+) -> None:
+    """After commit: each topic with listeners gets its events (when they were built for
+    it) or the notice that there are new ones; the replica bridge, if any, the notices."""
+    hub = svc.hub
+    by_topic: dict[str, list[Event]] = defaultdict(list)
+    for event in built:
+        topic = org_topic(event.org_id)
+        if topic in heard:
+            by_topic[topic].append(event)
+        if event.job_id is not None and job_topic(event.job_id) in heard:
+            by_topic[job_topic(event.job_id)].append(event)
+    for notice in notices:
+        for topic in notice.topics():
+            if not hub.subscribers(topic):
+                continue
+            events = by_topic.get(topic)
+            if events:
+                for event in events:
+                    hub.publish_local(topic, event)
+            else:  # a listener that came after the events were recorded
+                hub.publish_local(topic, notice)
+        if hub.forward is not None:
+            hub.forward(EVENTS, notice, False)

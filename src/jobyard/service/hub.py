@@ -30,6 +30,9 @@ class Hub:
         self._calls: dict[str, list[Callable[[Any], None]]] = {}
         # Set by the replica bridge (PostgreSQL): carries publications to other replicas.
         self.forward: Callable[[str, Any, bool], None] | None = None
+        # Messages published in this process, and those that reached a listener here.
+        self.published = 0
+        self.delivered = 0
 
     def publish(self, topic: str, message: Any) -> None:
         """Deliver to local subscribers and, through the bridge, to other replicas."""
@@ -39,8 +42,11 @@ class Hub:
 
     def publish_local(self, topic: str, message: Any) -> bool:
         """Deliver to this process's subscribers only; True if anyone listened."""
+        self.published += 1
         queues = self._subs.get(topic)
         calls = self._calls.get(topic)
+        if queues or calls:
+            self.delivered += 1
         if queues:
             for queue in list(queues):
                 with contextlib.suppress(asyncio.QueueFull):

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import msgspec
 
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.quorum import Quorum
@@ -58,16 +60,14 @@ def send(svc: Services, tx: Tx, org_id: int, node: str, message: str) -> None:
 
 
 async def load_round(tx: Tx, job: Job, now: dt.datetime) -> JobRound:
-    runs = await tx.jobs.runs(job.id)
+    runs = await tx.jobs.run_states(job.id)
     required = Quorum.parse(job.quorum).required(len(runs))
     return JobRound(
         job_id=job.id,
         status=job.status,
         attempt=job.attempt,
         quorum_required=required,
-        runs={
-            r.node_name: RunCopy(r.id, r.node_name, r.status, r.attempt, r.exit_code) for r in runs
-        },
+        runs={r[1]: RunCopy(*r) for r in runs},
         now=now,
     )
 
@@ -125,6 +125,17 @@ class Rounds:
             self._kept.popitem(last=False)
         return rnd
 
+    def keep(self, job: Job, rnd: JobRound) -> None:
+        """Keep a round another writer of this process just committed (the starter opening
+        voting), as it is now: the batcher's first reports for the job need not read it."""
+        if job.status.terminal or rnd.status.terminal:
+            return
+        census = Counter((r.status.value, r.attempt) for r in rnd.runs.values())
+        self._kept[job.id] = _Kept(job.attempt, rnd.quorum_required, rnd.runs, dict(census))
+        self._kept.move_to_end(job.id)
+        while len(self._kept) > self.limit:
+            self._kept.popitem(last=False)
+
     def wrote(self, job: Job, rnd: JobRound) -> None:
         """The round's changes are written: count them in its census (the runs themselves
         were moved in place by the round)."""
@@ -160,30 +171,32 @@ def command_for(job: Job, kind: str) -> str:
 def commit_message(svc: Services, job: Job, node: str) -> str:
     """What a node needs to run its part of ``job``: secret values opened, and named in
     ``secret_env`` so that the agent masks them in the output it sends."""
-    return wire.encode(
-        wire.Commit(
-            job=job.id,
-            attempt=job.attempt,
-            command=job.command,
-            argv=svc.secrets.plain_list(job.argv),
-            env=svc.secrets.plain_env(job.env),
-            secret_env=secret_names(job.env),
-            dir=job.dir,
-            run_timeout=job.run_timeout,
-            capture_output=job.capture_output,
-            node=node,
-            file=job.meta.get("file"),
-            user=job.meta.get("user"),
-            input_files=[
-                wire.InputFile(
-                    id=f["id"], name=f["name"], size=f.get("size"), sha256=f.get("sha256")
-                )
-                for f in job.meta.get("input_files") or []
-            ],
-            outputs=job.meta.get("outputs"),
-            files_cap=svc.settings.run_files_cap,
-        )
+    return commits_of(svc, job)(node)
+
+
+def commits_of(svc: Services, job: Job) -> Callable[[str], str]:
+    """``commit_message`` for each node of one job: its secrets opened once, not per node."""
+    base = wire.Commit(
+        job=job.id,
+        attempt=job.attempt,
+        command=job.command,
+        argv=svc.secrets.plain_list(job.argv),
+        env=svc.secrets.plain_env(job.env),
+        secret_env=secret_names(job.env),
+        dir=job.dir,
+        run_timeout=job.run_timeout,
+        capture_output=job.capture_output,
+        node="",
+        file=job.meta.get("file"),
+        user=job.meta.get("user"),
+        input_files=[
+            wire.InputFile(id=f["id"], name=f["name"], size=f.get("size"), sha256=f.get("sha256"))
+            for f in job.meta.get("input_files") or []
+        ],
+        outputs=job.meta.get("outputs"),
+        files_cap=svc.settings.run_files_cap,
     )
+    return lambda node: wire.encode(msgspec.structs.replace(base, node=node))
 
 
 async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: str | None) -> Job:

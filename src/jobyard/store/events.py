@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import Event, Page
-from jobyard.store.rows import insert_returning, records
+from jobyard.store.rows import records
 from jobyard.store.schema import events
 
 
@@ -32,9 +32,36 @@ class EventsRepo:
         if rows:
             await self.conn.execute(events.insert(), list(rows))
 
+    async def append_many_ids(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Append several events in one statement and return their ids, in order (only the
+        ids: the caller has the rows)."""
+        if not rows:
+            return []
+        if self.conn.dialect.name == "sqlite":
+            return await self._append_many_sqlite(rows)
+        result = await self.conn.execute(
+            events.insert().returning(events.c.id, sort_by_parameter_order=True), list(rows)
+        )
+        return [int(i) for i in result.scalars()]
+
     async def append_many_returning(self, rows: Sequence[dict[str, Any]]) -> list[Event]:
         """Append several events in one round trip and return them with their ids."""
-        return records(Event, await insert_returning(self.conn, events, rows))
+        ids = await self.append_many_ids(rows)
+        return [Event(id=i, **row) for i, row in zip(ids, rows, strict=True)]
+
+    async def _append_many_sqlite(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order
+        # it sends one INSERT per row: 1,000 round trips to the driver's thread for a
+        # 1,000-node round. Instead: one executemany. Writers hold the database's write lock
+        # (BEGIN IMMEDIATE), and SQLite gives each new row max(id) + 1, so the new rows are
+        # numbered from the old maximum on, in order; the new maximum checks it.
+        top = sa.select(sa.func.max(events.c.id))
+        before = (await self.conn.execute(top)).scalar() or 0
+        await self.conn.execute(events.insert(), list(rows))
+        after = (await self.conn.execute(top)).scalar() or 0
+        if after - before != len(rows):
+            raise RuntimeError(f"appended {len(rows)} events but ids moved by {after - before}")
+        return list(range(before + 1, after + 1))
 
     async def of_subject(
         self,

@@ -252,6 +252,25 @@ class JobsRepo:
         q = node_runs.select().where(node_runs.c.job_id == job_id).order_by(node_runs.c.node_name)
         return [_run(r) for r in (await self.conn.execute(q)).mappings()]
 
+    async def run_states(
+        self, job_id: int
+    ) -> list[tuple[int, str, NodeRunStatus, int, int | None]]:
+        """What a round needs of each of a job's node runs, by node name: (id, node,
+        status, attempt, exit code), without the rest of the row."""
+        q = (
+            sa.select(
+                node_runs.c.id,
+                node_runs.c.node_name,
+                node_runs.c.status,
+                node_runs.c.attempt,
+                node_runs.c.exit_code,
+            )
+            .where(node_runs.c.job_id == job_id)
+            .order_by(node_runs.c.node_name)
+        )
+        status = NodeRunStatus
+        return [(i, n, status(s), a, c) for i, n, s, a, c in await self.conn.execute(q)]
+
     async def runs_of_jobs(self, job_ids: Sequence[int]) -> dict[int, list[NodeRun]]:
         """Node runs of several jobs at once, grouped by job id."""
         out: dict[int, list[NodeRun]] = {i: [] for i in job_ids}

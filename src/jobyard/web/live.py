@@ -27,6 +27,7 @@ from jobyard.domain.jobs import JobStatus
 from jobyard.domain.records import Event
 from jobyard.service import feeds, notifications
 from jobyard.service import jobs as uc
+from jobyard.service.events import Appended
 from jobyard.service.hub import SHUTDOWN
 from jobyard.web.jobs import job_id_of
 from jobyard.web.page import PageRoute, Viewer
@@ -86,11 +87,16 @@ async def org_stream(page: Viewer, after: int = 0) -> Response:
                 if SHUTDOWN in batch:
                     return  # the server is stopping; the browser reconnects to the next one
                 fresh = [m for m in batch if isinstance(m, Event) and m.id > after]
+                told = [m for m in batch if isinstance(m, Appended)]
                 if any(isinstance(m, str) for m in batch):  # the inbox says "new" or "read"
                     yield frame("inbox", {})
                 if fresh:
                     after = max(e.id for e in fresh)
                     yield _change(fresh, after)
+                if told:  # events not carried here: what changed is all the page needs
+                    kinds = sorted({k for m in told for k in m.kinds})
+                    jobs = sorted({j for m in told for j in m.jobs})[:100]
+                    yield frame("change", {"kinds": kinds, "jobs": jobs})
 
     return _stream(body())
 
@@ -129,6 +135,7 @@ async def job_stream(page: Viewer, job_id: str) -> Response:
                 if SHUTDOWN in batch:
                     return
                 events = [m for m in batch if isinstance(m, Event)]
+                told = [m for m in batch if isinstance(m, Appended)]
                 if any(isinstance(m, str) for m in batch):
                     yield frame("inbox", {})
                 printed = sorted(
@@ -138,7 +145,9 @@ async def job_stream(page: Viewer, job_id: str) -> Response:
                     yield frame("output", {"node": node, "stream": stream})
                 if events:
                     yield frame("change", {"last": events[-1].id})
-                if any(_finished(e) for e in events):
+                elif told:
+                    yield frame("change", {})
+                if any(_finished(e) for e in events) or any(jid in m.ended for m in told):
                     yield frame("end", {})
                     return
 
