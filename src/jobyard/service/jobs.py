@@ -19,7 +19,7 @@ from jobyard.domain.rounds import first_round
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
-from jobyard.service.rounds import commit_message, send
+from jobyard.service.rounds import commits_of, send
 from jobyard.service.secrets import with_sealed_env
 from jobyard.service.sharing import readable_job
 from jobyard.service.transitions import admit, admit_voting, move_job
@@ -240,8 +240,9 @@ async def _born_voting(
     if rnd.status is not JobStatus.VOTING:
         return None
     job, runs = await admit_voting(svc, tx, row, actor, rnd)
+    commit = commits_of(svc, job)
     for node in ask:
-        send(svc, tx, job.org_id, node, commit_message(svc, job, node))
+        send(svc, tx, job.org_id, node, commit(node))
     return job, runs
 
 

@@ -13,6 +13,9 @@ from jobyard.domain.records import Event, Page
 from jobyard.store.rows import records
 from jobyard.store.schema import events
 
+# Up to this many events, SQLite appends them in one multi-row INSERT ... RETURNING id.
+FEW_ROWS = 50
+
 
 class EventsRepo:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -51,10 +54,16 @@ class EventsRepo:
 
     async def _append_many_sqlite(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         # SQLAlchemy cannot promise RETURNING order on SQLite, so with sort_by_parameter_order
-        # it sends one INSERT per row: 1,000 round trips to the driver's thread for a
-        # 1,000-node round. Instead: one executemany. Writers hold the database's write lock
-        # (BEGIN IMMEDIATE), and SQLite gives each new row max(id) + 1, so the new rows are
-        # numbered from the old maximum on, in order; the new maximum checks it.
+        # it sends one INSERT per row. A few rows: one multi-row INSERT ... RETURNING id
+        # (SQLite numbers the rows of one statement in the order of its VALUES; RETURNING
+        # gives them in no set order, so they are sorted). Many (a 1,000-node round): one
+        # executemany, whose statement is the same whatever the count (a multi-row INSERT
+        # of 1,000 rows is a new statement to build for every count); writers hold the
+        # write lock (BEGIN IMMEDIATE) and SQLite gives each new row max(id) + 1, so the new
+        # rows are numbered from the old maximum on, in order; the new maximum checks it.
+        if len(rows) <= FEW_ROWS:
+            stmt = events.insert().values(list(rows)).returning(events.c.id)
+            return sorted(int(i) for i in (await self.conn.execute(stmt)).scalars())
         top = sa.select(sa.func.max(events.c.id))
         before = (await self.conn.execute(top)).scalar() or 0
         await self.conn.execute(events.insert(), list(rows))
