@@ -10,11 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import Event, Page
-from jobyard.store.rows import records
+from jobyard.store.rows import SQLITE_FEW_ROWS, records
 from jobyard.store.schema import events
-
-# Up to this many events, SQLite appends them in one multi-row INSERT ... RETURNING id.
-FEW_ROWS = 50
 
 
 class EventsRepo:
@@ -61,7 +58,7 @@ class EventsRepo:
         # of 1,000 rows is a new statement to build for every count); writers hold the
         # write lock (BEGIN IMMEDIATE) and SQLite gives each new row max(id) + 1, so the new
         # rows are numbered from the old maximum on, in order; the new maximum checks it.
-        if len(rows) <= FEW_ROWS:
+        if len(rows) <= SQLITE_FEW_ROWS:
             stmt = events.insert().values(list(rows)).returning(events.c.id)
             return sorted(int(i) for i in (await self.conn.execute(stmt)).scalars())
         top = sa.select(sa.func.max(events.c.id))
