@@ -239,6 +239,9 @@ async def _close(conn: AsyncConnection) -> None:
 # the concurrency one process serves (HTTP requests plus the background loops).
 SQLITE_POOL = (64, 64)  # pool_size, max_overflow: a connection is a file handle and a thread
 POSTGRESQL_POOL = (48, 16)  # each is a PostgreSQL backend process: bounded harder
+# Statements each PostgreSQL connection keeps prepared (asyncpg's default is 100; lists of
+# ids render one statement per length, and a fan-out's rounds use many lengths).
+PREPARED_STATEMENTS = 500
 
 
 def _make_engine(url: str, echo: bool) -> AsyncEngine:
@@ -262,6 +265,11 @@ def _make_engine(url: str, echo: bool) -> AsyncEngine:
         echo=echo,
         pool_size=POSTGRESQL_POOL[0],
         max_overflow=POSTGRESQL_POOL[1],
+        # The connection returned last is taken first: the hot loops keep reusing a few
+        # connections whose prepared statements are cached (asyncpg prepares per
+        # connection), instead of walking all 48 and preparing each statement again.
+        pool_use_lifo=True,
+        connect_args={"prepared_statement_cache_size": PREPARED_STATEMENTS},
         pool_pre_ping=False,
         json_serializer=json_text,
     )
