@@ -129,7 +129,7 @@ async def ids(svc: Services, org: int, flt: JobFilter, **kw: Any) -> list[int]:
     assert page.total == len(page.items)
     # The API's one-statement read (store/reads.py) finds the same jobs, runs and total.
     async with svc.db.read(snapshot=False) as tx:
-        fast = await reads.page_with_runs(tx.conn, org, flt, limit=100, **kw)
+        fast = await reads.page_with_runs(reads.ConnRows(tx.conn), org, flt, limit=100, **kw)
     assert fast.items == [(j, runs[j.id]) for j in page.items]
     assert fast.total == page.total
     return [j.id for j in page.items]
@@ -204,7 +204,12 @@ async def test_stable_order_with_equal_timestamps(any_svc: Services) -> None:
                     w.org, JobFilter(), descending=descending, offset=offset, limit=3
                 )
                 fast = await reads.page_with_runs(
-                    tx.conn, w.org, JobFilter(), descending=descending, offset=offset, limit=3
+                    reads.ConnRows(tx.conn),
+                    w.org,
+                    JobFilter(),
+                    descending=descending,
+                    offset=offset,
+                    limit=3,
                 )
             assert page.total == fast.total == 7
             assert [j for j, _ in fast.items] == page.items

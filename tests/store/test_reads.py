@@ -3,6 +3,9 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import pytest
+import sqlalchemy as sa
+
 from jobyard.service.context import Services
 from jobyard.store import reads
 from jobyard.store.jobs import JobFilter
@@ -18,15 +21,15 @@ async def test_job_with_runs_is_get_and_runs(any_svc: Services) -> None:
     for job in (three, none):
         async with any_svc.db.read() as tx:
             want = (await tx.jobs.get(w.org, job.id), await tx.jobs.runs(job.id))
-        async with any_svc.db.read(snapshot=False) as tx:
-            assert await reads.job_with_runs(tx.conn, w.org, job.id) == want
-    async with any_svc.db.read(snapshot=False) as tx:
-        found = await reads.job_with_runs(tx.conn, w.org, three.id)
+        async with any_svc.db.quick() as rows:
+            assert await reads.job_with_runs(rows, w.org, job.id) == want
+    async with any_svc.db.quick() as rows:
+        found = await reads.job_with_runs(rows, w.org, three.id)
         assert found is not None
         assert [r.node_name for r in found[1]] == ["n1", "n2", "n3"]
         # Another organization's job, and a job that does not exist, are not found.
-        assert await reads.job_with_runs(tx.conn, w.org, foreign.id) is None
-        assert await reads.job_with_runs(tx.conn, w.org, foreign.id + 100) is None
+        assert await reads.job_with_runs(rows, w.org, foreign.id) is None
+        assert await reads.job_with_runs(rows, w.org, foreign.id + 100) is None
 
 
 async def test_page_past_the_end_still_counts(any_svc: Services) -> None:
@@ -34,10 +37,10 @@ async def test_page_past_the_end_still_counts(any_svc: Services) -> None:
     async with any_svc.db.begin() as tx:
         for _ in range(3):
             await insert(tx, job_row(w.org, w.ann), ["a", "b"])
-    async with any_svc.db.read(snapshot=False) as tx:
-        page = await reads.page_with_runs(tx.conn, w.org, JobFilter(), offset=10, limit=5)
+    async with any_svc.db.quick() as rows:
+        page = await reads.page_with_runs(rows, w.org, JobFilter(), offset=10, limit=5)
         assert (page.items, page.total) == ([], 3)
-        page = await reads.page_with_runs(tx.conn, w.org, JobFilter(), offset=2, limit=5)
+        page = await reads.page_with_runs(rows, w.org, JobFilter(), offset=2, limit=5)
         assert page.total == 3
         assert [len(runs) for _, runs in page.items] == [2]
 
@@ -50,8 +53,8 @@ async def test_page_with_jobs_shared_from_another_organization(any_svc: Services
         await insert(tx, job_row(w.other_org, None), ["z"])
         await tx.notify.shares.put(w.other_org, shared.id, w.bob, None, "", T0)
     flt = JobFilter(shared_with=w.bob)
-    async with any_svc.db.read(snapshot=False) as tx:
-        page = await reads.page_with_runs(tx.conn, w.org, flt, sort="id", descending=False)
+    async with any_svc.db.quick() as rows:
+        page = await reads.page_with_runs(rows, w.org, flt, sort="id", descending=False)
     assert [(j.id, [r.node_name for r in runs]) for j, runs in page.items] == [
         (own.id, ["a"]),
         (shared.id, ["x", "y"]),
@@ -64,3 +67,22 @@ def test_the_plain_list_is_recognized_whatever_the_empty_statuses() -> None:
     assert reads._unfiltered(JobFilter(statuses=[], shared_with=7))
     assert not reads._unfiltered(JobFilter(statuses=["new"]))
     assert not reads._unfiltered(JobFilter(node="a"))
+
+
+async def test_quick_reads_see_each_commit_and_write_nothing(any_svc: Services) -> None:
+    """On SQLite the quick reads run on a connection of their own (read-only, on the event
+    loop's thread): a job committed just before is there, and a write is refused."""
+    w = await world(any_svc)
+    for n in range(3):
+        async with any_svc.db.begin() as tx:
+            job = await insert(tx, job_row(w.org, w.ann), ["a"])
+        async with any_svc.db.quick() as rows:
+            found = await reads.job_with_runs(rows, w.org, job.id)
+            assert found is not None and found[0].id == job.id
+            page = await reads.page_with_runs(rows, w.org, JobFilter())
+            assert page.total == n + 1
+    if any_svc.db.is_sqlite:
+        async with any_svc.db.quick() as rows:
+            assert isinstance(rows, reads.InlineRows)
+            with pytest.raises(sa.exc.OperationalError, match="readonly"):
+                await rows.all(sa.text("DELETE FROM jobs"))

@@ -377,11 +377,11 @@ def _may_change(who: Principal, job: Job, action: str) -> None:
 async def get_job(svc: Services, who: Principal, job_id: int) -> JobView:
     """A job of the caller's organization, or one shared with the caller; else NotFound.
 
-    One statement on a pooled connection outside a transaction (the job joined to its
-    runs, store/reads.py); a job only shared with the caller takes the longer way."""
+    One statement outside a transaction (the job joined to its runs, store/reads.py,
+    ``Database.quick``); a job only shared with the caller takes the longer way."""
     require(who.role, Role.VIEWER, "reading a job")
-    async with svc.db.read(snapshot=False) as tx:
-        found = await reads.job_with_runs(tx.conn, who.org_id, job_id)
+    async with svc.db.quick() as rows:
+        found = await reads.job_with_runs(rows, who.org_id, job_id)
     if found is not None:
         return JobView(*found)
     async with svc.db.read() as tx:
@@ -414,11 +414,11 @@ async def list_jobs(
     require(who.role, Role.VIEWER, "listing jobs")
     if limit > svc.settings.max_page_size or limit < 1:
         raise Invalid(f"page size must be 1 to {svc.settings.max_page_size}", "page_size")
-    async with svc.db.read(snapshot=False) as tx:
-        if flt.shared_with is None and await tx.notify.has_shares(who.user_id):
+    async with svc.db.quick() as rows:
+        if flt.shared_with is None and await reads.has_shares(rows, who.user_id):
             flt = dataclasses.replace(flt, shared_with=who.user_id)
         page = await reads.page_with_runs(
-            tx.conn, who.org_id, flt, sort=sort, descending=descending, offset=offset, limit=limit
+            rows, who.org_id, flt, sort=sort, descending=descending, offset=offset, limit=limit
         )
     return Page([JobView(job, runs) for job, runs in page.items], page.total)
 

@@ -39,6 +39,7 @@ from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
 from jobyard.store.outputs import OutputsRepo
+from jobyard.store.reads import ConnRows, InlineRows, Rows
 from jobyard.store.sessions import SessionsRepo
 from jobyard.store.stack_runs import StackRunsRepo
 from jobyard.store.tasks import TaskRunsRepo, TasksRepo
@@ -134,6 +135,9 @@ class Database:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self.observe: Observe | None = None
         self.writer = GroupWriter(self) if group_commit else None
+        # SQLite in a file: the quick reads' own read-only connection (``quick``).
+        self._inline_url = _inline_url(self.engine) if self.dialect == "sqlite" else None
+        self._inline: sa.Connection | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -156,6 +160,21 @@ class Database:
     def group_transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]:
         """The transaction of a group commit: its callbacks are the writer's to run."""
         return self._begin("", callbacks=False)
+
+    @contextlib.asynccontextmanager
+    async def quick(self) -> AsyncIterator[Rows]:
+        """Where the hot reads run their short statements, each in a snapshot of its own
+        (store/reads.py). SQLite in a file: a read-only connection used synchronously on
+        this thread (WAL: it sees every commit made before it, and blocks no writer), with
+        no hand-off to a driver thread, no pool checkout and no greenlet; else a pooled
+        connection outside a transaction."""
+        if self._inline_url is not None:
+            if self._inline is None:
+                self._inline = _inline_connection(self._inline_url)
+            yield InlineRows(self._inline)
+            return
+        async with self._read("", snapshot=False) as tx:
+            yield ConnRows(tx.conn)
 
     def read(self, *, snapshot: bool = True) -> contextlib.AbstractAsyncContextManager[Tx]:
         """A read transaction (nothing it does is committed). With ``snapshot=False`` no
@@ -212,6 +231,10 @@ class Database:
             await conn.commit()
 
     async def close(self) -> None:
+        if self._inline is not None:
+            inline, self._inline = self._inline, None
+            inline.close()
+            inline.engine.dispose()
         await self.engine.dispose()
 
 
@@ -273,6 +296,32 @@ def _make_engine(url: str, echo: bool) -> AsyncEngine:
         pool_pre_ping=False,
         json_serializer=json_text,
     )
+
+
+def _inline_url(engine: AsyncEngine) -> str | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return engine.url.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+
+
+def _inline_connection(url: str) -> sa.Connection:
+    """A synchronous read-only SQLite connection in autocommit (no BEGIN: each statement
+    reads the latest commit), for ``Database.quick``."""
+    engine = sa.create_engine(
+        url,
+        poolclass=sa.pool.StaticPool,
+        connect_args={"check_same_thread": False, "isolation_level": None},
+    )
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA query_only=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def json_text(value: Any) -> str:

@@ -19,6 +19,11 @@ from jobyard.store.outbox import InboxRepo, OutboxRepo, WebhooksRepo, insert_ign
 from jobyard.store.schema import clusters, jobs, node_runs, users
 from jobyard.store.tasks_schema import stack_runs
 
+# Whether any job is shared with a user (parameter ``user_id``).
+HAS_SHARES = (
+    sa.select(job_shares.c.id).where(job_shares.c.user_id == sa.bindparam("user_id")).limit(1)
+)
+
 
 def _subject(kind: str) -> sa.Column[int]:
     if kind == "job":
@@ -302,5 +307,4 @@ class NotifyStore:
 
     async def has_shares(self, user_id: int) -> bool:
         """Whether any job is shared with the user (job lists widen only then)."""
-        q = sa.select(job_shares.c.id).where(job_shares.c.user_id == user_id).limit(1)
-        return (await self.conn.execute(q)).first() is not None
+        return (await self.conn.execute(HAS_SHARES, {"user_id": user_id})).first() is not None

@@ -8,14 +8,15 @@
   unfiltered list (the dashboard's and the API's default), per call for a filtered one.
 
 Each returns plain records (``Job``, ``NodeRun``); a statement sees one snapshot by itself,
-so callers run them outside a transaction (``Database.read(snapshot=False)``).
+so they run outside a transaction, on the ``Rows`` of ``Database.quick()`` (on SQLite a
+read-only connection used on the event loop's own thread).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +24,42 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
 from jobyard.store.jobs import SORTABLE, JobFilter, job_conditions, job_scope, page_order
+from jobyard.store.notify import HAS_SHARES
 from jobyard.store.schema import jobs, node_runs
+
+
+class Rows(Protocol):
+    """Where a quick read runs its statements (``Database.quick``)."""
+
+    async def all(
+        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[sa.Row[Any]]: ...
+
+
+class ConnRows:
+    """``Rows`` on an open connection (a pooled one, or a transaction's)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def all(
+        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[sa.Row[Any]]:
+        return (await self.conn.execute(stmt, params or {})).all()
+
+
+class InlineRows:
+    """``Rows`` on a synchronous SQLite connection, run on the calling thread: a keyed read
+    takes tens of microseconds, less than the hand-off to a driver thread it replaces."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    async def all(
+        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[sa.Row[Any]]:
+        return self.conn.execute(stmt, params or {}).all()
+
 
 JOB_KEYS = tuple(c.name for c in jobs.c)
 RUN_KEYS = tuple(c.name for c in node_runs.c)
@@ -56,17 +92,22 @@ def _runs_of(rows: Sequence[Sequence[Any]], at: int) -> list[NodeRun]:
 
 
 async def job_with_runs(
-    conn: AsyncConnection, org_id: int, job_id: int
+    rows_of: Rows, org_id: int, job_id: int
 ) -> tuple[Job, list[NodeRun]] | None:
     """A job of the organization and its node runs, or None."""
-    rows = (await conn.execute(JOB_WITH_RUNS, {"org_id": org_id, "job_id": job_id})).all()
+    rows = await rows_of.all(JOB_WITH_RUNS, {"org_id": org_id, "job_id": job_id})
     if not rows:
         return None
     return _job(rows[0][:_N]), _runs_of(rows, _N)
 
 
+async def has_shares(rows_of: Rows, user_id: int) -> bool:
+    """Whether any job is shared with the user (job lists widen only then)."""
+    return bool(await rows_of.all(HAS_SHARES, {"user_id": user_id}))
+
+
 async def page_with_runs(
-    conn: AsyncConnection,
+    rows_of: Rows,
     org_id: int,
     flt: JobFilter,
     *,
@@ -88,11 +129,11 @@ async def page_with_runs(
         params.update(org_id=org_id, user_id=flt.shared_with)
     else:
         q = _page_statement(job_conditions(org_id, flt), sort, descending)
-    rows = (await conn.execute(q, params)).all()
+    rows = await rows_of.all(q, params)
     if not rows:  # past the last page: the total alone
         where = job_conditions(org_id, flt)
         count = sa.select(sa.func.count()).select_from(jobs).where(where)
-        return Page(items=[], total=(await conn.execute(count)).scalar_one())
+        return Page(items=[], total=int((await rows_of.all(count))[0][0]))
     items: list[tuple[Job, list[NodeRun]]] = []
     at = _N + 1
     current: list[Sequence[Any]] = []
