@@ -67,3 +67,17 @@ async def test_concurrent_reads_reuse_pooled_connections(db_url: str) -> None:
         assert len(opened) == first
     finally:
         await db.close()
+
+
+async def test_quick_reads_are_counted(db_url: str) -> None:
+    """The quick reads' statements count too, on SQLite's own read-only connection."""
+    db = Database(db_url, count_statements=True)
+    try:
+        assert db.counts is not None
+        before = db.counts.statements
+        for _ in range(3):
+            async with db.quick() as rows:
+                await rows.all(sa.select(organizations.c.id))
+        assert db.counts.statements - before == 3
+    finally:
+        await db.close()

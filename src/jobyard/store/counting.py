@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
@@ -46,13 +46,7 @@ def install(engine: AsyncEngine) -> Counts:
     """Count every statement and transaction ``engine`` runs from now on."""
     counts = Counts()
     sync = engine.sync_engine
-
-    @event.listens_for(sync, "before_cursor_execute")
-    def on_execute(
-        _conn: Any, _cursor: Any, _stmt: str, params: Any, _ctx: Any, many: bool
-    ) -> None:
-        counts.statements += 1
-        counts.rows += len(params) if many else 1
+    count_statements(sync, counts)
 
     @event.listens_for(sync, "begin")
     def on_begin(_conn: Any) -> None:
@@ -67,3 +61,15 @@ def install(engine: AsyncEngine) -> Counts:
         counts.rollbacks += 1
 
     return counts
+
+
+def count_statements(engine: Engine, counts: Counts) -> None:
+    """Count the statements ``engine`` sends into ``counts`` (the quick reads' own SQLite
+    connection: no transactions there to count)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def on_execute(
+        _conn: Any, _cursor: Any, _stmt: str, params: Any, _ctx: Any, many: bool
+    ) -> None:
+        counts.statements += 1
+        counts.rows += len(params) if many else 1

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from jobyard.store.accounts import AccountsRepo
 from jobyard.store.chef_keys import ChefKeysRepo
 from jobyard.store.clusters import ClustersRepo
-from jobyard.store.counting import Counts
+from jobyard.store.counting import Counts, count_statements
 from jobyard.store.counting import install as count_statements_of
 from jobyard.store.events import EventsRepo
 from jobyard.store.files import FilesRepo
@@ -171,6 +171,8 @@ class Database:
         if self._inline_url is not None:
             if self._inline is None:
                 self._inline = _inline_connection(self._inline_url)
+                if self.counts is not None:
+                    count_statements(self._inline.engine, self.counts)
             yield InlineRows(self._inline)
             return
         async with self._read("", snapshot=False) as tx:
