@@ -108,6 +108,10 @@ def page_order(
     return [key.asc().nulls_first(), ident.asc()]
 
 
+# One job row, returned as written (the columns are those of the values given).
+_INSERT_JOB = jobs.insert().returning(*jobs.c)
+
+
 class JobsRepo:
     def __init__(self, conn: AsyncConnection, dialect: str) -> None:
         self.conn = conn
@@ -115,12 +119,7 @@ class JobsRepo:
 
     async def insert(self, values: dict[str, Any]) -> Job:
         """Write a new job row and return it with its id."""
-        row = (
-            (await self.conn.execute(jobs.insert().values(**values).returning(*jobs.c)))
-            .mappings()
-            .one()
-        )
-        return _job(row)
+        return _job((await self.conn.execute(_INSERT_JOB, values)).mappings().one())
 
     async def insert_runs(self, job: Job, node_names: Sequence[str], now: dt.datetime) -> None:
         """Create one ``new`` node run per target node."""

@@ -21,6 +21,14 @@ from jobyard.store.schema import jobs, node_runs, nodes, server_identity
 _IN_CHUNK = 10_000
 
 
+# Nodes of an organization by name; the second with a shared row lock (PostgreSQL).
+_BY_NAMES = nodes.select().where(
+    nodes.c.org_id == sa.bindparam("org_id"),
+    nodes.c.name.in_(sa.bindparam("names", expanding=True)),
+)
+_BY_NAMES_SHARED = _BY_NAMES.with_for_update(read=True)
+
+
 class NodesRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -41,10 +49,9 @@ class NodesRepo:
     async def by_names(
         self, org_id: int, names: list[str], *, for_share: bool = False
     ) -> list[Node]:
-        q = nodes.select().where(nodes.c.org_id == org_id, nodes.c.name.in_(names))
-        if for_share and self.conn.dialect.name == "postgresql":
-            q = q.with_for_update(read=True)
-        return records(Node, (await self.conn.execute(q)).mappings())
+        q = _BY_NAMES_SHARED if for_share and self.conn.dialect.name == "postgresql" else _BY_NAMES
+        found = await self.conn.execute(q, {"org_id": org_id, "names": list(names)})
+        return records(Node, found.mappings())
 
     async def availability_of(
         self, org_id: int, names: list[str], *, for_share: bool = False

@@ -19,6 +19,9 @@ from jobyard.store.outbox import InboxRepo, OutboxRepo, WebhooksRepo, insert_ign
 from jobyard.store.schema import clusters, jobs, node_runs, users
 from jobyard.store.tasks_schema import stack_runs
 
+# The statements of ``WatchersRepo.add_creators``, built once per dialect and kind.
+_ADD_CREATORS: dict[tuple[str, str], Any] = {}
+
 # Whether any job is shared with a user (parameter ``user_id``).
 HAS_SHARES = (
     sa.select(job_shares.c.id).where(job_shares.c.user_id == sa.bindparam("user_id")).limit(1)
@@ -107,18 +110,24 @@ class WatchersRepo:
 
     async def add_creators(self, kind: str, subject_ids: Sequence[int], now: dt.datetime) -> None:
         """The creators of several jobs or clusters watch them, in one statement."""
-        source = {"job": jobs, "cluster": clusters, "stack_run": stack_runs}[kind]
-        col = _subject(kind)
-        pick = sa.select(
-            source.c.org_id,
-            source.c.id,
-            source.c.created_by,
-            sa.literal(now, watchers.c.created_at.type),
-        ).where(source.c.id.in_(list(subject_ids)), source.c.created_by.is_not(None))
-        stmt = insert_ignore(self.dialect, watchers, col.name, "user_id").from_select(
-            ["org_id", col.name, "user_id", "created_at"], pick
-        )
-        await self.conn.execute(stmt)
+        stmt = _ADD_CREATORS.get((self.dialect, kind))
+        if stmt is None:
+            source = {"job": jobs, "cluster": clusters, "stack_run": stack_runs}[kind]
+            col = _subject(kind)
+            pick = sa.select(
+                source.c.org_id,
+                source.c.id,
+                source.c.created_by,
+                sa.bindparam("now", type_=watchers.c.created_at.type),
+            ).where(
+                source.c.id.in_(sa.bindparam("ids", expanding=True)),
+                source.c.created_by.is_not(None),
+            )
+            stmt = insert_ignore(self.dialect, watchers, col.name, "user_id").from_select(
+                ["org_id", col.name, "user_id", "created_at"], pick
+            )
+            _ADD_CREATORS[(self.dialect, kind)] = stmt
+        await self.conn.execute(stmt, {"ids": list(subject_ids), "now": now})
 
     async def remove(self, kind: str, subject_id: int, user_id: int) -> bool:
         col = _subject(kind)

@@ -44,8 +44,8 @@ async def insert_returning(
         return list(result.mappings())
     if len(rows) > SQLITE_FEW_ROWS:
         return await _insert_many_sqlite(conn, table, rows)
-    stmt = table.insert().values(list(rows)).returning(*table.c)
-    written = sorted((await conn.execute(stmt)).mappings(), key=lambda r: r["id"])
+    stmt, params = _values_insert(table, rows)
+    written = sorted((await conn.execute(stmt, params)).mappings(), key=lambda r: r["id"])
     if len(written) != len(rows):
         raise RuntimeError(f"inserted {len(rows)} rows into {table.name}, got {len(written)}")
     return written
@@ -66,3 +66,27 @@ async def _insert_many_sqlite(
     if len(written) != len(rows):
         raise RuntimeError(f"inserted {len(rows)} rows into {table.name}, read {len(written)}")
     return written
+
+
+# Multi-row INSERT ... RETURNING statements (up to SQLITE_FEW_ROWS rows) are built once per
+# table, columns and row count (bound parameters, compiled once).
+_KEPT: dict[tuple[str, tuple[str, ...], int], sa.Insert] = {}
+
+
+def _values_insert(
+    table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> tuple[sa.Insert, dict[str, Any]]:
+    """One INSERT of ``rows`` (all with the same columns) with RETURNING, and its parameters."""
+    keys = tuple(rows[0])
+    if any(tuple(r) != keys for r in rows):
+        return table.insert().values(list(rows)).returning(*table.c), {}
+    stmt = _KEPT.get((table.name, keys, len(rows)))
+    if stmt is None:
+        values = [
+            {k: sa.bindparam(f"{k}_{i}", type_=table.c[k].type) for k in keys}
+            for i in range(len(rows))
+        ]
+        stmt = _KEPT[(table.name, keys, len(rows))] = (
+            table.insert().values(values).returning(*table.c)
+        )
+    return stmt, {f"{k}_{i}": row[k] for i, row in enumerate(rows) for k in keys}
