@@ -68,25 +68,29 @@ async def _insert_many_sqlite(
     return written
 
 
-# Multi-row INSERT ... RETURNING statements (up to SQLITE_FEW_ROWS rows) are built once per
-# table, columns and row count (bound parameters, compiled once).
-_KEPT: dict[tuple[str, tuple[str, ...], int], sa.Insert] = {}
+# Multi-row INSERT ... RETURNING statements (up to SQLITE_FEW_ROWS rows) are made once per
+# table, columns and row count, as text with typed parameters and columns: SQLAlchemy gives
+# a multi-row ``insert().values([...])`` no cache key, so it would compile it on every call.
+_KEPT: dict[tuple[str, tuple[str, ...], int], sa.TextualSelect] = {}
 
 
 def _values_insert(
     table: sa.Table, rows: Sequence[dict[str, Any]]
-) -> tuple[sa.Insert, dict[str, Any]]:
+) -> tuple[sa.Executable, dict[str, Any]]:
     """One INSERT of ``rows`` (all with the same columns) with RETURNING, and its parameters."""
     keys = tuple(rows[0])
     if any(tuple(r) != keys for r in rows):
         return table.insert().values(list(rows)).returning(*table.c), {}
     stmt = _KEPT.get((table.name, keys, len(rows)))
     if stmt is None:
-        values = [
-            {k: sa.bindparam(f"{k}_{i}", type_=table.c[k].type) for k in keys}
-            for i in range(len(rows))
-        ]
-        stmt = _KEPT[(table.name, keys, len(rows))] = (
-            table.insert().values(values).returning(*table.c)
-        )
+        stmt = _KEPT[(table.name, keys, len(rows))] = _text_insert(table, keys, len(rows))
     return stmt, {f"{k}_{i}": row[k] for i, row in enumerate(rows) for k in keys}
+
+
+def _text_insert(table: sa.Table, keys: tuple[str, ...], count: int) -> sa.TextualSelect:
+    names = ", ".join(f'"{table.c[k].name}"' for k in keys)
+    values = ", ".join("(" + ", ".join(f":{k}_{i}" for k in keys) + ")" for i in range(count))
+    returned = ", ".join(f'"{c.name}"' for c in table.c)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES {values} RETURNING {returned}'
+    params = [sa.bindparam(f"{k}_{i}", type_=table.c[k].type) for i in range(count) for k in keys]
+    return sa.text(sql).bindparams(*params).columns(*table.c)
