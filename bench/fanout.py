@@ -327,10 +327,13 @@ async def sustained(
 
 
 async def idle_memory(
-    database_url: str | None, steps: list[int], settle: float
+    database_url: str | None,
+    steps: list[int],
+    settle: float,
+    env: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
-    with processes.jobyard(database_url) as jy:
+    with processes.jobyard(database_url, env=env) as jy:
         board = DoneBoard()
         async with swarms() as procs:
             await asyncio.sleep(settle)
@@ -402,7 +405,7 @@ async def measure_db(
                 )
     if args.idle and args.idle_on in (label.lower(), "both"):
         print("idle agents, server memory:", flush=True)
-        out["idle"] = await idle_memory(database_url, args.idle, args.settle)
+        out["idle"] = await idle_memory(database_url, args.idle, args.settle, env)
     return out
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import Event, Page
-from jobyard.store.rows import SQLITE_FEW_ROWS, records
+from jobyard.store.rows import SQLITE_FEW_ROWS, records, values_insert
 from jobyard.store.schema import events
 
 
@@ -59,8 +59,8 @@ class EventsRepo:
         # write lock (BEGIN IMMEDIATE) and SQLite gives each new row max(id) + 1, so the new
         # rows are numbered from the old maximum on, in order; the new maximum checks it.
         if len(rows) <= SQLITE_FEW_ROWS:
-            stmt = events.insert().values(list(rows)).returning(events.c.id)
-            return sorted(int(i) for i in (await self.conn.execute(stmt)).scalars())
+            stmt, params = values_insert(events, rows, ("id",))
+            return sorted(int(i) for i in (await self.conn.execute(stmt, params)).scalars())
         top = sa.select(sa.func.max(events.c.id))
         before = (await self.conn.execute(top)).scalar() or 0
         await self.conn.execute(events.insert(), list(rows))

@@ -44,7 +44,7 @@ async def insert_returning(
         return list(result.mappings())
     if len(rows) > SQLITE_FEW_ROWS:
         return await _insert_many_sqlite(conn, table, rows)
-    stmt, params = _values_insert(table, rows)
+    stmt, params = values_insert(table, rows)
     written = sorted((await conn.execute(stmt, params)).mappings(), key=lambda r: r["id"])
     if len(written) != len(rows):
         raise RuntimeError(f"inserted {len(rows)} rows into {table.name}, got {len(written)}")
@@ -71,26 +71,31 @@ async def _insert_many_sqlite(
 # Multi-row INSERT ... RETURNING statements (up to SQLITE_FEW_ROWS rows) are made once per
 # table, columns and row count, as text with typed parameters and columns: SQLAlchemy gives
 # a multi-row ``insert().values([...])`` no cache key, so it would compile it on every call.
-_KEPT: dict[tuple[str, tuple[str, ...], int], sa.TextualSelect] = {}
+_KEPT: dict[tuple[str, tuple[str, ...], int, tuple[str, ...]], sa.TextualSelect] = {}
 
 
-def _values_insert(
-    table: sa.Table, rows: Sequence[dict[str, Any]]
+def values_insert(
+    table: sa.Table, rows: Sequence[dict[str, Any]], returning: Sequence[str] = ()
 ) -> tuple[sa.Executable, dict[str, Any]]:
-    """One INSERT of ``rows`` (all with the same columns) with RETURNING, and its parameters."""
+    """One INSERT of ``rows`` (all with the same columns) returning ``returning`` (every
+    column when empty), and its parameters."""
     keys = tuple(rows[0])
+    columns = [table.c[c] for c in returning] or list(table.c)
     if any(tuple(r) != keys for r in rows):
-        return table.insert().values(list(rows)).returning(*table.c), {}
-    stmt = _KEPT.get((table.name, keys, len(rows)))
+        return table.insert().values(list(rows)).returning(*columns), {}
+    key = (table.name, keys, len(rows), tuple(returning))
+    stmt = _KEPT.get(key)
     if stmt is None:
-        stmt = _KEPT[(table.name, keys, len(rows))] = _text_insert(table, keys, len(rows))
+        stmt = _KEPT[key] = _text_insert(table, keys, len(rows), columns)
     return stmt, {f"{k}_{i}": row[k] for i, row in enumerate(rows) for k in keys}
 
 
-def _text_insert(table: sa.Table, keys: tuple[str, ...], count: int) -> sa.TextualSelect:
+def _text_insert(
+    table: sa.Table, keys: tuple[str, ...], count: int, columns: list[sa.Column[Any]]
+) -> sa.TextualSelect:
     names = ", ".join(f'"{table.c[k].name}"' for k in keys)
     values = ", ".join("(" + ", ".join(f":{k}_{i}" for k in keys) + ")" for i in range(count))
-    returned = ", ".join(f'"{c.name}"' for c in table.c)
+    returned = ", ".join(f'"{c.name}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES {values} RETURNING {returned}'
     params = [sa.bindparam(f"{k}_{i}", type_=table.c[k].type) for i in range(count) for k in keys]
-    return sa.text(sql).bindparams(*params).columns(*table.c)
+    return sa.text(sql).bindparams(*params).columns(*columns)
