@@ -140,7 +140,13 @@ async def _enter_new(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
     return moved
 
 
-async def add_job(
+async def add_job(svc: Services, tx: Tx, values: dict[str, Any], **how: Any) -> Job:
+    """``add_job_with_runs`` (the same keywords), for callers that need only the job."""
+    job, _ = await add_job_with_runs(svc, tx, values, **how)
+    return job
+
+
+async def add_job_with_runs(
     svc: Services,
     tx: Tx,
     values: dict[str, Any],
@@ -150,30 +156,13 @@ async def add_job(
     actor: str,
     then: JobStatus | None = JobStatus.NEW,
     reason: str | None = None,
-) -> Job:
-    """Write a job (``values``: its spec columns, kind, task_id ...) in this transaction and
-    move it on: submitted (``voting``, or ``new`` for the dispatcher to start), to
-    ``onhold`` (waiting; ``reason`` says for what), or nowhere (``then=None``: a draft)."""
-    job, _ = await _add_job(
-        svc, tx, values, org_id=org_id, created_by=created_by, actor=actor, then=then, reason=reason
-    )
-    return job
-
-
-async def _add_job(
-    svc: Services,
-    tx: Tx,
-    values: dict[str, Any],
-    *,
-    org_id: int,
-    created_by: int | None,
-    actor: str,
-    then: JobStatus | None,
-    reason: str | None,
     known: Sequence[Node] | None = None,
 ) -> tuple[Job, list[NodeRun] | None]:
-    """``add_job``, with the node runs when they were written here (``known``: the target's
-    nodes, read already with a shared lock)."""
+    """Write a job (``values``: its spec columns, kind, task_id ...) in this transaction and
+    move it on: submitted (``voting``, or ``new`` for the dispatcher to start), to
+    ``onhold`` (waiting; ``reason`` says for what), or nowhere (``then=None``: a draft).
+    Returns the job, and its node runs when they were written here (``known``: the
+    target's nodes, read already with a shared lock)."""
     target = Target.from_json(values["target"]) if then is JobStatus.NEW else None
     if target is not None and await _cluster_not_ready(tx, org_id, target) is None:
         # Submitted at once: written directly in ``voting`` (or ``new``) with its node runs.
@@ -337,7 +326,7 @@ async def create_job(
         known = None
         if known_nodes_only and spec.target.nodes:
             known = await refuse_unknown_nodes(tx, who.org_id, spec.target.nodes)
-        job, runs = await _add_job(
+        job, runs = await add_job_with_runs(
             svc,
             tx,
             spec.row(),
