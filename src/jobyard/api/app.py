@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from jobyard import __version__, memory, web
+from jobyard import __version__, web
 from jobyard.api import (
     accounts,
     agent_ws,
@@ -35,7 +35,7 @@ from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty, xplenty_r
 from jobyard.api.files import UPLOAD_OVERHEAD, UPLOAD_PATHS
 from jobyard.api.middleware import BodyLimit, Metrics
 from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
-from jobyard.dispatch.loops import LoopFactory, periodic
+from jobyard.dispatch.loops import LoopFactory
 from jobyard.dispatch.server import server_loops
 from jobyard.service.context import Services
 from jobyard.settings import Settings
@@ -111,7 +111,6 @@ def create_app(
                     await stack.enter_async_context(loop(svc))
             if tune_gc:
                 tune_garbage_collector()
-                await stack.enter_async_context(_trimming(svc))
             log.info("jobyard %s ready on %s", __version__, settings.base_url)
             yield
             log.info("shutting down")
@@ -172,8 +171,6 @@ def create_app(
 # (a request allocates thousands: default thresholds collect several times per request),
 # and the older generations more rarely still.
 GC_THRESHOLDS = (50_000, 20, 20)
-# Seconds between checks whether to give freed heap pages back (memory.Trimmer).
-TRIM_CHECK = 5.0
 
 
 def tune_garbage_collector() -> None:
@@ -184,21 +181,6 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def _trimming(svc: Services) -> contextlib.AbstractAsyncContextManager[None]:
-    """Free heap pages back to the system after bursts of agent connections (memory.py)."""
-
-    def connections() -> int:
-        engine = svc.runtime.engine
-        return engine.connected() if engine is not None else 0
-
-    trimmer = memory.Trimmer(connections)
-
-    async def tick() -> None:
-        trimmer.tick()
-
-    return periodic("memory", TRIM_CHECK, tick)
 
 
 def _warn_smtp_in_clear(settings: Settings) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from jobyard import memory
 from jobyard.api.app import create_app
 from jobyard.cli.common import fail
 from jobyard.domain.accounts import Role
@@ -106,8 +105,6 @@ def serve(
     on_ready: Callable[[Services], Awaitable[Any]] | None = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; a second Ctrl-C forces exit (uvicorn's)."""
-    if settings.tune_gc:
-        memory.limit_arenas()  # before any thread starts (jobyard/memory.py)
     listener = listen(settings.host, settings.port)
     setup_logs(settings.log_level)
     svc = Services(
