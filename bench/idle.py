@@ -1,12 +1,13 @@
-"""Idle agents and the server's memory, with and without the allocator tuning, in one run.
+"""Idle agents and the server's memory, with and without a server setting, in one run.
 
 The same measurement as ``bench.fanout``'s idle step (a fresh ``jobyard serve``, simulated
 agents connecting as ``jobyard agent`` does, in processes of 2,500, heartbeating every 5 s,
-RSS from ``/proc`` after ``--settle`` seconds), once with the server's defaults (two malloc
-arenas, freed heap pages given back after bursts of connections: jobyard/memory.py) and
-once with ``JOBYARD_TUNE_GC=false`` (Python's and glibc's own defaults), side by side.
+RSS from ``/proc`` after ``--settle`` seconds), once with the server's defaults and once
+with ``--other`` (default ``JOBYARD_TUNE_GC=false``: Python's collector untouched), side by
+side.
 
     python -m bench.idle [--agents 2500,10000] [--db sqlite|postgresql] [--settle 10]
+                         [--other JOBYARD_X=V ...]
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ TARGET_MIB = 300 * 10**6 / 2**20  # 300 MB
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"settings": vars(args), "runs": {}}
-    for name, env in (("tuned (default)", {}), ("untuned", {"JOBYARD_TUNE_GC": "false"})):
+    other = dict(kv.split("=", 1) for kv in args.other or ["JOBYARD_TUNE_GC=false"])
+    for name, env in (("defaults", {}), (" ".join(f"{k}={v}" for k, v in other.items()), other)):
         figures.section(f"Idle agents, server {name}")
         if args.db == "postgresql":
             async with processes.pg_database("idle") as url:
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--agents", type=ints, default=[2500, 10000])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--settle", type=float, default=10.0)
+    parser.add_argument("--other", action="append", metavar="JOBYARD_X=V")
     parser.add_argument("--json", help="merge the figures into this JSON file")
     parser.add_argument("--no-machine", dest="machine", action="store_false")
     args = parser.parse_args(argv)
