@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from jobyard.domain.errors import Invalid
-from jobyard.store import Database, Tx
+from jobyard.store import Database, Tx, writer
 from jobyard.store.schema import organizations
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -113,3 +113,50 @@ async def test_without_group_commit_each_write_is_its_own_transaction(db_url: st
         assert len(await _names(db)) == 5
     finally:
         await db.close()
+
+
+class _Conflict(Exception):
+    """What the driver raises for a deadlock's victim (its SQLSTATE is what counts)."""
+
+    sqlstate = "40P01"
+
+
+def _conflicting(name: str, conflicts: int, tries: list[str]) -> Callable[[Tx], Awaitable[str]]:
+    """A use case that writes, then is chosen as a deadlock's victim ``conflicts`` times."""
+    add = _adds(name)
+
+    async def use_case(tx: Tx) -> str:
+        tries.append(name)
+        await add(tx)
+        if tries.count(name) <= conflicts:
+            raise sa.exc.OperationalError("UPDATE nodes ...", {}, _Conflict())
+        return name
+
+    return use_case
+
+
+async def test_a_deadlock_victim_runs_again(db: Database) -> None:
+    tries: list[str] = []
+    # Alone: its transaction is run again; in a batch: from its savepoint.
+    assert await db.write(_conflicting("alone", 2, tries)) == "alone"
+    outcomes = await asyncio.gather(
+        db.write(_adds("p")),
+        db.write(_conflicting("victim", 1, tries)),
+        db.write(_adds("q")),
+    )
+    assert outcomes == ["p", "victim", "q"]
+    assert tries.count("alone") == 3 and tries.count("victim") == 2
+    assert await _names(db) == {"alone", "p", "victim", "q"}  # each written once
+
+
+async def test_a_use_case_that_keeps_conflicting_fails_alone(db: Database) -> None:
+    tries: list[str] = []
+    outcomes = await asyncio.gather(
+        db.write(_adds("kept")),
+        db.write(_conflicting("stuck", 99, tries)),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "kept"
+    assert isinstance(outcomes[1], sa.exc.OperationalError)
+    assert tries.count("stuck") == 1 + writer.RETRIES
+    assert await _names(db) == {"kept"}

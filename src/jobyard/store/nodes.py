@@ -26,7 +26,8 @@ _BY_NAMES = nodes.select().where(
     nodes.c.org_id == sa.bindparam("org_id"),
     nodes.c.name.in_(sa.bindparam("names", expanding=True)),
 )
-_BY_NAMES_SHARED = _BY_NAMES.with_for_update(read=True)
+# Locked in id order, as every writer of many nodes goes: fewer deadlocks.
+_BY_NAMES_SHARED = _BY_NAMES.order_by(nodes.c.id).with_for_update(read=True)
 
 
 class NodesRepo:

@@ -13,7 +13,10 @@ Semantics a caller can rely on:
 - a caller cancelled while its use case is still queued drops it (it never runs); once it
   runs, it commits or not with its batch whatever happens to the caller;
 - use cases of a batch run one after the other in queue order, each seeing what the ones
-  before it wrote, as if each had its own transaction in that order.
+  before it wrote, as if each had its own transaction in that order;
+- a use case the database chose as a deadlock's victim, or failed for serialization
+  (PostgreSQL's 40P01, 40001: a submit's shared locks on its nodes against a heartbeat's
+  updates), is run again from its savepoint (or its transaction, alone), ``RETRIES`` times.
 """
 
 from __future__ import annotations
@@ -33,6 +36,17 @@ T = TypeVar("T")
 
 # Use cases per transaction, at most: bounds how long the first of them waits for its answer.
 BATCH = 64
+# Runs of a use case again after the database broke a deadlock with it (or a serialization
+# failure): the conflict is with another transaction, not with the use case.
+RETRIES = 3
+TRANSIENT = frozenset({"40P01", "40001"})
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that running the same work again may not meet (deadlock, serialization)."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return state in TRANSIENT
 
 
 @dataclass
@@ -69,13 +83,23 @@ class GroupWriter:
                         batch.append(item)
                 if batch:
                     # Shielded: a cancellation of the writer (shutdown) lets the batch finish.
-                    await asyncio.shield(self._one_transaction(batch))
+                    await asyncio.shield(self._batch(batch))
         except asyncio.CancelledError:
             while self._queue:  # never run: their callers are told
                 _answer(self._queue.popleft().answer, exc=_for_caller(asyncio.CancelledError()))
             raise
 
-    async def _one_transaction(self, batch: list[_Queued[Any]]) -> None:
+    async def _batch(self, batch: list[_Queued[Any]]) -> None:
+        if len(batch) > 1:
+            await self._one_transaction(batch)
+            return
+        for attempt in range(RETRIES + 1):  # alone: its transaction is run again
+            if await self._one_transaction(batch, last=attempt == RETRIES):
+                return
+
+    async def _one_transaction(self, batch: list[_Queued[Any]], *, last: bool = True) -> bool:
+        """Run the batch; False when a lone use case met a transient conflict and was not
+        answered (``last=False``: the caller runs it again)."""
         done: list[tuple[_Queued[Any], Tx, Any]] = []
         failed: list[tuple[_Queued[Any], BaseException]] = []
         try:
@@ -85,10 +109,8 @@ class GroupWriter:
                     if len(batch) == 1:
                         done.append((item, tx, await item.use_case(tx)))
                     else:
-                        forked = tx.fork()
                         try:
-                            async with tx.conn.begin_nested():
-                                result = await item.use_case(forked)
+                            forked, result = await _in_savepoint(tx, item)
                         except Exception as exc:
                             failed.append((item, exc))
                             continue
@@ -96,13 +118,15 @@ class GroupWriter:
                     if self.db.observe is not None:
                         self.db.observe("write", item.name, time.perf_counter() - started)
         except BaseException as exc:  # the batch did not commit: nobody's work was kept
+            if not last and len(batch) == 1 and transient(exc):
+                return False
             for item, own in failed:
                 _answer(item.answer, exc=own)
             for item in batch:
                 _answer(item.answer, exc=_for_caller(exc))
             if not isinstance(exc, Exception):
                 raise
-            return
+            return True
         self.batches += 1
         self.use_cases += len(batch)
         for item, error in failed:
@@ -110,6 +134,20 @@ class GroupWriter:
         for item, tx, result in done:
             tx.run_after_commit()
             _answer(item.answer, result=result)
+        return True
+
+
+async def _in_savepoint(tx: Tx, item: _Queued[Any]) -> tuple[Tx, Any]:
+    """Run a use case of a batch in its own savepoint, again after a transient conflict."""
+    for attempt in range(RETRIES + 1):
+        forked = tx.fork()
+        try:
+            async with tx.conn.begin_nested():
+                return forked, await item.use_case(forked)
+        except Exception as exc:
+            if attempt == RETRIES or not transient(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def _for_caller(exc: BaseException) -> BaseException:
