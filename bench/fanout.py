@@ -165,15 +165,21 @@ async def grow(
     total: int,
     prefix: str = "sim",
     per_process: int = PER_PROCESS,
+    slots: int = 1,
 ) -> dict[str, Any]:
-    """Connect more agents until ``total`` are connected; returns connect figures."""
+    """Connect more agents (of ``slots`` slots each) until ``total`` are connected; returns
+    connect figures."""
     have = sum(len(p.names) for p in procs)
     started = time.monotonic()
     failed = 0
     errors: list[str] = []
     while have < total:
         if not procs or len(procs[-1].names) >= per_process:
-            procs.append(await SwarmProcess.start(jy.ws_url, jy.agent_token, prefix, board))
+            procs.append(
+                await SwarmProcess.start(
+                    jy.ws_url, jy.agent_token, prefix, board, "--slots", str(slots)
+                )
+            )
         proc = procs[-1]
         count = min(per_process - len(proc.names), total - have)
         reply = await proc.connect(prefix, have, count)
@@ -381,7 +387,9 @@ async def measure_db(
             swarms() as procs,
             httpx.AsyncClient(base_url=jy.url, headers=headers, timeout=120) as client,
         ):
-            info = await grow(jy, procs, board, agents, per_process=-(-agents // args.processes))
+            info = await grow(
+                jy, procs, board, agents, per_process=-(-agents // args.processes), slots=args.slots
+            )
             print(
                 f"{agents} simulated agents in {len(procs)} processes connected in "
                 f"{info['seconds']:.1f} s ({info['failed']} failed)",
@@ -524,6 +532,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tp-job-size", type=int, default=100)
     parser.add_argument("--tp-in-flight", type=int, default=8)
     parser.add_argument("--tp-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=1,
+        help="slots of each simulated agent (`jobyard agent --slots N`): with --tp-agents equal "
+        "to --tp-job-size, every job in flight runs on the same agents at once",
+    )
     parser.add_argument("--idle", type=ints, default=[1000, 5000, 10000])
     parser.add_argument(
         "--idle-on",
@@ -550,7 +565,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print_machine(describe(processes.PG_ADMIN_URL))
     print(
         f"settings: job sizes {args.sizes} x {args.reps} reps; sustained: {args.tp_agents} agents, "
-        f"jobs of {args.tp_job_size}, {args.tp_in_flight} in flight, {args.tp_seconds:.0f} s; "
+        f"jobs of {args.tp_job_size}, {args.tp_in_flight} in flight, {args.tp_seconds:.0f} s, "
+        f"{args.slots} slot(s) per agent; "
         f"idle steps {args.idle}, {PER_PROCESS} agents per swarm process, settle {args.settle} s; "
         f"open-file limit {nofile}; server settings: defaults (heartbeat 5 s)",
         flush=True,

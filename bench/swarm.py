@@ -2,11 +2,12 @@
 
 Each agent dials the server's agent endpoint exactly as ``jobyard agent`` does (the same
 ``jobyard.agent.dialing.dial``: token, frame limit, pings, no compression), says ``hello``
-(a node name, a fresh incarnation, one slot), heartbeats at the interval the server's
-``welcome`` gives, and answers like a ``jobyard agent`` whose command is a no-op that
-succeeds at once, with the agent's own sender (``jobyard.agent.outgoing.Outgoing``: what
-is queued in one turn of the event loop leaves in one batch frame), message for message
-and frame for frame as ``jobyard agent`` sends them:
+(a node name, a fresh incarnation, ``--slots`` slots: one unless told), heartbeats at the
+interval the server's ``welcome`` gives, and answers like a ``jobyard agent`` whose
+command is a no-op that succeeds at once, with the agent's own sender
+(``jobyard.agent.outgoing.Outgoing``: what is queued in one turn of the event loop leaves
+in one batch frame), message for message and frame for frame as ``jobyard agent`` sends
+them:
 
     commit -> ack_commit + heartbeat (a slot taken)           one frame
     run    -> ack_run                                         one frame, then
@@ -28,6 +29,7 @@ The process is driven over stdin/stdout with JSON lines (``bench.fanout`` does i
             T is ``time.monotonic()`` of the last ack (the same clock in every process).
 
     python -m bench.swarm --url ws://127.0.0.1:PORT/api/v1/agent/ws --token T [--prefix sim]
+        [--slots N]
 """
 
 from __future__ import annotations
@@ -58,9 +60,12 @@ def emit(**fields: Any) -> None:
 
 
 class Swarm:
-    def __init__(self, url: str, token: str, prefix: str, hold_votes: bool = False) -> None:
+    def __init__(
+        self, url: str, token: str, prefix: str, hold_votes: bool = False, slots: int = 1
+    ) -> None:
         self.url, self.token, self.prefix = url, token, prefix
         self.hold_votes = hold_votes
+        self.slots = slots
         self.sockets: dict[str, ClientConnection] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.commits: dict[int, int] = defaultdict(int)
@@ -102,7 +107,7 @@ class Swarm:
                     node=name,
                     incarnation=uuid.uuid4().hex,
                     tags=["sim"],
-                    slots=1,
+                    slots=self.slots,
                 )
                 await ws.send(wire.encode(hello))
                 welcome = wire.decode(await asyncio.wait_for(ws.recv(), 60))
@@ -181,7 +186,7 @@ class Agent:
         self.tasks: set[asyncio.Task[None]] = set()
 
     def heartbeat(self) -> wire.Heartbeat:
-        return wire.Heartbeat(busy=self.held >= 1, held=self.held)
+        return wire.Heartbeat(busy=self.held >= self.swarm.slots, held=self.held)
 
     def queue(self, message: wire.AgentMessage) -> None:
         self.out.queue(message)
@@ -217,7 +222,7 @@ class Agent:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    swarm = Swarm(args.url, args.token, args.prefix, args.hold_votes)
+    swarm = Swarm(args.url, args.token, args.prefix, args.hold_votes, args.slots)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -240,6 +245,9 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--prefix", default="sim")
     parser.add_argument("--hold-votes", action="store_true", help="answer no commit")
+    parser.add_argument(
+        "--slots", type=int, default=1, help="the slots each agent says it has (hello)"
+    )
     args = parser.parse_args()
     if not args.url.startswith(("ws://127.", "ws://localhost", "ws://[::1]")):
         raise SystemExit("simulated agents dial loopback only")
