@@ -74,7 +74,8 @@ async def decide(
     """Approve (state ``success``) or reject (state ``failure``) an approval job."""
     require(who.role, Role.VIEWER, "deciding an approval")
     verb = "approve" if approve else "reject"
-    async with svc.db.begin() as tx:
+
+    async def decide_tx(tx: Tx) -> JobView:
         job = await _job(tx, who, job_id)
         if job.kind != "approval":
             raise Invalid(f"job {job.id} is a {job.kind} job, not an approval", "job")
@@ -108,12 +109,15 @@ async def decide(
             raise Conflict(f"job {job.id} changed while it was being decided; try again")
         return JobView(moved, [])
 
+    return await svc.db.write(decide_tx)
+
 
 async def give_input(svc: Services, who: Principal, job_id: int, arguments: Any) -> JobView:
     """Give a waiting job its arguments: an input job starts; a running command that asked
     gets its answer."""
     require(who.role, Role.USER, "giving input to a job")
-    async with svc.db.begin() as tx:
+
+    async def give(tx: Tx) -> JobView:
         job = await _job(tx, who, job_id)
         run = await tx.task_runs.get(job.id)
         if job.status is JobStatus.ONHOLD and run is not None and run.hold is Hold.INPUT:
@@ -125,6 +129,8 @@ async def give_input(svc: Services, who: Principal, job_id: int, arguments: Any)
                 await _answer(svc, tx, who, job, pending[0], arguments)
                 return JobView(job, await tx.jobs.runs(job.id))
         raise Conflict(f"job {job.id} is {job.status} and waits for no input")
+
+    return await svc.db.write(give)
 
 
 async def _start_with_input(svc: Services, tx: Tx, who: Principal, job: Job, arguments: Any) -> Job:
@@ -208,7 +214,8 @@ async def request_input(svc: Services, org_id: int, ask: InputAsk) -> InputReque
         raise Invalid(f"an input timeout is 1 to {MAX_INPUT_WAIT} seconds", "timeout")
     fields = check_schema([Argument.from_json(f) for f in ask.fields])
     now = svc.clock.now()
-    async with svc.db.begin() as tx:
+
+    async def record_ask(tx: Tx) -> InputRequest:
         job = await tx.jobs.get(org_id, ask.job_id)
         if job is None:
             raise NotFound(f"no job {ask.job_id}")
@@ -247,6 +254,8 @@ async def request_input(svc: Services, org_id: int, ask: InputAsk) -> InputReque
             now=now,
         )
         return request
+
+    return await svc.db.write(record_ask)
 
 
 async def pending_input(svc: Services, who: Principal, job_id: int) -> list[InputRequest]:

@@ -26,6 +26,7 @@ from jobyard.service.events import record
 from jobyard.service.jobs import JobView
 from jobyard.service.launches import Origin, launch
 from jobyard.service.tasks import may_change, task_of
+from jobyard.store import Tx
 
 SECRET_PREFIX = "jyh_"
 
@@ -120,7 +121,8 @@ async def run_by_secret(
     """
     tried = await within_budget(svc, client, None if task_id is None else f"task:{task_id}")
     presented = hash_secret(secret or "")
-    async with svc.db.begin() as tx:
+
+    async def start(tx: Tx) -> JobView:
         task = await tx.tasks.by_secret_hash(presented) if secret else None
         stored = await tx.tasks.secret_hash_of(task.id) if task is not None else None
         org = await tx.accounts.org_by_id(task.org_id) if task is not None else None
@@ -146,3 +148,5 @@ async def run_by_secret(
         )
         assert launched.job is not None
         return JobView(launched.job, await tx.jobs.runs(launched.job.id))
+
+    return await svc.db.write(start)

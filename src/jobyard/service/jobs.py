@@ -416,13 +416,15 @@ async def update_job(
     svc: Services, who: Principal, job_id: int, changes: dict[str, Any]
 ) -> JobView:
     """Change a job. Before submit anything may change; after, only name and description."""
-    async with svc.db.begin() as tx:
+
+    async def update(tx: Tx) -> JobView:
         job = await _visible_job(tx, who, job_id, lock=True)
         _may_change(who, job, "updating a job")
         current = spec_of(job)
-        with_sealed_env(svc.secrets, current.env, changes)
+        fields = dict(changes)  # sealed here: run again after a deadlock, it starts afresh
+        with_sealed_env(svc.secrets, current.env, fields)
         try:
-            new_spec = dataclasses.replace(current, **changes)
+            new_spec = dataclasses.replace(current, **fields)
         except TypeError as exc:
             raise Invalid(f"unknown field in update: {exc}") from None
         if job.status is not JobStatus.DRAFT:
@@ -435,19 +437,23 @@ async def update_job(
         now = svc.clock.now()
         updated = await tx.jobs.update(job.id, {**new_spec.row(), "updated_at": now})
         await record_job_event(
-            svc, tx, job, "job.updated", actor=who.actor, data={"fields": sorted(changes)}, now=now
+            svc, tx, job, "job.updated", actor=who.actor, data={"fields": sorted(fields)}, now=now
         )
         return JobView(updated, await tx.jobs.runs(job.id))
 
+    return await svc.db.write(update)
+
 
 async def submit_job(svc: Services, who: Principal, job_id: int) -> JobView:
-    async with svc.db.begin() as tx:
+    async def submit(tx: Tx) -> JobView:
         job = await _visible_job(tx, who, job_id, lock=True)
         _may_change(who, job, "submitting a job")
         if job.status is not JobStatus.DRAFT:
             raise Conflict(f"job {job.id} was submitted already (status {job.status})")
         job = await _enter_new(svc, tx, job, who.actor)
         return JobView(job, await tx.jobs.runs(job.id))
+
+    return await svc.db.write(submit)
 
 
 async def abort_job(
@@ -471,7 +477,8 @@ async def stop_job(
 ) -> JobView:
     """Abort an active job. ``record_stopper``: keep who stopped it as the job's result
     (``{"stopped_by": {...}}``), written with the abort (TheEye's cancel shows it)."""
-    async with svc.db.begin() as tx:
+
+    async def stop(tx: Tx) -> JobView:
         job = await _visible_job(tx, who, job_id, lock=True)
         _may_change(who, job, "stopping a job")
         if job.task_id is not None and who.role is not Role.ADMIN:
@@ -492,10 +499,13 @@ async def stop_job(
             moved = await tx.jobs.update(job.id, {"result": {"stopped_by": stopper}})
         return JobView(moved, await tx.jobs.runs(job.id))
 
+    return await svc.db.write(stop)
+
 
 async def delete_job(svc: Services, who: Principal, job_id: int) -> None:
     """Delete a draft or a finished job with its history; an active job answers 409."""
-    async with svc.db.begin() as tx:
+
+    async def delete(tx: Tx) -> None:
         job = await _visible_job(tx, who, job_id, lock=True)
         _may_change(who, job, "deleting a job")
         if job.status.active:
@@ -511,6 +521,8 @@ async def delete_job(svc: Services, who: Principal, job_id: int) -> None:
                 svc.files.delete(key)
 
         tx.after_commit(remove_files)
+
+    await svc.db.write(delete)
 
 
 async def job_history(

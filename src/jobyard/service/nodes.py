@@ -109,7 +109,9 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
     if who.role is not Role.AGENT:
         raise Forbidden("only an agent token may connect as a node")
     lost: list[Report] = []
-    async with svc.db.begin() as tx:
+
+    async def connect(tx: Tx) -> Node:
+        lost.clear()  # run again after a deadlock: from the start
         now = svc.clock.now()
         before = await tx.nodes.get(who.org_id, hello.node)
         node = await tx.nodes.upsert(
@@ -185,6 +187,9 @@ async def node_connected(svc: Services, who: Principal, hello: Hello, replica: s
                 )
             else:
                 _resend(svc, tx, who.org_id, hello.node, run.status, job)
+        return node
+
+    node = await svc.db.write(connect)
     if lost:
         await apply_reports(svc, lost)
     svc.hub.publish("clusters", None)
@@ -255,13 +260,15 @@ async def node_gone(
     reconnected between the check that found it silent and this transaction.
     """
     reports: list[Report] = []
-    async with svc.db.begin() as tx:
+
+    async def gone(tx: Tx) -> bool:
+        reports.clear()  # run again after a deadlock: from the start
         node = await tx.nodes.get(org_id, name, for_update=True)
         if node is None or not node.online:
-            return
+            return False
         heard = node.last_heartbeat
         if silent_before is not None and heard is not None and heard >= silent_before:
-            return
+            return False
         now = svc.clock.now()
         await tx.nodes.update(
             node.id, {"online": False, "connected": False, "busy": False, "updated_at": now}
@@ -269,6 +276,10 @@ async def node_gone(
         await _node_event(svc, tx, node, "node.status", "offline", reason, from_status="online")
         for run in await tx.jobs.runs_of_node(org_id, name, LIVE_RUNS):
             reports.append(Report("lost", org_id, name, run.job_id, run.attempt, reason=reason))
+        return True
+
+    if not await svc.db.write(gone):
+        return
     if reports:
         await apply_reports(svc, reports)
     svc.hub.publish("clusters", None)

@@ -39,7 +39,8 @@ async def store_file(
         raise TooLarge(f"{name} is over the {svc.settings.file_cap}-byte file limit")
     name = _clean_name(name)
     key, md5 = svc.files.put(data)
-    async with svc.db.begin() as tx:
+
+    async def store(tx: Tx) -> StoredFile | None:
         job = await tx.jobs.get(who.org_id, job_id)
         run = await tx.jobs.run(job_id, node) if job else None
         if job is None or run is None or run.attempt != attempt:
@@ -62,6 +63,8 @@ async def store_file(
                 "created_at": svc.clock.now(),
             }
         )
+
+    return await svc.db.write(store)
 
 
 async def _readable_run(tx: Tx, who: Principal, job_id: int, node: str) -> NodeRun:

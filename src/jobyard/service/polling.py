@@ -96,8 +96,11 @@ async def agent_alive(svc: Services, who: Principal, node: str) -> None:
     """A polling agent's keep-alive: the node's heartbeat, nothing more."""
     _agent(who)
     check_node_name(node)
-    async with svc.db.begin() as tx:
+
+    async def alive(tx: Tx) -> None:
         await _seen(svc, tx, who, node, svc.clock.now())
+
+    await svc.db.write(alive)
 
 
 async def register_agent(svc: Services, who: Principal, node: str) -> Node:
@@ -105,8 +108,11 @@ async def register_agent(svc: Services, who: Principal, node: str) -> Node:
     the node, online from now on."""
     _agent(who)
     check_node_name(node)
-    async with svc.db.begin() as tx:
+
+    async def register(tx: Tx) -> Node:
         return await _seen(svc, tx, who, node, svc.clock.now())
+
+    return await svc.db.write(register)
 
 
 async def registered_node(svc: Services, who: Principal, node: str) -> Node:
@@ -134,7 +140,8 @@ async def poll_next_job(svc: Services, who: Principal, node: str) -> JobView | N
     """Record the node's poll; hand it the oldest job it may start now, if any."""
     _agent(who)
     check_node_name(node)
-    async with svc.db.begin() as tx:
+
+    async def poll(tx: Tx) -> JobView | None:
         now = svc.clock.now()
         await _seen(svc, tx, who, node, now)
         waiting = await tx.jobs.runs_of_node(
@@ -160,7 +167,9 @@ async def poll_next_job(svc: Services, who: Principal, node: str) -> JobView | N
                 job = await persist_round(svc, tx, job, rnd, actor=node)
             if started:
                 return JobView(opened(svc.secrets, job), await tx.jobs.runs(job.id))
-    return None
+        return None
+
+    return await svc.db.write(poll)
 
 
 def _output_publisher(
@@ -198,7 +207,9 @@ async def finish_polled_job(
     _agent(who)
     if node is not None:
         check_node_name(node)
-    async with svc.db.begin() as tx:
+
+    async def finish(tx: Tx) -> JobView:
+        nonlocal node
         now = svc.clock.now()
         if await tx.jobs.get(who.org_id, job_id) is None:
             raise NotFound(f"no job {job_id}")
@@ -233,3 +244,5 @@ async def finish_polled_job(
             values["result"] = result.data
         job = await tx.jobs.update(job.id, values)
         return JobView(job, await tx.jobs.runs(job.id))
+
+    return await svc.db.write(finish)

@@ -159,11 +159,14 @@ async def _start_stack(
 async def run_stack(svc: Services, who: Principal, stack_id: int) -> Started:
     """Run one of the caller's organization's stacks now (Kragle's exec)."""
     require(who.role, Role.USER, "running a stack")
-    async with svc.db.begin() as tx:
+
+    async def start(tx: Tx) -> Started:
         stack = await tx.stacks.get(who.org_id, stack_id)
         if stack is None:
             raise NotFound(f"no stack {stack_id}")
         return await start_stack(svc, tx, stack, Origin(actor=who.actor, created_by=who.user_id))
+
+    return await svc.db.write(start)
 
 
 async def run_by_webhook(
@@ -178,7 +181,8 @@ async def run_by_webhook(
 ) -> Started:
     """Run the stack whose webhook this is, if the caller may call it."""
     tried = await hooks.within_budget(svc, client, f"stack:{stack_id}")
-    async with svc.db.begin() as tx:
+
+    async def start(tx: Tx) -> Started:
         stack = await tx.stacks.get_any(stack_id)
         allowed = stack is not None and stack.webhook is not None
         if allowed and stack is not None and stack.webhook == "token":
@@ -204,6 +208,8 @@ async def run_by_webhook(
         actor = f"webhook:{stack.name}" if who is None else who.actor
         origin = Origin(actor=actor, created_by=who.user_id if who else stack.created_by)
         return await start_stack(svc, tx, stack, origin, {HOOK_INPUT: text})
+
+    return await svc.db.write(start)
 
 
 @dataclass(frozen=True)

@@ -270,7 +270,8 @@ async def run_stack(svc: Services, who: Principal, stack_id: int, arguments: Any
     """Run a stack now: its task (or its own command) on its target with its environment,
     or the first step of its chain (the job's ``meta.stack_run`` names the stack run)."""
     require(who.role, Role.USER, "running a stack")
-    async with svc.db.begin() as tx:
+
+    async def run(tx: Tx) -> JobView:
         stack = await _stack(tx, who, stack_id)
         task = await tx.tasks.get(who.org_id, stack.task_id) if stack.task_id else None
         launched = await start(
@@ -284,6 +285,8 @@ async def run_stack(svc: Services, who: Principal, stack_id: int, arguments: Any
         )
         assert launched.job is not None
         return JobView(launched.job, await tx.jobs.runs(launched.job.id))
+
+    return await svc.db.write(run)
 
 
 # -- public reads (Kragle's unauthenticated GET /blockstacks): one organization's public

@@ -183,7 +183,8 @@ async def run_task(
     """Start a run of a task: checks the arguments, applies the concurrency policy (409 when
     it forbids another run), and returns the job (``onhold`` while it waits)."""
     require(who.role, Role.USER, "running a task")
-    async with svc.db.begin() as tx:
+
+    async def start(tx: Tx) -> JobView:
         task = await task_of(tx, who, task_id)
         stack = None
         if stack_id is not None:
@@ -202,3 +203,5 @@ async def run_task(
         )
         assert launched.job is not None
         return JobView(launched.job, await tx.jobs.runs(launched.job.id))
+
+    return await svc.db.write(start)

@@ -347,7 +347,8 @@ async def delete_trigger(
 async def run_trigger(svc: Services, who: Principal, trigger_id: int) -> JobView:
     """Run a trigger's task or stack now, outside its schedule (its overlap policy applies)."""
     require(who.role, Role.USER, "running a trigger")
-    async with svc.db.begin() as tx:
+
+    async def fire(tx: Tx) -> JobView:
         trigger = await _trigger(tx, who, trigger_id, lock=True)
         task, stack = await _what(
             tx, who.org_id, trigger.task_id, trigger.stack_id, trigger.arguments
@@ -363,6 +364,8 @@ async def run_trigger(svc: Services, who: Principal, trigger_id: int) -> JobView
         )
         assert launched.job is not None
         return JobView(launched.job, await tx.jobs.runs(launched.job.id))
+
+    return await svc.db.write(fire)
 
 
 # -- firing
