@@ -106,7 +106,8 @@ async def _measure(db: Database, pieces: int, write: Callable[[Tx], Awaitable[No
     if not db.is_sqlite:
         async with db.read() as tx:  # the pool hands sequential transactions one connection
             backend = int((await tx.conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one())
-    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", counted)
+    for engine in db.write_engines():
+        sa.event.listen(engine, "before_cursor_execute", counted)
     cpu0 = time.process_time() + (processes.cpu_seconds(backend) if backend else 0.0)
     start = time.perf_counter()
     try:
@@ -114,7 +115,8 @@ async def _measure(db: Database, pieces: int, write: Callable[[Tx], Awaitable[No
             async with db.begin() as tx:
                 await write(tx)
     finally:
-        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", counted)
+        for engine in db.write_engines():
+            sa.event.remove(engine, "before_cursor_execute", counted)
     wall = time.perf_counter() - start
     cpu = time.process_time() + (processes.cpu_seconds(backend) if backend else 0.0) - cpu0
     return Cost(wall, cpu, count[0])

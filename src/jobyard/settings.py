@@ -109,6 +109,9 @@ class Settings:
     # Concurrent job submits share one transaction, each in its own savepoint
     # (store/writer.py); false gives each its own transaction.
     group_commit: bool = True
+    # SQLite in a file: write transactions run on the event loop's thread, not through
+    # aiosqlite's (store/inline.py); false keeps every statement on aiosqlite's thread.
+    sqlite_inline_writes: bool = True
     # Once started, freeze the start-up heap out of the garbage collector's sight and raise
     # its thresholds (api/app.tune_garbage_collector); false keeps Python's defaults.
     tune_gc: bool = True

@@ -26,12 +26,14 @@ def statements(svc: Services) -> Iterator[list[str]]:
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         sent.append(statement)
 
-    target = svc.db.engine.sync_engine
-    event.listen(target, "before_cursor_execute", seen)
+    targets = svc.db.write_engines()
+    for target in targets:
+        event.listen(target, "before_cursor_execute", seen)
     try:
         yield sent
     finally:
-        event.remove(target, "before_cursor_execute", seen)
+        for target in targets:
+            event.remove(target, "before_cursor_execute", seen)
 
 
 async def _agent(svc: Services) -> Principal:

@@ -94,6 +94,7 @@ def create_app(
             settings.db_url,
             count_statements=settings.count_statements,
             group_commit=settings.group_commit,
+            inline_writes=settings.sqlite_inline_writes,
         ),
         settings=settings,
     )

@@ -112,6 +112,7 @@ def serve(
             settings.db_url,
             count_statements=settings.count_statements,
             group_commit=settings.group_commit,
+            inline_writes=settings.sqlite_inline_writes,
         ),
         settings=settings,
     )

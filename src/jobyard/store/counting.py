@@ -45,22 +45,25 @@ class Counts:
 def install(engine: AsyncEngine) -> Counts:
     """Count every statement and transaction ``engine`` runs from now on."""
     counts = Counts()
-    sync = engine.sync_engine
-    count_statements(sync, counts)
+    count_statements(engine.sync_engine, counts)
+    count_transactions(engine.sync_engine, counts)
+    return counts
 
-    @event.listens_for(sync, "begin")
+
+def count_transactions(engine: Engine, counts: Counts) -> None:
+    """Count the transactions ``engine`` begins, commits and rolls back into ``counts``."""
+
+    @event.listens_for(engine, "begin")
     def on_begin(_conn: Any) -> None:
         counts.begun += 1
 
-    @event.listens_for(sync, "commit")
+    @event.listens_for(engine, "commit")
     def on_commit(_conn: Any) -> None:
         counts.commits += 1
 
-    @event.listens_for(sync, "rollback")
+    @event.listens_for(engine, "rollback")
     def on_rollback(_conn: Any) -> None:
         counts.rollbacks += 1
-
-    return counts
 
 
 def count_statements(engine: Engine, counts: Counts) -> None:

@@ -35,6 +35,7 @@ from jobyard.store.counting import Counts, count_statements
 from jobyard.store.counting import install as count_statements_of
 from jobyard.store.events import EventsRepo
 from jobyard.store.files import FilesRepo
+from jobyard.store.inline import InlineConnection, InlineWriter
 from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
@@ -126,6 +127,7 @@ class Database:
         echo: bool = False,
         count_statements: bool = False,
         group_commit: bool = True,
+        inline_writes: bool = True,
     ) -> None:
         self.url = url
         self.engine: AsyncEngine = _make_engine(async_url(url), echo)
@@ -138,6 +140,10 @@ class Database:
         # SQLite in a file: the quick reads' own read-only connection (``quick``).
         self._inline_url = _inline_url(self.engine) if self.dialect == "sqlite" else None
         self._inline: sa.Connection | None = None
+        # SQLite in a file: write transactions on the loop's thread (store/inline.py).
+        self._inline_writes = inline_writes and self._inline_url is not None
+        self._inline_writer: InlineWriter | None = None
+        self.inline_fallbacks = 0  # writes that went through aiosqlite: the lock was taken
 
     @property
     def is_sqlite(self) -> bool:
@@ -193,17 +199,55 @@ class Database:
                 tx = Tx(conn, self.dialect)
                 yield tx
         else:
-            async with self._write_lock, self.engine.connect() as raw:
-                conn = await raw.execution_options(jobyard_write=True)
-                started = time.perf_counter()
-                async with conn.begin():
-                    tx = Tx(conn, self.dialect)
-                    yield tx
+            async with self._write_lock:
+                trans = self._inline_begin()
+                if trans is not None:
+                    started = time.perf_counter()
+                    inline = InlineConnection(self._writer_of_the_loop().conn)
+                    tx = Tx(inline, self.dialect)  # type: ignore[arg-type]
+                    try:
+                        yield tx
+                    except BaseException:
+                        if trans.is_active:
+                            trans.rollback()
+                        raise
+                    trans.commit()
+                else:
+                    async with self.engine.connect() as raw:
+                        conn = await raw.execution_options(jobyard_write=True)
+                        started = time.perf_counter()
+                        async with conn.begin():
+                            tx = Tx(conn, self.dialect)
+                            yield tx
         if not callbacks:
             return
         if self.observe is not None:
             self.observe("write", use_case, time.perf_counter() - started)
         tx.run_after_commit()
+
+    def write_engines(self) -> list[sa.Engine]:
+        """The engines this database's writes run on (to listen for their statements):
+        the async engine's, and on SQLite in a file the loop-thread writer's."""
+        engines = [self.engine.sync_engine]
+        if self._inline_writes:
+            engines.append(self._writer_of_the_loop().engine)
+        return engines
+
+    def _writer_of_the_loop(self) -> InlineWriter:
+        if self._inline_writer is None:
+            assert self._inline_url is not None
+            self._inline_writer = InlineWriter(self._inline_url, json_text, self.counts)
+        return self._inline_writer
+
+    def _inline_begin(self) -> sa.RootTransaction | None:
+        """A write transaction on the loop's thread (SQLite in a file, under the write
+        lock), or None: not enabled, or another process holds SQLite's write lock."""
+        if not self._inline_writes:
+            return None
+        trans = self._writer_of_the_loop().try_begin()
+        if trans is None:
+            self.inline_fallbacks += 1
+        return trans
 
     @contextlib.asynccontextmanager
     async def _read(self, use_case: str, snapshot: bool) -> AsyncIterator[Tx]:
@@ -233,6 +277,9 @@ class Database:
             await conn.commit()
 
     async def close(self) -> None:
+        if self._inline_writer is not None:
+            writer, self._inline_writer = self._inline_writer, None
+            writer.close()
         if self._inline is not None:
             inline, self._inline = self._inline, None
             inline.close()
