@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from jobyard.domain.errors import Invalid
-from jobyard.store import Database
+from jobyard.store import Database, inline
 from jobyard.store.inline import InlineConnection
 from jobyard.store.schema import organizations
 
@@ -121,3 +121,24 @@ async def test_off_when_told(sqlite_url: str) -> None:
             assert not isinstance(tx.conn, InlineConnection)
     finally:
         await db.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_loop(db: Database) -> None:
+    """The loop's connection never checkpoints (that fsyncs the file): after enough rows
+    a PASSIVE checkpoint runs through aiosqlite's thread."""
+    await _add(db, "one")
+    assert db._checkpoint is None
+    raw = db.write_engines()[-1].raw_connection()
+    try:
+        assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    finally:
+        raw.close()
+    rows = [
+        {"name": f"org{i}", "display_name": "x", "created_at": NOW}
+        for i in range(inline.CHECKPOINT_ROWS)
+    ]
+    async with db.begin() as tx:
+        await tx.conn.execute(organizations.insert(), rows)
+    assert db._checkpoint is not None
+    await db._checkpoint  # ran, without error
+    assert len(await _names(db)) == inline.CHECKPOINT_ROWS + 1

@@ -144,6 +144,7 @@ class Database:
         self._inline_writes = inline_writes and self._inline_url is not None
         self._inline_writer: InlineWriter | None = None
         self.inline_fallbacks = 0  # writes that went through aiosqlite: the lock was taken
+        self._checkpoint: asyncio.Task[None] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -212,6 +213,8 @@ class Database:
                             trans.rollback()
                         raise
                     trans.commit()
+                    if self._writer_of_the_loop().due_checkpoint():
+                        self._checkpoint_soon()
                 else:
                     async with self.engine.connect() as raw:
                         conn = await raw.execution_options(jobyard_write=True)
@@ -238,6 +241,18 @@ class Database:
             assert self._inline_url is not None
             self._inline_writer = InlineWriter(self._inline_url, json_text, self.counts)
         return self._inline_writer
+
+    def _checkpoint_soon(self) -> None:
+        """Checkpoint the WAL through aiosqlite's thread (PASSIVE: it waits for nobody and
+        nobody waits for it), unless one is running already."""
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+
+        async def checkpoint() -> None:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+        self._checkpoint = asyncio.get_running_loop().create_task(checkpoint())
 
     def _inline_begin(self) -> sa.RootTransaction | None:
         """A write transaction on the loop's thread (SQLite in a file, under the write
@@ -277,6 +292,9 @@ class Database:
             await conn.commit()
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
         if self._inline_writer is not None:
             writer, self._inline_writer = self._inline_writer, None
             writer.close()

@@ -7,6 +7,11 @@ future, a queue and a greenlet switch per statement) that it replaces. ``InlineC
 gives the repositories the part of ``AsyncConnection`` they use, on a synchronous
 connection: their code is the same whichever runs it.
 
+SQLite checkpoints its WAL from the connection that commits (which fsyncs the database
+file): on this connection the automatic checkpoint is off, and ``due_checkpoint`` tells
+``Database`` when to run one through aiosqlite's thread instead, so the loop never waits
+for the disk.
+
 The connection asks for the write lock without waiting (``busy_timeout=0``): when another
 process holds it (``jobyard admin``, a backup), ``try_begin`` says so and the transaction
 runs through aiosqlite instead, which waits for the lock in its own thread, so the event
@@ -24,6 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from jobyard.store.counting import Counts, count_statements, count_transactions
+
+# Rows written between two checkpoints of the WAL.
+CHECKPOINT_ROWS = 5_000
 
 
 class InlineConnection:
@@ -100,6 +108,7 @@ class InlineWriter:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread
+            cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the loop
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -111,6 +120,16 @@ class InlineWriter:
             count_transactions(engine, counts)
         self.engine = engine
         self.conn = engine.connect()
+        self._changes_at_checkpoint = 0
+
+    def due_checkpoint(self) -> bool:
+        """True once enough rows changed since the last checkpoint was asked for (about
+        SQLite's own 1,000-page threshold for rows of a few hundred bytes)."""
+        changes = self.conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
+        if changes - self._changes_at_checkpoint < CHECKPOINT_ROWS:
+            return False
+        self._changes_at_checkpoint = changes
+        return True
 
     def try_begin(self) -> sa.RootTransaction | None:
         """The write transaction, or None when another process holds the write lock."""
