@@ -216,7 +216,7 @@ class AgentSocket(asyncio.Protocol):
 
     def _http(self, status: int, phrase: str, extra: bytes = b"") -> None:
         """An HTTP answer instead of the upgrade, as websockets' ``reject`` writes it."""
-        if self.lost:
+        if self.lost or self.transport.is_closing():
             return
         date = email.utils.formatdate(usegmt=True).encode()
         self.transport.write(
@@ -255,7 +255,7 @@ class AgentSocket(asyncio.Protocol):
             return
         # The database's identity rides on the handshake (see agent_ws.agent_endpoint).
         server_id = await nodes.server_identity(svc)
-        if self.lost:
+        if self.lost or self.transport.is_closing():
             return
         response = [
             b"HTTP/1.1 101 Switching Protocols",
@@ -404,13 +404,15 @@ class AgentSocket(asyncio.Protocol):
         return self._write_text
 
     def _write_text(self, text: str) -> bool:
-        if self.lost or self.close_sent:
+        if self.lost or self.close_sent or self.transport.is_closing():
             return False
         self._write(frames_.encode(frames_.TEXT, text.encode()))
         return True
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
+        if transport.is_closing():
+            return  # closed by our side: what is not sent is owed on reconnecting
         transport.write(data)
         if transport.get_write_buffer_size() > WRITE_LIMIT:
             name = self.session.name if self.session is not None else "?"
@@ -426,7 +428,7 @@ class AgentSocket(asyncio.Protocol):
             raise ConnectionError("the agent's connection is closed")
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self.lost or self.close_sent:
+        if self.lost or self.close_sent or self.transport.is_closing():
             return
         self.close_sent = True
         self.transport.write(frames_.encode(frames_.CLOSE, frames_.close_payload(code, reason)))

@@ -1,13 +1,15 @@
 """The agents' WebSocket: one connection per node, dialled out by ``jobyard agent``.
 
-It is a plain ASGI endpoint mounted beside the HTTP application (``App`` in api/app.py
-hands it the agent path before any middleware): an idle connection is then the
-server's WebSocket protocol object, one suspended coroutine (the reads) and a
-``Session``. Commands for the node are written to the socket from the hub's listener
-call, by a short-lived task only while there is something to write; nothing of the
-handshake (scope, headers) is kept once connected. No compression is negotiated
-(``ws_per_message_deflate`` is off in ``jobyard serve``, and agents do not offer it):
-its zlib state cost 49 KiB per connection, and output is already batched.
+``Session`` is one agent's connection once it said hello: it is handed each frame
+(``take``: heartbeats, acks, output and results go to the engine at once; a file, a
+request for input or an error reply return a coroutine to await before the next frame)
+and writes the node's commands as the hub publishes them, from the listener's call
+without a task when the connection can take them. Two servers of the protocol share it:
+``jobyard serve``'s own (api/agent_socket.py: no task while idle), and the plain ASGI
+endpoint below, which ``App`` in api/app.py hands the agent path before any middleware
+(other ASGI servers, test clients, ``JOBYARD_AGENT_SOCKET=uvicorn``). Nothing of the
+handshake (scope, headers) is kept once connected. No compression is negotiated (agents
+do not offer it): its zlib state cost 49 KiB per connection, and output is already batched.
 """
 
 from __future__ import annotations
