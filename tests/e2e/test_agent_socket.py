@@ -139,6 +139,15 @@ def test_a_bad_token_is_refused_with_403(yard: Yard) -> None:
     assert refused.value.response.status_code == 403
 
 
+def test_another_websocket_path_is_left_to_uvicorn_as_before(yard: Yard) -> None:
+    url = yard.server.url.replace("http://", "ws://") + "/api/v1/not-a-socket"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, additional_headers={"Authorization": f"Bearer {yard.agent_token}"}).close()
+    assert refused.value.response.status_code == 403  # FastAPI: no such WebSocket route
+    with yard.connect() as ws:
+        welcomed(ws, "sock4")
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
