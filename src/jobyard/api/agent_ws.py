@@ -1,13 +1,15 @@
 """The agents' WebSocket: one connection per node, dialled out by ``jobyard agent``.
 
-It is a plain ASGI endpoint mounted beside the HTTP application (``App`` in api/app.py
-hands it the agent path before any middleware): an idle connection is then the
-server's WebSocket protocol object, one suspended coroutine (the reads) and a
-``Session``. Commands for the node are written to the socket from the hub's listener
-call, by a short-lived task only while there is something to write; nothing of the
-handshake (scope, headers) is kept once connected. No compression is negotiated
-(``ws_per_message_deflate`` is off in ``jobyard serve``, and agents do not offer it):
-its zlib state cost 49 KiB per connection, and output is already batched.
+``Session`` is one agent's connection once it said hello: it is handed each frame
+(``take``: heartbeats, acks, output and results go to the engine at once; a file, a
+request for input or an error reply return a coroutine to await before the next frame)
+and writes the node's commands as the hub publishes them, from the listener's call
+without a task when the connection can take them. Two servers of the protocol share it:
+``jobyard serve``'s own (api/agent_socket.py: no task while idle), and the plain ASGI
+endpoint below, which ``App`` in api/app.py hands the agent path before any middleware
+(other ASGI servers, test clients, ``JOBYARD_AGENT_SOCKET=uvicorn``). Nothing of the
+handshake (scope, headers) is kept once connected. No compression is negotiated (agents
+do not offer it): its zlib state cost 49 KiB per connection, and output is already batched.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import binascii
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
@@ -32,6 +34,7 @@ from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Principal
 from jobyard.service import approvals, nodes, outputs, revocations
 from jobyard.service.context import Services
+from jobyard.service.hub import Listening
 from jobyard.service.metrics import AgentFrames
 from jobyard.service.rounds import Report, node_topic
 from jobyard.wire import agent as wire
@@ -43,6 +46,20 @@ BATCH_FRAME = 500  # messages in one frame at most
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Frame = str | bytes
+
+
+class Connection(Protocol):
+    """What a session writes to: an ASGI ``Socket``, or ``jobyard serve``'s own agent
+    protocol (api/agent_socket.py)."""
+
+    @property
+    def now(self) -> Callable[[str], bool] | None:
+        """Write a text frame without a coroutine (True), or None/False: await send_text."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 class Socket:
@@ -68,7 +85,9 @@ class Socket:
 async def agent_endpoint(
     svc: Services, frames: AgentFrames, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """The ASGI app of ``wire.PATH``: authenticate, accept, hello, then serve the session."""
+    """The ASGI app of ``wire.PATH``: authenticate, accept, hello, then serve the session
+    (for ASGI servers and test clients; ``jobyard serve`` speaks to agents through
+    api/agent_socket.py, which shares everything after the handshake)."""
     connect = await receive()
     if connect["type"] != "websocket.connect":
         return
@@ -95,48 +114,75 @@ async def agent_endpoint(
         scope.pop(key, None)
     del scope, connect
     try:
-        first = wire.decode(await asyncio.wait_for(receive_frame(ws), HELLO_TIMEOUT))
+        first = await asyncio.wait_for(receive_frame(ws), HELLO_TIMEOUT)
+    except (TimeoutError, WebSocketDisconnect) as exc:
+        await refuse(ws, exc)
+        return
+    session = await open_session(svc, frames, ws, who, secret, first)
+    if session is None:
+        return
+    try:
+        await session.start()
+        while not session.said_bye:
+            work = session.take(await receive_frame(ws))
+            if work is not None:
+                await work
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await session.end()
+
+
+async def open_session(
+    svc: Services, frames: AgentFrames, ws: Connection, who: Principal, secret: str, first: Frame
+) -> Session | None:
+    """Read the agent's hello (its first frame), register the node and listen for its
+    commands: the session, not started yet; None when the agent was refused (told why,
+    the connection closing)."""
+    try:
+        hello_msg = wire.decode(first)
         frames.frames_in.inc()
-        if not isinstance(first, wire.Hello):
+        if not isinstance(hello_msg, wire.Hello):
             raise wire.ProtocolError("the first message must be hello", "unexpected")
-        if first.version not in wire.SUPPORTED_VERSIONS:
-            await _refuse(
+        if hello_msg.version not in wire.SUPPORTED_VERSIONS:
+            await refuse(
                 ws,
-                version_refusal(first.version),
+                version_refusal(hello_msg.version),
                 code=wire.CLOSE_PROTOCOL_VERSION,
                 why="protocol_version",
             )
-            return
-        hello = nodes.Hello.parse(first)
-    except (TimeoutError, wire.ProtocolError, JobyardError, WebSocketDisconnect) as exc:
+            return None
+        hello = nodes.Hello.parse(hello_msg)
+    except (wire.ProtocolError, JobyardError) as exc:
         if isinstance(exc, wire.ProtocolError):
             frames.refused.labels(exc.reason).inc()
-        await _refuse(ws, exc)
-        return
+        await refuse(ws, exc)
+        return None
     engine = Engine.of(svc)
     session = Session(svc, engine, ws, who, 0, hello.node, frames)
+    session.secret = secret
     # Listen before registering: what node_connected owes the node (commits, runs, aborts
-    # sent while it was away) is published as its transaction commits, before serve().
-    with (
-        svc.hub.listen(session.deliver, node_topic(who.org_id, hello.node)),
-        svc.hub.listen(session.credentials_changed, *revocations.topics_of(who)),
-    ):
-        try:
-            # Once more, now that changes are heard: a revocation since the first look
-            # cleared the remembered authentication, so this one reads the database.
-            await authenticate(svc, secret, agent=True)
-            before = await nodes.availability_of(svc, who.org_id, hello.node)
-            node = await nodes.node_connected(svc, who, hello, engine.replica)
-        except JobyardError as exc:
-            await _refuse(ws, exc)
-            return
-        session.node_id = node.id
-        engine.said_hello(node.id, hello.busy)
-        session.slots, session.held = hello.slots, len(hello.running)
-        session.batching = first.version >= wire.BATCH_VERSION
-        session.reconnecting = before is Availability.RECONNECTING
-        del hello, node, first
-        await session.serve(secret)
+    # sent while it was away) is published as its transaction commits, before start().
+    session.listen()
+    try:
+        # Once more, now that changes are heard: a revocation since the first look
+        # cleared the remembered authentication, so this one reads the database.
+        await authenticate(svc, secret, agent=True)
+        before = await nodes.availability_of(svc, who.org_id, hello.node)
+        node = await nodes.node_connected(svc, who, hello, engine.replica)
+    except JobyardError as exc:
+        session.unlisten()
+        await refuse(ws, exc)
+        return None
+    except BaseException:
+        session.unlisten()
+        raise
+    session.node_id = node.id
+    engine.said_hello(node.id, hello.busy)
+    session.slots, session.held = hello.slots, len(hello.running)
+    session.batching = hello_msg.version >= wire.BATCH_VERSION
+    session.reconnecting = before is Availability.RECONNECTING
+    return session
 
 
 def version_refusal(version: int) -> str:
@@ -148,8 +194,8 @@ def version_refusal(version: int) -> str:
     )
 
 
-async def _refuse(
-    ws: Socket, exc: Exception | str, code: int = wire.CLOSE_BAD_HELLO, why: str = "refused"
+async def refuse(
+    ws: Connection, exc: Exception | str, code: int = wire.CLOSE_BAD_HELLO, why: str = "refused"
 ) -> None:
     """Say why in an error frame, then close: the agent cannot be served as it is."""
     if isinstance(exc, wire.ProtocolError):
@@ -161,7 +207,7 @@ async def _refuse(
         await ws.close(code=code, reason=detail[:120])
 
 
-async def receive_frame(ws: Socket) -> str | bytes:
+async def receive_frame(ws: Socket) -> Frame:
     """The next frame, text or binary (decode() reads both; a binary frame is no crash)."""
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
@@ -196,6 +242,7 @@ class Session:
         "frames",
         "held",
         "key",
+        "listening",
         "name",
         "node_id",
         "pace_timer",
@@ -220,7 +267,7 @@ class Session:
         self,
         svc: Services,
         engine: Engine,
-        ws: Socket,
+        ws: Connection,
         who: Principal,
         node_id: int,
         name: str,
@@ -251,11 +298,27 @@ class Session:
         self.secret = ""
         self.checking: asyncio.Task[None] | None = None
         self.waiting: set[asyncio.Task[None]] | None = None  # input requests' relays
+        self.listening: tuple[Listening, ...] = ()
 
-    async def serve(self, secret: str) -> None:
-        """Serve the connection until the agent goes (``secret``: the credential it
-        connected with, checked again when a change of credentials is published)."""
-        self.secret = secret
+    def listen(self) -> None:
+        """Hear the node's commands and changes of the credentials it connected with."""
+        hub = self.svc.hub
+        self.listening = (
+            hub.listen(self.deliver, node_topic(self.who.org_id, self.name)),
+            hub.listen(self.credentials_changed, *revocations.topics_of(self.who)),
+        )
+        for listening in self.listening:
+            listening.__enter__()
+
+    def unlisten(self) -> None:
+        for listening in self.listening:
+            listening.__exit__(None, None, None)
+        self.listening = ()
+
+    async def start(self) -> None:
+        """Take over from an older connection of the node, welcome the agent and write
+        what was published for it meanwhile; then hand it each frame (``take``) until it
+        goes, and ``end``."""
         previous = self.engine.sessions.get(self.key)
         if previous is not None:
             await previous.close("replaced by a newer connection")
@@ -278,26 +341,25 @@ class Session:
         self.started = True
         for message in early:
             self.deliver(message)
-        try:
-            await self._read()
-        except WebSocketDisconnect:
-            pass
-        finally:
-            self.started = False
-            if self.pace_timer is not None:
-                self.pace_timer.cancel()
-            if self.soon is not None:
-                self.soon.cancel()
-            for task in (self.flusher, self.checking, *(self.waiting or ())):
-                if task is not None:
-                    task.cancel()
-            for task in (self.flusher, self.checking):
-                if task is not None:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-            if self.engine.sessions.get(self.key) is self:
-                del self.engine.sessions[self.key]
-                self.engine.went_away(self.node_id)
+
+    async def end(self) -> None:
+        """The connection is gone (or the agent said goodbye): stop writing, and say so."""
+        self.started = False
+        self.unlisten()
+        if self.pace_timer is not None:
+            self.pace_timer.cancel()
+        if self.soon is not None:
+            self.soon.cancel()
+        for task in (self.flusher, self.checking, *(self.waiting or ())):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        for task in (self.flusher, self.checking):
+            if task is not None and task is not asyncio.current_task():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.engine.sessions.get(self.key) is self:
+            del self.engine.sessions[self.key]
+            self.engine.went_away(self.node_id)
         if self.revoked and self.key not in self.engine.sessions:
             # Gone now, not after TTL + grace: no new job is sent to it meanwhile (unless
             # it is already back, under a credential that works).
@@ -440,23 +502,44 @@ class Session:
             self.held += 1  # until its next heartbeat says how many it holds
         self._pump()
 
-    async def _read(self) -> None:
-        while True:
-            frame = await receive_frame(self.ws)
-            self.frames.frames_in.inc()
+    def take(self, frame: Frame) -> Coroutine[Any, Any, None] | None:
+        """Act on one frame from the agent: at once, as far as its messages allow (beats,
+        acks, output and results are handed to the engine); the rest, in order, by the
+        coroutine returned, which the caller awaits before the next frame. After a
+        goodbye (``said_bye``) the connection ends."""
+        self.frames.frames_in.inc()
+        try:
+            messages = wire.unbatch(wire.decode(frame))
+        except wire.ProtocolError as exc:
+            return self._rest([], 0, exc)
+        for i, msg in enumerate(messages):
             try:
-                messages = wire.unbatch(wire.decode(frame))
-            except wire.ProtocolError as exc:
-                await self._refused(exc)
-                continue
-            for msg in messages:
-                try:
-                    if await self._handle(msg):
-                        return
-                except wire.ProtocolError as exc:
-                    await self._refused(exc)
-                except JobyardError as exc:
-                    await self.send(wire.Error(message=exc.detail, code="refused"))
+                done = self._act(msg)
+            except (wire.ProtocolError, JobyardError) as exc:
+                return self._rest(messages, i + 1, exc)
+            if done is None:
+                return self._rest(messages, i)
+            if done:
+                return None
+        return None
+
+    async def _rest(
+        self, messages: list[wire.AnyMessage], i: int, failed: Exception | None = None
+    ) -> None:
+        if failed is not None:
+            await self._answer(failed)
+        for msg in messages[i:]:
+            try:
+                if await self._handle(msg):
+                    return
+            except (wire.ProtocolError, JobyardError) as exc:
+                await self._answer(exc)
+
+    async def _answer(self, exc: Exception) -> None:
+        if isinstance(exc, wire.ProtocolError):
+            await self._refused(exc)
+        elif isinstance(exc, JobyardError):
+            await self.send(wire.Error(message=exc.detail, code="refused"))
 
     async def _refused(self, exc: wire.ProtocolError) -> None:
         """Count a frame (or message) that is not valid and say why; the connection goes on."""
@@ -466,6 +549,25 @@ class Session:
 
     async def _handle(self, msg: wire.AnyMessage) -> bool:
         """Act on one message; True when the agent said goodbye."""
+        done = self._act(msg)
+        if done is not None:
+            return done
+        match msg:
+            case wire.File():
+                try:
+                    data = base64.b64decode(msg.data, validate=True)
+                except binascii.Error:
+                    raise wire.ProtocolError("file data must be base64") from None
+                await outputs.store_file(
+                    self.svc, self.who, msg.job, msg.attempt, self.name, msg.name, data
+                )
+            case wire.InputRequest():
+                await self._input_request(msg)
+        return False
+
+    def _act(self, msg: wire.AnyMessage) -> bool | None:
+        """Act on a message that needs no waiting: True after a goodbye, False once done,
+        None for one ``_handle`` acts on (a file, a request for input)."""
         org = self.who.org_id
         match msg:
             case wire.Heartbeat():
@@ -503,16 +605,8 @@ class Session:
                         reason=msg.reason[:500] if msg.reason else None,
                     )
                 )
-            case wire.File():
-                try:
-                    data = base64.b64decode(msg.data, validate=True)
-                except binascii.Error:
-                    raise wire.ProtocolError("file data must be base64") from None
-                await outputs.store_file(
-                    self.svc, self.who, msg.job, msg.attempt, self.name, msg.name, data
-                )
-            case wire.InputRequest():
-                await self._input_request(msg)
+            case wire.File() | wire.InputRequest():
+                return None
             case wire.Bye():
                 self.said_bye = True
                 return True

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from jobyard.api.agent_socket import agent_sockets
 from jobyard.api.app import create_app
 from jobyard.cli.common import fail
 from jobyard.domain.accounts import Role
@@ -117,6 +118,12 @@ def serve(
         settings=settings,
     )
     app = create_app(settings, services=svc, tune_gc=settings.tune_gc)
+    # Agents' connections on jobyard's own WebSocket protocol (api/agent_socket.py);
+    # JOBYARD_AGENT_SOCKET=uvicorn serves them through uvicorn's and the ASGI endpoint, as
+    # before (to compare, or should a client need it).
+    ws: type[asyncio.Protocol] = AgentFriendlyWebSockets
+    if os.environ.get("JOBYARD_AGENT_SOCKET", "own") != "uvicorn":
+        ws = agent_sockets(svc, app.state.metrics.agent_frames, AgentFriendlyWebSockets)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -129,7 +136,7 @@ def serve(
         # Agents are the only WebSocket clients: no compression (its zlib state was
         # 49 KiB per connection; output is batched already).
         ws_per_message_deflate=False,
-        ws=AgentFriendlyWebSockets,
+        ws=ws,
         # Forwarded headers are the app's business (JOBYARD_TRUSTED_PROXIES, applied in
         # create_app): uvicorn's own default would believe any X-Forwarded-For from 127.0.0.1.
         proxy_headers=False,
