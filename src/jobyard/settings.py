@@ -112,6 +112,9 @@ class Settings:
     # SQLite in a file: write transactions run on the event loop's thread, not through
     # aiosqlite's (store/inline.py); false keeps every statement on aiosqlite's thread.
     sqlite_inline_writes: bool = True
+    # How `jobyard serve` speaks WebSocket to agents: "own" (api/agent_socket.py) or
+    # "uvicorn" (uvicorn's protocol and the ASGI endpoint, as before).
+    agent_socket: str = "own"
     # Once started, freeze the start-up heap out of the garbage collector's sight and raise
     # its thresholds (api/app.tune_garbage_collector); false keeps Python's defaults.
     tune_gc: bool = True
@@ -119,6 +122,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.trusted_proxy_list  # noqa: B018 (refuses a bad entry when the settings are made)
+        if self.agent_socket not in ("own", "uvicorn"):
+            raise ValueError(f"agent_socket is own or uvicorn, not {self.agent_socket!r}")
         for stream in ("stdout", "stderr"):
             if getattr(self, f"{stream}_head_cap") < 0:
                 raise ValueError(f"{stream}_head_cap is a number of bytes: 0 or more")

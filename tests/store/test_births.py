@@ -5,51 +5,20 @@ transitions.admit_voting), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
-import pytest
-
-from jobyard.domain.accounts import Role
 from jobyard.domain.clock import FakeClock
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.jobspec import JobSpec
 from jobyard.domain.nodes import OFFLINE_REASON, UNKNOWN_REASON
 from jobyard.domain.quorum import Quorum
-from jobyard.domain.records import Principal
 from jobyard.domain.targets import Target
-from jobyard.service import accounts, dispatch, nodes
+from jobyard.service import dispatch, nodes
 from jobyard.service import jobs as job_uc
 from jobyard.service.context import Services
 from jobyard.service.rounds import node_topic
-from jobyard.settings import Settings
-from jobyard.store import Database
 from jobyard.wire import agent as wire
-from tests.conftest import Factory
+from tests.store.conftest import people
 from tests.unit.test_node_registry import hello
-
-
-@pytest.fixture
-async def counted(db_url: str, settings: Settings) -> AsyncIterator[Services]:
-    """Services that count their statements, as a server that runs the dispatcher."""
-    db = Database(db_url, count_statements=True)
-    await db.migrate()
-    svc = Services(db=db, settings=settings.replace(database_url=db_url), clock=FakeClock())
-    svc.runtime.dispatching = True
-    try:
-        yield svc
-    finally:
-        await db.close()
-
-
-async def _people(svc: Services) -> tuple[Principal, Principal]:
-    factory = Factory(svc)
-    org = await factory.org()
-    user = await factory.account(org, Role.ADMIN)
-    agent = await factory.account(org, Role.AGENT)
-    return (
-        await accounts.authenticate(svc, user.token),
-        await accounts.authenticate(svc, agent.token),
-    )
 
 
 def _spec(*names: str, quorum: str = "100%") -> JobSpec:
@@ -58,7 +27,7 @@ def _spec(*names: str, quorum: str = "100%") -> JobSpec:
 
 async def test_a_submit_is_one_transaction_that_opens_voting(counted: Services) -> None:
     svc = counted
-    user, agent = await _people(svc)
+    user, agent = await people(svc)
     for name in ("n1", "n2"):
         await nodes.node_connected(svc, agent, hello(name), "r1")
     assert svc.db.counts is not None
@@ -100,7 +69,7 @@ async def test_a_submit_is_one_transaction_that_opens_voting(counted: Services) 
 
 async def test_nodes_that_cannot_vote_are_unavailable_from_birth(counted: Services) -> None:
     svc = counted
-    user, agent = await _people(svc)
+    user, agent = await people(svc)
     for name in ("up", "down"):
         await nodes.node_connected(svc, agent, hello(name), "r1")
     await nodes.node_gone(svc, agent.org_id, "down", "goodbye")
@@ -124,7 +93,7 @@ async def test_a_job_no_node_can_run_takes_the_starters_way(counted: Services) -
     """Every node unavailable: the first round goes past voting, so the job is written
     ``new`` and the starter ends it exactly as before."""
     svc = counted
-    user, _ = await _people(svc)
+    user, _ = await people(svc)
     view = await job_uc.create_job(svc, user, _spec("ghost"))
     assert view.job.status is JobStatus.NEW
     await dispatch.start_jobs(svc)
@@ -138,7 +107,7 @@ async def test_without_a_dispatcher_the_job_waits_in_new(any_svc: Services) -> N
     is left ``new`` for a dispatcher's starter, which opens voting."""
     svc = dataclasses.replace(any_svc, clock=FakeClock())
     assert not svc.runtime.dispatching
-    user, agent = await _people(svc)
+    user, agent = await people(svc)
     await nodes.node_connected(svc, agent, hello("n1"), "r1")
     view = await job_uc.create_job(svc, user, _spec("n1"))
     assert view.job.status is JobStatus.NEW

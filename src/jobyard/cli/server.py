@@ -122,7 +122,7 @@ def serve(
     # JOBYARD_AGENT_SOCKET=uvicorn serves them through uvicorn's and the ASGI endpoint, as
     # before (to compare, or should a client need it).
     ws: type[asyncio.Protocol] = AgentFriendlyWebSockets
-    if os.environ.get("JOBYARD_AGENT_SOCKET", "own") != "uvicorn":
+    if settings.agent_socket == "own":
         ws = agent_sockets(svc, app.state.metrics.agent_frames, AgentFriendlyWebSockets)
     config = uvicorn.Config(
         app,

@@ -35,7 +35,7 @@ from jobyard.store.counting import Counts, count_statements
 from jobyard.store.counting import install as count_statements_of
 from jobyard.store.events import EventsRepo
 from jobyard.store.files import FilesRepo
-from jobyard.store.inline import InlineConnection, InlineWriter
+from jobyard.store.inline import WRITE_PRAGMAS, InlineConnection, InlineWriter, loop_engine
 from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
@@ -375,19 +375,7 @@ def _inline_url(engine: AsyncEngine) -> str | None:
 def _inline_connection(url: str) -> sa.Connection:
     """A synchronous read-only SQLite connection in autocommit (no BEGIN: each statement
     reads the latest commit), for ``Database.quick``."""
-    engine = sa.create_engine(
-        url,
-        poolclass=sa.pool.StaticPool,
-        connect_args={"check_same_thread": False, "isolation_level": None},
-    )
-
-    @event.listens_for(engine, "connect")
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA query_only=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
+    engine = loop_engine(url, ("query_only=ON", "busy_timeout=30000"))
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
@@ -402,10 +390,8 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        for pragma in (*WRITE_PRAGMAS, "busy_timeout=30000"):
+            cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -34,6 +34,33 @@ from jobyard.store.counting import Counts, count_statements, count_transactions
 CHECKPOINT_ROWS = 5_000
 
 
+# The pragmas of every connection that writes (aiosqlite's and the loop's).
+WRITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+
+
+def loop_engine(url: str, pragmas: Sequence[str], json_serializer: Any = None) -> sa.Engine:
+    """A synchronous SQLite engine of one connection, used on the event loop's thread,
+    each connection set up with ``pragmas``."""
+    options: dict[str, Any] = (
+        {} if json_serializer is None else {"json_serializer": json_serializer}
+    )
+    engine = sa.create_engine(
+        url,
+        poolclass=sa.pool.StaticPool,
+        connect_args={"check_same_thread": False, "isolation_level": None},
+        **options,
+    )
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        for pragma in pragmas:
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    return engine
+
+
 class InlineConnection:
     """``AsyncConnection``'s methods that the repositories call, run synchronously."""
 
@@ -51,14 +78,6 @@ class InlineConnection:
         execution_options: Mapping[str, Any] | None = None,
     ) -> sa.CursorResult[Any]:
         return self.sync.execute(statement, parameters, execution_options=execution_options)
-
-    async def scalar(
-        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
-    ) -> Any:
-        return self.sync.scalar(statement, parameters)
-
-    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> Any:
-        return self.sync.exec_driver_sql(statement, parameters)
 
     def begin_nested(self) -> _Savepoint:
         return _Savepoint(self.sync)
@@ -94,22 +113,12 @@ class InlineWriter:
     """The synchronous write connection of one SQLite file (made on first use)."""
 
     def __init__(self, url: str, json_serializer: Any, counts: Counts | None) -> None:
-        engine = sa.create_engine(
+        engine = loop_engine(
             url,
-            poolclass=sa.pool.StaticPool,
+            # never wait on the loop's thread; checkpoints run off the loop
+            (*WRITE_PRAGMAS, "busy_timeout=0", "wal_autocheckpoint=0"),
             json_serializer=json_serializer,
-            connect_args={"check_same_thread": False, "isolation_level": None},
         )
-
-        @event.listens_for(engine, "connect")
-        def on_connect(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread
-            cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the loop
-            cur.close()
 
         @event.listens_for(engine, "begin")
         def on_begin(conn: sa.Connection) -> None:
