@@ -44,9 +44,9 @@ async def _reread(svc: Services, run: NodeRun) -> NodeRun:
 async def test_small_output_is_kept_whole(any_svc: Services) -> None:
     run = await _run(any_svc)
     async with any_svc.db.begin() as tx:
-        assert await tx.outputs.append(run.id, "stdout", "héllo ", CAPS) is False
-        assert await tx.outputs.append(run.id, "stdout", "wörld\n", CAPS) is False
-        assert await tx.outputs.append(run.id, "stderr", "e1\n", CAPS) is False
+        assert await tx.outputs.append(run.id, "stdout", "héllo ", CAPS) == (False, 7)
+        assert await tx.outputs.append(run.id, "stdout", "wörld\n", CAPS) == (False, 14)
+        assert await tx.outputs.append(run.id, "stderr", "e1\n", CAPS) == (False, 3)
     async with any_svc.db.read() as tx:
         assert await stream_text(tx, run.id, "stdout") == "héllo wörld\n"
         assert await stream_text(tx, run.id, "stderr") == "e1\n"
@@ -86,7 +86,8 @@ async def test_long_output_keeps_head_and_tail_around_a_marker(any_svc: Services
 async def test_one_chunk_longer_than_both_caps(any_svc: Services) -> None:
     run = await _run(any_svc)
     async with any_svc.db.begin() as tx:
-        assert await tx.outputs.append(run.id, "stdout", "a" * 10 + "b" * 70 + "c" * 20, CAPS)
+        stored = await tx.outputs.append(run.id, "stdout", "a" * 10 + "b" * 70 + "c" * 20, CAPS)
+    assert stored == (True, 100)  # the end counts every byte printed, kept or not
     async with any_svc.db.read() as tx:
         text = await stream_text(tx, run.id, "stdout")
     assert text == "a" * 10 + "\n[jobyard: 70 bytes (0 lines)" + text.split("(0 lines)")[1]

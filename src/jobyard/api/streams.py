@@ -15,6 +15,7 @@ from jobyard.api.jobs import _job_id
 from jobyard.api.responses import JSON, content_disposition, iso
 from jobyard.api.sse import event_stream, frame, job_finished
 from jobyard.domain.errors import Invalid
+from jobyard.domain.outputs import Printed
 from jobyard.domain.records import Event, Principal, StoredFile
 from jobyard.service import feeds, outputs
 from jobyard.service import jobs as uc
@@ -39,13 +40,6 @@ async def org_events(request: Request, who: Who, svc: Svc) -> Response:
     )
 
 
-def _output_frame(message: Any) -> list[tuple[str | None, Any]]:
-    if isinstance(message, tuple) and len(message) == 3:
-        node, stream, data = message
-        return [("output", {"node": node, "stream": stream, "data": data, "offset": None})]
-    return []
-
-
 @router.get("/jobs/{job_id}/events", summary="A job's events as server-sent events")
 async def job_events(
     request: Request,
@@ -63,14 +57,31 @@ async def job_events(
 ) -> Response:
     jid = _job_id(job_id)
     await uc.get_job(svc, who, jid)  # 404 before the stream starts
+    # Where each stream's text sent so far ends: a chunk printed before the stored text
+    # was read may also be waiting in the live queue, and goes out only past that byte.
+    sent: dict[tuple[str, str], int] = {}
 
     async def stored() -> list[bytes]:
         view = await uc.get_job(svc, who, jid)
-        kept = await outputs.job_streams(svc, view.runs)
+        kept = await outputs.kept_streams(svc, view.runs)
+        sent.update({key: end for key, (_, end) in kept.items()})
         return [
             frame(None, "output", {"node": node, "stream": stream, "data": text, "offset": 0})
-            for (node, stream), text in kept.items()
+            for (node, stream), (text, _) in kept.items()
         ]
+
+    def printed(message: Any) -> list[tuple[str | None, Any]]:
+        if not isinstance(message, Printed):
+            return []
+        key = (message.node, message.stream)
+        have = sent.get(key, 0)
+        if message.end <= have:
+            return []
+        sent[key] = message.end
+        data = message.data
+        if message.start < have:  # partly sent with the stored text
+            data = data.encode()[have - message.start :].decode(errors="replace")
+        return [("output", {"node": key[0], "stream": key[1], "data": data, "offset": None})]
 
     return event_stream(
         request,
@@ -79,7 +90,7 @@ async def job_events(
         _one,
         until=job_finished,
         also=(f"output:{jid}",) if output else (),
-        other=_output_frame if output else None,
+        other=printed if output else None,
         opening=stored if output else None,
     )
 

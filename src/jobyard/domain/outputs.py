@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 STREAMS = ("stdout", "stderr")
 # Tail chunks are at most this long, so the rolling tail, which keeps the chunk the
@@ -49,6 +50,27 @@ class Chunk:
     @property
     def end_line(self) -> int:
         return self.line + self.lines
+
+
+class Stored(NamedTuple):
+    """What an append did: whether bytes fell out of what is kept, and the stream's
+    length in bytes (as the command printed it) after the append."""
+
+    dropped: bool
+    end: int
+
+
+class Printed(NamedTuple):
+    """A run printed ``data`` on ``stream``; the stream is ``end`` bytes long with it."""
+
+    node: str
+    stream: str
+    data: str
+    end: int
+
+    @property
+    def start(self) -> int:
+        return self.end - len(self.data.encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Forbidden, Invalid, NotFound, TooLarge
 from jobyard.domain.filenames import check_name
-from jobyard.domain.outputs import STREAMS, OutputCaps, assemble, last_lines
+from jobyard.domain.outputs import STREAMS, OutputCaps, Stored, assemble, last_lines
 from jobyard.domain.records import NodeRun, Principal, StoredFile
 from jobyard.service.context import Services
 from jobyard.service.sharing import readable_job
@@ -90,7 +90,7 @@ def caps_of(settings: Settings, stream: str) -> OutputCaps:
     return OutputCaps(settings.stdout_head_cap, settings.stdout_tail_cap)
 
 
-async def append_output(svc: Services, tx: Tx, run_id: int, stream: str, text: str) -> bool:
+async def append_output(svc: Services, tx: Tx, run_id: int, stream: str, text: str) -> Stored:
     """Keep what a run printed on ``stream``, within that stream's caps."""
     return await tx.outputs.append(run_id, stream, text, caps_of(svc.settings, stream))
 
@@ -109,13 +109,21 @@ async def read_stream(svc: Services, who: Principal, job_id: int, node: str, str
 
 async def job_streams(svc: Services, runs: Sequence[NodeRun]) -> dict[tuple[str, str], str]:
     """The kept text of every non-empty stream of these runs, by (node, stream)."""
-    out: dict[tuple[str, str], str] = {}
+    return {key: text for key, (text, _) in (await kept_streams(svc, runs)).items()}
+
+
+async def kept_streams(
+    svc: Services, runs: Sequence[NodeRun]
+) -> dict[tuple[str, str], tuple[str, int]]:
+    """The kept text of every non-empty stream of these runs and the byte it ends at (a
+    later ``Printed`` ending there or before is in it), by (node, stream)."""
+    out: dict[tuple[str, str], tuple[str, int]] = {}
     async with svc.db.read() as tx:
         for run in runs:
             for stream in STREAMS:
-                text = await stream_text(tx, run.id, stream)
-                if text:
-                    out[(run.node_name, stream)] = text
+                chunks = await tx.outputs.chunks(run.id, stream)
+                if chunks:
+                    out[(run.node_name, stream)] = (assemble(chunks), chunks[-1].end)
     return out
 
 

@@ -15,13 +15,14 @@ its open-ended state word and its data are kept on the job.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from jobyard.domain.accounts import Role
 from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
+from jobyard.domain.outputs import Printed
 from jobyard.domain.records import Node, NodeRun, Principal
 from jobyard.domain.targets import check_node_name
 from jobyard.service.context import Services
@@ -172,12 +173,6 @@ async def poll_next_job(svc: Services, who: Principal, node: str) -> JobView | N
     return await svc.db.write(poll)
 
 
-def _output_publisher(
-    svc: Services, job_id: int, node: str, stream: str, text: str
-) -> Callable[[], None]:
-    return lambda: svc.hub.publish(f"output:{job_id}", (node, stream, text))
-
-
 def _reporting_run(runs: list[NodeRun], node: str | None, job_id: int) -> NodeRun:
     """The run a result is for: the named node's, else the one run handed out."""
     if node is not None:
@@ -228,8 +223,9 @@ async def finish_polled_job(
             for stream, given in (("stdout", result.stdout), ("stderr", result.stderr)):
                 text = mask_output(svc.secrets, job, given)
                 if text:
-                    await append_output(svc, tx, run.id, stream, text)
-                    tx.after_commit(_output_publisher(svc, job.id, node, stream, text))
+                    stored = await append_output(svc, tx, run.id, stream, text)
+                    printed = Printed(node, stream, text, stored.end)
+                    tx.after_commit(functools.partial(svc.hub.publish, f"output:{job.id}", printed))
         rnd = await load_round(tx, job, now)
         rnd.finished(
             node, run.attempt, "succeeded" if result.succeeded else "failed", result.exit_code

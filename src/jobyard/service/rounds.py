@@ -15,6 +15,7 @@ else the round is loaded again. After a restart or a hand-over it is simply load
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import msgspec
 
 from jobyard.domain.jobs import JobStatus
+from jobyard.domain.outputs import Printed
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Job
 from jobyard.domain.rounds import JobRound, RunCopy
@@ -322,9 +324,9 @@ async def _append_output(svc: Services, tx: Tx, job: Job, output: Iterable[Repor
         run = await tx.jobs.run(job.id, node)
         if run is not None and run.attempt == job.attempt:
             data = mask_output(svc.secrets, job, "".join(chunks))
-            await append_output(svc, tx, run.id, stream, data)
+            stored = await append_output(svc, tx, run.id, stream, data)
             tx.after_commit(
-                lambda node=node, stream=stream, data=data: svc.hub.publish(
-                    f"output:{job.id}", (node, stream, data)
+                functools.partial(
+                    svc.hub.publish, f"output:{job.id}", Printed(node, stream, data, stored.end)
                 )
             )

@@ -79,6 +79,11 @@ class InlineConnection:
     ) -> sa.CursorResult[Any]:
         return self.sync.execute(statement, parameters, execution_options=execution_options)
 
+    async def exec_driver_sql(
+        self, statement: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> sa.CursorResult[Any]:
+        return self.sync.exec_driver_sql(statement, parameters)
+
     def begin_nested(self) -> _Savepoint:
         return _Savepoint(self.sync)
 

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobyard.domain.outputs import Chunk, OutputCaps, plan_append
+from jobyard.domain.outputs import Chunk, OutputCaps, Stored, plan_append
 from jobyard.store.schema import node_runs, output_chunks
 
 _C = output_chunks.c
@@ -49,9 +49,11 @@ class OutputsRepo:
                 return _chunk(row)
         return None
 
-    async def append(self, run_id: int, stream: str, text: str, caps: OutputCaps) -> bool:
-        """Add ``text`` to a run's stream within its caps; True if bytes were dropped."""
-        plan = plan_append(await self.last(run_id, stream), text, caps)
+    async def append(self, run_id: int, stream: str, text: str, caps: OutputCaps) -> Stored:
+        """Add ``text`` to a run's stream within its caps: whether bytes were dropped, and
+        where the stream ends now."""
+        last = await self.last(run_id, stream)
+        plan = plan_append(last, text, caps)
         if plan.chunks:
             await self.conn.execute(
                 output_chunks.insert(),
@@ -86,7 +88,7 @@ class OutputsRepo:
                 .where(node_runs.c.id == run_id, node_runs.c.truncated == sa.false())
                 .values(truncated=True)
             )
-        return dropped
+        return Stored(dropped, (last.end if last else 0) + len(text.encode()))
 
     async def chunks(self, run_id: int, stream: str, after: int = 0) -> list[Chunk]:
         """A stream's kept chunks in order (those starting at byte ``after`` or later)."""

@@ -24,6 +24,7 @@ from fastapi import APIRouter
 from starlette.responses import Response, StreamingResponse
 
 from jobyard.domain.jobs import JobStatus
+from jobyard.domain.outputs import Printed
 from jobyard.domain.records import Event
 from jobyard.service import feeds, notifications
 from jobyard.service import jobs as uc
@@ -138,9 +139,7 @@ async def job_stream(page: Viewer, job_id: str) -> Response:
                 told = [m for m in batch if isinstance(m, Appended)]
                 if any(isinstance(m, str) for m in batch):
                     yield frame("inbox", {})
-                printed = sorted(
-                    {(m[0], m[1]) for m in batch if isinstance(m, tuple) and len(m) == 3}
-                )
+                printed = sorted({(m.node, m.stream) for m in batch if isinstance(m, Printed)})
                 for node, stream in printed:
                     yield frame("output", {"node": node, "stream": stream})
                 if events:
