@@ -3,8 +3,10 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from jobyard.service.context import Services
 from jobyard.store import reads
@@ -86,3 +88,28 @@ async def test_quick_reads_see_each_commit_and_write_nothing(any_svc: Services) 
             assert isinstance(rows, reads.InlineRows)
             with pytest.raises(sa.exc.OperationalError, match="readonly"):
                 await rows.all(sa.text("DELETE FROM jobs"))
+
+
+async def test_the_plain_page_walks_the_index_on_postgresql(pg_url: str) -> None:
+    """The default list (newest first) reads its page from ix_jobs_org_created backwards on
+    PostgreSQL, instead of sorting every job of the organization for each page."""
+    q = reads._page_statement(reads.job_scope(reads._ORG, None), "created_at", True)
+    sql = str(q.compile(dialect=postgresql.asyncpg.dialect()))  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(pg_url.replace("+asyncpg", ""))
+    try:
+        org = await conn.fetchval(
+            "INSERT INTO organizations (name, display_name, created_at) "
+            "VALUES ('o', 'o', now()) RETURNING id"
+        )
+        await conn.execute(
+            "INSERT INTO jobs (org_id, command, target, quorum, env, status, meta, created_at,"
+            " updated_at) SELECT $1, 'true', '{}', '100%', '{}', 'voting', '{}',"
+            " now() - i * interval '1 second', now() FROM generate_series(1, 3000) i",
+            org,
+        )
+        await conn.execute("ANALYZE jobs")
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, org, 20, 0))
+    finally:
+        await conn.close()
+    assert "Index Scan Backward using ix_jobs_org_created" in plan, plan
+    assert "NULLS LAST" not in plan, plan

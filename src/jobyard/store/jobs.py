@@ -102,7 +102,12 @@ def page_order(
     key: sa.ColumnElement[Any], ident: sa.ColumnElement[Any], descending: bool
 ) -> list[sa.UnaryExpression[Any]]:
     """A job list's stable order: the sort key, then the id."""
-    # Explicit NULL placement: SQLite and PostgreSQL disagree by default (unnamed jobs).
+    # Explicit NULL placement where a key can be NULL: SQLite and PostgreSQL disagree by
+    # default (unnamed jobs). Not on a NOT NULL key: there it would only keep PostgreSQL
+    # from walking the (org_id, created_at, id) index backwards, and sort every job of
+    # the organization for each page instead.
+    if not getattr(key, "nullable", True):
+        return [key.desc(), ident.desc()] if descending else [key.asc(), ident.asc()]
     if descending:
         return [key.desc().nulls_last(), ident.desc()]
     return [key.asc().nulls_first(), ident.asc()]
