@@ -41,7 +41,9 @@ class Problem(JSON):
 def iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Problem:

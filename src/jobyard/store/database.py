@@ -346,6 +346,7 @@ def _make_engine(url: str, echo: bool) -> AsyncEngine:
             echo=echo,
             connect_args={"isolation_level": None, "timeout": 30},
             json_serializer=json_text,
+            json_deserializer=orjson.loads,
             **pool,
         )
         _sqlite_pragmas(engine)
@@ -362,6 +363,7 @@ def _make_engine(url: str, echo: bool) -> AsyncEngine:
         connect_args={"prepared_statement_cache_size": PREPARED_STATEMENTS},
         pool_pre_ping=False,
         json_serializer=json_text,
+        json_deserializer=orjson.loads,
     )
 
 

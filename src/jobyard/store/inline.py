@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -41,9 +42,9 @@ WRITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
 def loop_engine(url: str, pragmas: Sequence[str], json_serializer: Any = None) -> sa.Engine:
     """A synchronous SQLite engine of one connection, used on the event loop's thread,
     each connection set up with ``pragmas``."""
-    options: dict[str, Any] = (
-        {} if json_serializer is None else {"json_serializer": json_serializer}
-    )
+    options: dict[str, Any] = {"json_deserializer": orjson.loads}
+    if json_serializer is not None:
+        options["json_serializer"] = json_serializer
     engine = sa.create_engine(
         url,
         poolclass=sa.pool.StaticPool,
