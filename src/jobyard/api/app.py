@@ -26,6 +26,7 @@ from jobyard.api import (
     nodes,
     notifications,
     retention,
+    route_index,
     streams,
     tracing,
     watchers,
@@ -33,7 +34,7 @@ from jobyard.api import (
 )
 from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty, xplenty_requests
 from jobyard.api.files import UPLOAD_OVERHEAD, UPLOAD_PATHS
-from jobyard.api.middleware import BodyLimit, Metrics
+from jobyard.api.middleware import Edge
 from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
 from jobyard.dispatch.loops import LoopFactory
 from jobyard.dispatch.server import server_loops
@@ -153,13 +154,13 @@ def create_app(
     app.include_router(theeye.router)
     app.include_router(kragle.router)
     web.install(app, svc)  # the dashboard: pages at /, its session middleware, /static
+    route_index.guard_routers(app)  # every router is included by now
     app.add_middleware(
-        BodyLimit,
+        Edge,
         limit=settings.max_body,
         uploads=UPLOAD_PATHS,
         upload_limit=settings.upload_cap + UPLOAD_OVERHEAD,
     )
-    app.add_middleware(Metrics)
     if settings.otel:
         app.add_middleware(tracing.JobSpans)
     proxies = settings.trusted_proxy_list

@@ -34,6 +34,9 @@ class SessionMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(_ANONYMOUS_PREFIXES):
             await self.app(scope, receive, send)
             return
+        if not any(name == b"cookie" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)  # API clients: no cookie to read
+            return
         request = Request(scope)
         cookie = request.cookies.get(COOKIE)
         if not cookie:  # API clients and first visits: nothing to decode
