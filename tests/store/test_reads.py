@@ -3,11 +3,14 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from jobyard.domain.records import Job, NodeRun
 from jobyard.service.context import Services
 from jobyard.store import reads
 from jobyard.store.jobs import JobFilter
@@ -113,3 +116,9 @@ async def test_the_plain_page_walks_the_index_on_postgresql(pg_url: str) -> None
         await conn.close()
     assert "Index Scan Backward using ix_jobs_org_created" in plan, plan
     assert "NULLS LAST" not in plan, plan
+
+
+def test_records_take_the_columns_in_order() -> None:
+    """Rows become records positionally: the records' fields are the tables' columns."""
+    assert tuple(f.name for f in dataclasses.fields(Job)) == reads.JOB_KEYS
+    assert tuple(f.name for f in dataclasses.fields(NodeRun)) == reads.RUN_KEYS
