@@ -19,10 +19,11 @@ import functools
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 
-from jobyard.domain.jobs import JobStatus
+from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.outputs import Printed
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Job
@@ -36,9 +37,9 @@ from jobyard.store import Tx
 from jobyard.wire import agent as wire
 
 
-@dataclass(frozen=True)
-class Report:
-    """One thing an agent told us (or the dispatcher decided) about one node's run."""
+class Report(NamedTuple):
+    """One thing an agent told us (or the dispatcher decided) about one node's run (a
+    tuple: thousands are made per second, each used once)."""
 
     kind: str  # ack_commit | nack_commit | ack_run | result | output | lost
     org_id: int
@@ -83,6 +84,7 @@ class _Kept:
     quorum_required: int
     runs: dict[str, RunCopy]
     census: Census
+    counts: Counter[NodeRunStatus]  # the runs by status (kept current by the rounds)
 
 
 class Rounds:
@@ -117,26 +119,29 @@ class Rounds:
                 quorum_required=kept.quorum_required,
                 runs=kept.runs,
                 now=now,
+                counts=kept.counts,
             )
         self.loads += 1
         rnd = await load_round(tx, job, now)
+        self._hold(job, rnd)
+        return rnd
+
+    def _hold(self, job: Job, rnd: JobRound) -> None:
         census = Counter((r.status.value, r.attempt) for r in rnd.runs.values())
-        self._kept[job.id] = _Kept(job.attempt, rnd.quorum_required, rnd.runs, dict(census))
+        assert rnd.counts is not None
+        self._kept[job.id] = _Kept(
+            job.attempt, rnd.quorum_required, rnd.runs, dict(census), rnd.counts
+        )
         self._kept.move_to_end(job.id)
         while len(self._kept) > self.limit:
             self._kept.popitem(last=False)
-        return rnd
 
     def keep(self, job: Job, rnd: JobRound) -> None:
         """Keep a round another writer of this process just committed (the starter opening
         voting), as it is now: the batcher's first reports for the job need not read it."""
         if job.status.terminal or rnd.status.terminal:
             return
-        census = Counter((r.status.value, r.attempt) for r in rnd.runs.values())
-        self._kept[job.id] = _Kept(job.attempt, rnd.quorum_required, rnd.runs, dict(census))
-        self._kept.move_to_end(job.id)
-        while len(self._kept) > self.limit:
-            self._kept.popitem(last=False)
+        self._hold(job, rnd)
 
     def wrote(self, job: Job, rnd: JobRound) -> None:
         """The round's changes are written: count them in its census (the runs themselves

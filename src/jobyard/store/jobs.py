@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
+from jobyard.store.driver import marks, stamper
 from jobyard.store.notify import shared_job_ids
 from jobyard.store.rows import insert_returning
-from jobyard.store.schema import UTCDateTime, jobs, node_runs
+from jobyard.store.schema import jobs, node_runs
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,53 @@ def page_order(
 
 # One job row, returned as written (the columns are those of the values given).
 _INSERT_JOB = jobs.insert().returning(*jobs.c)
+# The hot reads of the report batcher, built once.
+_JOB_BY_ID = jobs.select().where(jobs.c.id == sa.bindparam("job_id"))
+_JOB_BY_ID_LOCKED = _JOB_BY_ID.with_for_update()
+_RUN_STATES = (
+    sa.select(
+        node_runs.c.id,
+        node_runs.c.node_name,
+        node_runs.c.status,
+        node_runs.c.attempt,
+        node_runs.c.exit_code,
+    )
+    .where(node_runs.c.job_id == sa.bindparam("job_id"))
+    .order_by(node_runs.c.node_name)
+)
+_RUN_CENSUS = (
+    sa.select(node_runs.c.status, node_runs.c.attempt, sa.func.count())
+    .where(node_runs.c.job_id == sa.bindparam("job_id"))
+    .group_by(node_runs.c.status, node_runs.c.attempt)
+)
+
+
+class RunWrite(NamedTuple):
+    """One node run's status change as ``move_runs`` writes it: to ``status`` from
+    ``expected``, at ``now``; ``started``/``finished`` are set unless already set, and
+    ``exit_code``/``reason`` unless None."""
+
+    id: int
+    expected: str
+    status: str
+    exit_code: int | None
+    reason: str | None
+    now: dt.datetime
+    started: dt.datetime | None
+    finished: dt.datetime | None
+
+
+def _move_runs_sql(dialect: str) -> str:
+    m = marks(dialect, 8)
+    return (
+        f"UPDATE node_runs SET status = {m[0]}, exit_code = coalesce({m[1]}, exit_code),"
+        f" reason = coalesce({m[2]}, reason), updated_at = {m[3]},"
+        f" started_at = coalesce(started_at, {m[4]}), finished_at = coalesce(finished_at, {m[5]})"
+        f" WHERE id = {m[6]} AND status = {m[7]}"
+    )
+
+
+_MOVE_RUNS = {d: _move_runs_sql(d) for d in ("sqlite", "postgresql")}
 
 
 class JobsRepo:
@@ -163,10 +211,8 @@ class JobsRepo:
 
     async def get_any(self, job_id: int, *, for_update: bool = False) -> Job | None:
         """One job by id, whatever its organization (dispatcher use)."""
-        q = jobs.select().where(jobs.c.id == job_id)
-        if for_update and self.dialect == "postgresql":
-            q = q.with_for_update()
-        row = (await self.conn.execute(q)).mappings().first()
+        q = _JOB_BY_ID_LOCKED if for_update and self.dialect == "postgresql" else _JOB_BY_ID
+        row = (await self.conn.execute(q, {"job_id": job_id})).mappings().first()
         return None if row is None else _job(row)
 
     async def by_name(self, org_id: int, name: str) -> Job | None:
@@ -256,19 +302,9 @@ class JobsRepo:
     ) -> list[tuple[int, str, NodeRunStatus, int, int | None]]:
         """What a round needs of each of a job's node runs, by node name: (id, node,
         status, attempt, exit code), without the rest of the row."""
-        q = (
-            sa.select(
-                node_runs.c.id,
-                node_runs.c.node_name,
-                node_runs.c.status,
-                node_runs.c.attempt,
-                node_runs.c.exit_code,
-            )
-            .where(node_runs.c.job_id == job_id)
-            .order_by(node_runs.c.node_name)
-        )
         status = NodeRunStatus
-        return [(i, n, status(s), a, c) for i, n, s, a, c in await self.conn.execute(q)]
+        rows = await self.conn.execute(_RUN_STATES, {"job_id": job_id})
+        return [(i, n, status(s), a, c) for i, n, s, a, c in rows]
 
     async def runs_of_jobs(self, job_ids: Sequence[int]) -> dict[int, list[NodeRun]]:
         """Node runs of several jobs at once, grouped by job id."""
@@ -288,12 +324,8 @@ class JobsRepo:
         """How many of a job's node runs are in each (status, attempt): a round kept in
         memory is checked against it (runs only move forward, so equal counts mean no run
         moved since)."""
-        q = (
-            sa.select(node_runs.c.status, node_runs.c.attempt, sa.func.count())
-            .where(node_runs.c.job_id == job_id)
-            .group_by(node_runs.c.status, node_runs.c.attempt)
-        )
-        return {(str(s), int(a)): int(n) for s, a, n in await self.conn.execute(q)}
+        rows = await self.conn.execute(_RUN_CENSUS, {"job_id": job_id})
+        return {(str(s), int(a)): int(n) for s, a, n in rows}
 
     async def run(self, job_id: int, node_name: str) -> NodeRun | None:
         q = node_runs.select().where(
@@ -302,41 +334,30 @@ class JobsRepo:
         row = (await self.conn.execute(q)).mappings().first()
         return None if row is None else _run(row)
 
-    async def move_runs(self, changes: Sequence[dict[str, Any]]) -> bool:
-        """Move node runs in one statement; each row is a compare-and-set on its status
-        (service/transitions.apply decides the values). One row: whether it moved; many: True
-        (the caller holds their job).
-
-        Keys: b_id, b_expected, b_status, b_exit_code, b_reason, b_now, b_started, b_finished.
-        """
+    async def move_runs(self, changes: Sequence[RunWrite]) -> bool:
+        """Move node runs in one statement (an executemany of the driver's own SQL); each
+        row is a compare-and-set on its status (service/transitions.apply decides the
+        values). One row: whether it moved; many: True (the caller holds their job)."""
         if not changes:
             return False
-        stmt = (
-            node_runs.update()
-            .where(
-                node_runs.c.id == sa.bindparam("b_id"),
-                node_runs.c.status == sa.bindparam("b_expected"),
+        stamp = stamper(self.conn.dialect)
+        params = [
+            (
+                c.status,
+                c.exit_code,
+                c.reason,
+                stamp(c.now),
+                stamp(c.started),
+                stamp(c.finished),
+                c.id,
+                c.expected,
             )
-            .values(
-                status=sa.bindparam("b_status"),
-                exit_code=sa.func.coalesce(
-                    sa.bindparam("b_exit_code", type_=sa.Integer()), node_runs.c.exit_code
-                ),
-                reason=sa.func.coalesce(
-                    sa.bindparam("b_reason", type_=sa.Text()), node_runs.c.reason
-                ),
-                updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
-                started_at=sa.func.coalesce(
-                    node_runs.c.started_at, sa.bindparam("b_started", type_=UTCDateTime())
-                ),
-                finished_at=sa.func.coalesce(
-                    node_runs.c.finished_at, sa.bindparam("b_finished", type_=UTCDateTime())
-                ),
-            )
-        )
-        if len(changes) == 1:
-            return bool((await self.conn.execute(stmt, dict(changes[0]))).rowcount)
-        await self.conn.execute(stmt, list(changes))
+            for c in changes
+        ]
+        sql = _MOVE_RUNS[self.dialect]
+        if len(params) == 1:
+            return bool((await self.conn.exec_driver_sql(sql, params[0])).rowcount)
+        await self.conn.exec_driver_sql(sql, params)
         return True
 
     async def runs_of_node(
