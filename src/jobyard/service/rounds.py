@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import msgspec
-
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.outputs import Printed
 from jobyard.domain.quorum import Quorum
@@ -203,7 +201,7 @@ def commits_of(svc: Services, job: Job) -> Callable[[str], str]:
         outputs=job.meta.get("outputs"),
         files_cap=svc.settings.run_files_cap,
     )
-    return lambda node: wire.encode(msgspec.structs.replace(base, node=node))
+    return wire.commit_per_node(base)
 
 
 async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: str | None) -> Job:
