@@ -60,6 +60,20 @@ def send(svc: Services, tx: Tx, org_id: int, node: str, message: str) -> None:
     tx.after_commit(lambda: svc.hub.publish(node_topic(org_id, node), message))
 
 
+def send_all(svc: Services, tx: Tx, org_id: int, messages: Iterable[tuple[str, str]]) -> None:
+    """``send`` for many (node, message) pairs, in order: one callback for all of them."""
+    pending = list(messages)
+    if not pending:
+        return
+
+    def publish() -> None:
+        hub = svc.hub
+        for node, message in pending:
+            hub.publish(node_topic(org_id, node), message)
+
+    tx.after_commit(publish)
+
+
 async def load_round(tx: Tx, job: Job, now: dt.datetime) -> JobRound:
     runs = await tx.jobs.run_states(job.id)
     required = Quorum.parse(job.quorum).required(len(runs))
@@ -234,8 +248,10 @@ async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: s
         c.to_status is JobStatus.RUNNING for c in rnd.job_changes
     ):
         await _cluster_job_started(svc, tx, current)
-    for node, kind in rnd.commands:
-        send(svc, tx, job.org_id, node, command_for(current, kind))
+    if rnd.commands:
+        # The same few frames for every node (run, abort): each encoded once.
+        frames = {kind: command_for(current, kind) for kind in {k for _, k in rnd.commands}}
+        send_all(svc, tx, job.org_id, [(node, frames[kind]) for node, kind in rnd.commands])
     return current
 
 

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
-from jobyard.store.driver import marks, stamper
+from jobyard.store.driver import insert_sql, marks, stamper
 from jobyard.store.notify import shared_job_ids
-from jobyard.store.rows import insert_returning
+from jobyard.store.rows import SQLITE_FEW_ROWS, insert_returning
 from jobyard.store.schema import jobs, node_runs
 
 
@@ -158,6 +158,27 @@ def _move_runs_sql(dialect: str) -> str:
 
 
 _MOVE_RUNS = {d: _move_runs_sql(d) for d in ("sqlite", "postgresql")}
+# The columns a new node run is written with (``insert_runs_returning``).
+NEW_RUN_COLUMNS = (
+    "job_id",
+    "org_id",
+    "node_name",
+    "status",
+    "attempt",
+    "reason",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+)
+_RUN_TIMES = frozenset(("created_at", "updated_at", "started_at", "finished_at"))
+_INSERT_RUNS = insert_sql("sqlite", "node_runs", NEW_RUN_COLUMNS)
+_TOP_RUN = sa.select(sa.func.max(node_runs.c.id))
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A time as the database gives it back: in UTC."""
+    return None if value is None else value.astimezone(dt.UTC)
 
 
 class JobsRepo:
@@ -198,8 +219,40 @@ class JobsRepo:
         return [_job(r) for r in await insert_returning(self.conn, jobs, rows)]
 
     async def insert_runs_returning(self, rows: Sequence[dict[str, Any]]) -> list[NodeRun]:
-        """Write node runs as given (each row: every column but the id) and return them."""
-        return [_run(r) for r in await insert_returning(self.conn, node_runs, rows)]
+        """Write node runs as given (each row: the columns of ``NEW_RUN_COLUMNS``) and
+        return them."""
+        if self.dialect != "sqlite" or len(rows) <= SQLITE_FEW_ROWS:
+            return [_run(r) for r in await insert_returning(self.conn, node_runs, rows)]
+        # Many on SQLite: one executemany of the driver's SQL, under the write lock, so the
+        # new rows are numbered on from the old maximum id, in order (the new maximum
+        # checks it); the records are made from what was written, not read back.
+        before = (await self.conn.execute(_TOP_RUN)).scalar() or 0
+        stamp = stamper(self.conn.dialect)
+        params = [
+            tuple(stamp(r[c]) if c in _RUN_TIMES else r[c] for c in NEW_RUN_COLUMNS) for r in rows
+        ]
+        await self.conn.exec_driver_sql(_INSERT_RUNS, params)
+        after = (await self.conn.execute(_TOP_RUN)).scalar() or 0
+        if after - before != len(rows):
+            raise RuntimeError(f"inserted {len(rows)} node runs but ids moved by {after - before}")
+        return [
+            NodeRun(
+                id=i,
+                job_id=r["job_id"],
+                org_id=r["org_id"],
+                node_name=r["node_name"],
+                status=NodeRunStatus(r["status"]),
+                attempt=r["attempt"],
+                exit_code=None,
+                reason=r["reason"],
+                truncated=False,
+                created_at=r["created_at"].astimezone(dt.UTC),
+                updated_at=r["updated_at"].astimezone(dt.UTC),
+                started_at=_utc(r["started_at"]),
+                finished_at=_utc(r["finished_at"]),
+            )
+            for i, r in zip(range(before + 1, after + 1), rows, strict=True)
+        ]
 
     async def get(self, org_id: int, job_id: int, *, for_update: bool = False) -> Job | None:
         """One job of an organization; ``for_update`` locks it on PostgreSQL."""
