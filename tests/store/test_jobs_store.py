@@ -13,7 +13,7 @@ from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job
 from jobyard.service.context import Services
 from jobyard.store import Tx, reads
-from jobyard.store.jobs import SORTABLE, JobFilter
+from jobyard.store.jobs import SORTABLE, JobFilter, RunWrite
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, 0, 250000, tzinfo=dt.UTC)
 
@@ -248,18 +248,8 @@ async def test_sorting(any_svc: Services, sort: str) -> None:
     assert await ids(any_svc, w.org, JobFilter(), sort=sort, descending=True) == want_asc[::-1]
 
 
-def _run_change(run_id: int, expected: str, status: str) -> dict[str, object]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "b_id": run_id,
-        "b_expected": expected,
-        "b_status": status,
-        "b_exit_code": None,
-        "b_reason": None,
-        "b_now": now,
-        "b_started": None,
-        "b_finished": None,
-    }
+def _run_change(run_id: int, expected: str, status: str) -> RunWrite:
+    return RunWrite(run_id, expected, status, None, None, dt.datetime.now(dt.UTC), None, None)
 
 
 async def test_compare_and_set(any_svc: Services) -> None:

@@ -25,6 +25,7 @@ from jobyard.service import accounts
 from jobyard.service import jobs as uc
 from jobyard.service.context import Services
 from jobyard.service.transitions import JobMove, RunMove, apply
+from jobyard.store.jobs import RunWrite
 
 
 async def _principal(svc: Services) -> Principal:
@@ -50,16 +51,7 @@ async def _job_in(svc: Services, who: Principal, status: JobStatus) -> tuple[Job
 async def _put_run(svc: Services, run: NodeRun, status: NodeRunStatus) -> NodeRun:
     async with svc.db.begin() as tx:
         now = svc.clock.now()
-        row = {
-            "b_id": run.id,
-            "b_expected": run.status.value,
-            "b_status": status.value,
-            "b_exit_code": None,
-            "b_reason": None,
-            "b_now": now,
-            "b_started": None,
-            "b_finished": None,
-        }
+        row = RunWrite(run.id, run.status.value, status.value, None, None, now, None, None)
         assert await tx.jobs.move_runs([row])
         found = await tx.jobs.run(run.job_id, run.node_name)
     assert found is not None

@@ -215,16 +215,22 @@ def next_job_status(
     else quorum_failed. It never ends early, so no node's run is cut short in a job that
     nobody stopped. A running job with no node ready or running is complete.
     """
-    counts = Counter(runs)
+    return implied_job_status(status, Counter(runs), quorum_required)
+
+
+def implied_job_status(
+    status: JobStatus, counts: Mapping[NodeRunStatus, int], quorum_required: int
+) -> JobStatus | None:
+    """``next_job_status`` from how many runs are in each status (a round keeps them)."""
     if status is JobStatus.VOTING:
-        ready = counts[NodeRunStatus.READY] + counts[NodeRunStatus.RUNNING]
-        ready += counts[NodeRunStatus.SUCCEEDED] + counts[NodeRunStatus.FAILED]
-        pending = counts[NodeRunStatus.NEW]
-        if pending == 0:
+        n = counts.get
+        ready = n(NodeRunStatus.READY, 0) + n(NodeRunStatus.RUNNING, 0)
+        ready += n(NodeRunStatus.SUCCEEDED, 0) + n(NodeRunStatus.FAILED, 0)
+        if n(NodeRunStatus.NEW, 0) == 0:
             return JobStatus.RUNNING if ready >= quorum_required else JobStatus.QUORUM_FAILED
         return None
     if status is JobStatus.RUNNING:
-        if counts[NodeRunStatus.READY] + counts[NodeRunStatus.RUNNING] == 0:
+        if counts.get(NodeRunStatus.READY, 0) + counts.get(NodeRunStatus.RUNNING, 0) == 0:
             return JobStatus.COMPLETE
         return None
     return None

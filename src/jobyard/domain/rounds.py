@@ -11,14 +11,16 @@ events in one transaction. Nothing here does I/O.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from jobyard.domain.jobs import (
     JobStatus,
     NodeRunStatus,
     can_run_transition,
-    next_job_status,
+    implied_job_status,
 )
 from jobyard.domain.nodes import OFFLINE_REASON, UNKNOWN_REASON, Availability
 
@@ -27,7 +29,7 @@ R = NodeRunStatus
 VOTING_TIMEOUT = "no vote before the voting timeout"
 
 
-@dataclass
+@dataclass(slots=True)
 class RunCopy:
     id: int
     node: str
@@ -36,8 +38,7 @@ class RunCopy:
     exit_code: int | None = None
 
 
-@dataclass(frozen=True)
-class RunChange:
+class RunChange(NamedTuple):
     run_id: int
     node: str
     from_status: NodeRunStatus
@@ -65,6 +66,13 @@ class JobRound:
     job_changes: list[JobChange] = field(default_factory=list)
     commands: list[tuple[str, str]] = field(default_factory=list)  # (node, "run" | "abort")
     stale: int = 0
+    # How many runs are in each status, kept up to date by each move: ``settle`` reads it
+    # instead of walking every run. A round kept between batches passes its own along.
+    counts: Counter[NodeRunStatus] | None = None
+
+    def __post_init__(self) -> None:
+        if self.counts is None:
+            self.counts = Counter(r.status for r in self.runs.values())
 
     # -- node-run moves
     def _move(
@@ -74,6 +82,10 @@ class JobRound:
         if run is None or not can_run_transition(run.status, target):
             return False
         self.run_changes.append(RunChange(run.id, node, run.status, target, reason, exit_code))
+        counts = self.counts
+        assert counts is not None
+        counts[run.status] -= 1
+        counts[target] += 1
         run.status = target
         if exit_code is not None:
             run.exit_code = exit_code
@@ -167,9 +179,8 @@ class JobRound:
     def settle(self) -> None:
         """Move the job as far as its runs imply, queueing the agents' commands."""
         while True:
-            nxt = next_job_status(
-                self.status, (r.status for r in self.runs.values()), self.quorum_required
-            )
+            assert self.counts is not None
+            nxt = implied_job_status(self.status, self.counts, self.quorum_required)
             if nxt is None:
                 return
             if nxt is JobStatus.RUNNING:

@@ -9,7 +9,7 @@ from jobyard.domain.nodes import Availability
 from jobyard.domain.records import Job
 from jobyard.domain.rounds import open_voting
 from jobyard.service.context import Services
-from jobyard.service.rounds import Rounds, commits_of, load_round, persist_round, send
+from jobyard.service.rounds import Rounds, commits_of, load_round, persist_round, send_all
 from jobyard.store import Tx
 
 
@@ -29,8 +29,7 @@ async def start_jobs(svc: Services, limit: int = 200, rounds: Rounds | None = No
             # so a reconnecting node's commit is sent by one side or the other.
             state = await tx.nodes.availability_of(job.org_id, list(rnd.runs), for_share=True)
             commit = commits_of(svc, job)
-            for node in open_voting(rnd, state):
-                send(svc, tx, job.org_id, node, commit(node))
+            send_all(svc, tx, job.org_id, [(n, commit(n)) for n in open_voting(rnd, state)])
             current = await persist_round(svc, tx, job, rnd, actor=None)
             if rounds is not None:
                 tx.after_commit(lambda job=current, rnd=rnd: rounds.keep(job, rnd))

@@ -147,12 +147,13 @@ async def record(svc: Services, tx: Tx, **fields: Any) -> Event:
 
 
 async def record_many(svc: Services, tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
-    """Append many events in one statement (rows from ``event_row``); observers act on the
-    events of the types they act on, in the same transaction (each observer's batch variant
-    when it has one); after commit, publish where someone listens.
+    """Append many events (rows from ``event_row``) in log order, one statement per stretch
+    of rows; observers act on the events of the types they act on, in the same transaction
+    (each observer's batch variant when it has one); after commit, publish where someone
+    listens.
 
     Ids are asked for (RETURNING, or the numbering under SQLite's write lock) and events
-    built only when an observer or a local listener needs them."""
+    built only for the rows an observer or a local listener needs."""
     if not rows:
         return
     hub = svc.hub
@@ -166,13 +167,12 @@ async def record_many(svc: Services, tx: Tx, rows: Sequence[dict[str, Any]]) -> 
     heard = {t for n in notices for t in n.topics() if hub.subscribers(t)}
     built: list[Event] = []
     if observed or heard:
-        ids = await tx.events.append_many_ids(rows)
-        built = [
-            Event(id=i, **row)
-            for i, row in zip(ids, rows, strict=True)
-            if row["type"] in observed
-            or (heard and (org_topic(row["org_id"]) in heard or _job_heard(row, heard)))
+        wants = [
+            row["type"] in observed
+            or (bool(heard) and (org_topic(row["org_id"]) in heard or _job_heard(row, heard)))
+            for row in rows
         ]
+        built = await _append(tx, rows, wants)
     else:
         await tx.events.append_many(rows)
     for observer, acts in wanted:
@@ -185,6 +185,29 @@ async def record_many(svc: Services, tx: Tx, rows: Sequence[dict[str, Any]]) -> 
         for event in mine:
             await observer.one(svc, tx, event)
     tx.after_commit(lambda: announce(svc, notices, built, heard))
+
+
+async def _append(tx: Tx, rows: Sequence[dict[str, Any]], wants: Sequence[bool]) -> list[Event]:
+    """Append ``rows`` in order; the wanted ones are built as events (with their ids).
+
+    A stretch of rows nobody wants goes in by the store's plainest statement, with no ids
+    asked for; a stretch of wanted ones with them. A 1,000-node round whose last event
+    completes the job asks ids for that one event only."""
+    built: list[Event] = []
+    start = 0
+    while start < len(rows):
+        wanted = wants[start]
+        end = start + 1
+        while end < len(rows) and wants[end] is wanted:
+            end += 1
+        part = rows[start:end]
+        if wanted:
+            ids = await tx.events.append_many_ids(part)
+            built += [Event(id=i, **row) for i, row in zip(ids, part, strict=True)]
+        else:
+            await tx.events.append_many(part)
+        start = end
+    return built
 
 
 def _notices(rows: Sequence[dict[str, Any]]) -> list[Appended]:

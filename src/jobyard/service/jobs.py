@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,13 +13,14 @@ from jobyard.domain.clusters import DEAD, WAIT_KEY, ClusterStatus, job_waits
 from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus
 from jobyard.domain.jobspec import FROZEN_AFTER_SUBMIT, JobSpec
+from jobyard.domain.nodes import Availability
 from jobyard.domain.quorum import Quorum
-from jobyard.domain.records import Cluster, Event, Job, Node, NodeRun, Page, Principal
+from jobyard.domain.records import Cluster, Event, Job, NodeRun, Page, Principal
 from jobyard.domain.rounds import first_round
 from jobyard.domain.targets import NodeInfo, Target, select_nodes
 from jobyard.service.context import Services
 from jobyard.service.events import record_job_event
-from jobyard.service.rounds import commits_of, send
+from jobyard.service.rounds import commits_of, send_all
 from jobyard.service.secrets import with_sealed_env
 from jobyard.service.sharing import readable_job
 from jobyard.service.transitions import admit, admit_voting, move_job
@@ -156,7 +157,7 @@ async def add_job_with_runs(
     actor: str,
     then: JobStatus | None = JobStatus.NEW,
     reason: str | None = None,
-    known: Sequence[Node] | None = None,
+    known: Mapping[str, Availability] | None = None,
 ) -> tuple[Job, list[NodeRun] | None]:
     """Write a job (``values``: its spec columns, kind, task_id ...) in this transaction and
     move it on: submitted (``voting``, or ``new`` for the dispatcher to start), to
@@ -213,7 +214,7 @@ async def _born_voting(
     row: dict[str, Any],
     names: list[str],
     actor: str,
-    known: Sequence[Node] | None,
+    known: Mapping[str, Availability] | None,
 ) -> tuple[Job, list[NodeRun]] | None:
     """In a server that dispatches, a submitted job opens voting in the transaction that
     writes it: its nodes are read with a shared lock (a hello committing meanwhile is
@@ -221,17 +222,14 @@ async def _born_voting(
     first round goes further than voting (every node unavailable): the dispatcher's
     starter takes such a job from ``new``."""
     if known is None:
-        known = await tx.nodes.by_names(row["org_id"], names, for_share=True)
+        known = await tx.nodes.availability_of(row["org_id"], names, for_share=True)
     required = Quorum.parse(row["quorum"]).required(len(names))
-    rnd, ask = first_round(
-        names, required, svc.clock.now(), {n.name: n.availability for n in known}
-    )
+    rnd, ask = first_round(names, required, svc.clock.now(), known)
     if rnd.status is not JobStatus.VOTING:
         return None
     job, runs = await admit_voting(svc, tx, row, actor, rnd)
     commit = commits_of(svc, job)
-    for node in ask:
-        send(svc, tx, job.org_id, node, commit(node))
+    send_all(svc, tx, job.org_id, [(node, commit(node)) for node in ask])
     return job, runs
 
 
@@ -244,15 +242,17 @@ async def release_job(svc: Services, tx: Tx, job: Job, actor: str) -> Job:
 KNOWN_SHOWN = 20
 
 
-async def refuse_unknown_nodes(tx: Tx, org_id: int, names: Sequence[str]) -> list[Node]:
+async def refuse_unknown_nodes(
+    tx: Tx, org_id: int, names: Sequence[str]
+) -> dict[str, Availability]:
     """Refuse node names that no agent of the organization has ever registered: a typo
     would otherwise wait for a node that never comes and end ``quorum_failed``. Returns
-    the nodes, read with a shared lock (PostgreSQL) as the submit's voting needs them."""
+    the nodes' availability, read with a shared lock (PostgreSQL) as the submit's voting
+    needs it."""
     if not names:
-        return []
-    found = await tx.nodes.by_names(org_id, list(names), for_share=True)
-    known = {n.name for n in found}
-    unknown = [n for n in names if n not in known]
+        return {}
+    found = await tx.nodes.availability_of(org_id, list(names), for_share=True)
+    unknown = [n for n in names if n not in found]
     if not unknown:
         return found
     every = sorted(n.name for n in await tx.nodes.all(org_id))

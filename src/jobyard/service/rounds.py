@@ -19,10 +19,9 @@ import functools
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-import msgspec
-
-from jobyard.domain.jobs import JobStatus
+from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.outputs import Printed
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Job
@@ -36,9 +35,9 @@ from jobyard.store import Tx
 from jobyard.wire import agent as wire
 
 
-@dataclass(frozen=True)
-class Report:
-    """One thing an agent told us (or the dispatcher decided) about one node's run."""
+class Report(NamedTuple):
+    """One thing an agent told us (or the dispatcher decided) about one node's run (a
+    tuple: thousands are made per second, each used once)."""
 
     kind: str  # ack_commit | nack_commit | ack_run | result | output | lost
     org_id: int
@@ -59,6 +58,20 @@ def node_topic(org_id: int, node: str) -> str:
 def send(svc: Services, tx: Tx, org_id: int, node: str, message: str) -> None:
     """Queue a message to a node's connection, delivered once the transaction commits."""
     tx.after_commit(lambda: svc.hub.publish(node_topic(org_id, node), message))
+
+
+def send_all(svc: Services, tx: Tx, org_id: int, messages: Iterable[tuple[str, str]]) -> None:
+    """``send`` for many (node, message) pairs, in order: one callback for all of them."""
+    pending = list(messages)
+    if not pending:
+        return
+
+    def publish() -> None:
+        hub = svc.hub
+        for node, message in pending:
+            hub.publish(node_topic(org_id, node), message)
+
+    tx.after_commit(publish)
 
 
 async def load_round(tx: Tx, job: Job, now: dt.datetime) -> JobRound:
@@ -83,6 +96,7 @@ class _Kept:
     quorum_required: int
     runs: dict[str, RunCopy]
     census: Census
+    counts: Counter[NodeRunStatus]  # the runs by status (kept current by the rounds)
 
 
 class Rounds:
@@ -117,26 +131,29 @@ class Rounds:
                 quorum_required=kept.quorum_required,
                 runs=kept.runs,
                 now=now,
+                counts=kept.counts,
             )
         self.loads += 1
         rnd = await load_round(tx, job, now)
+        self._hold(job, rnd)
+        return rnd
+
+    def _hold(self, job: Job, rnd: JobRound) -> None:
         census = Counter((r.status.value, r.attempt) for r in rnd.runs.values())
-        self._kept[job.id] = _Kept(job.attempt, rnd.quorum_required, rnd.runs, dict(census))
+        assert rnd.counts is not None
+        self._kept[job.id] = _Kept(
+            job.attempt, rnd.quorum_required, rnd.runs, dict(census), rnd.counts
+        )
         self._kept.move_to_end(job.id)
         while len(self._kept) > self.limit:
             self._kept.popitem(last=False)
-        return rnd
 
     def keep(self, job: Job, rnd: JobRound) -> None:
         """Keep a round another writer of this process just committed (the starter opening
         voting), as it is now: the batcher's first reports for the job need not read it."""
         if job.status.terminal or rnd.status.terminal:
             return
-        census = Counter((r.status.value, r.attempt) for r in rnd.runs.values())
-        self._kept[job.id] = _Kept(job.attempt, rnd.quorum_required, rnd.runs, dict(census))
-        self._kept.move_to_end(job.id)
-        while len(self._kept) > self.limit:
-            self._kept.popitem(last=False)
+        self._hold(job, rnd)
 
     def wrote(self, job: Job, rnd: JobRound) -> None:
         """The round's changes are written: count them in its census (the runs themselves
@@ -198,7 +215,7 @@ def commits_of(svc: Services, job: Job) -> Callable[[str], str]:
         outputs=job.meta.get("outputs"),
         files_cap=svc.settings.run_files_cap,
     )
-    return lambda node: wire.encode(msgspec.structs.replace(base, node=node))
+    return wire.commit_per_node(base)
 
 
 async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: str | None) -> Job:
@@ -231,8 +248,10 @@ async def persist_round(svc: Services, tx: Tx, job: Job, rnd: JobRound, actor: s
         c.to_status is JobStatus.RUNNING for c in rnd.job_changes
     ):
         await _cluster_job_started(svc, tx, current)
-    for node, kind in rnd.commands:
-        send(svc, tx, job.org_id, node, command_for(current, kind))
+    if rnd.commands:
+        # The same few frames for every node (run, abort): each encoded once.
+        frames = {kind: command_for(current, kind) for kind in {k for _, k in rnd.commands}}
+        send_all(svc, tx, job.org_id, [(node, frames[kind]) for node, kind in rnd.commands])
     return current
 
 

@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobyard.domain.errors import InvalidTransition
 from jobyard.domain.jobs import (
@@ -28,8 +28,12 @@ from jobyard.domain.rounds import JobRound
 from jobyard.service.context import Services
 from jobyard.service.events import event_row, record_many
 from jobyard.store import Tx
+from jobyard.store.jobs import RunWrite
 
 _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
+# The run statuses that stamp a run's start and its end.
+_STARTS = frozenset(s for s, stamps in RUN_STAMPS.items() if "started_at" in stamps)
+_FINISHES = frozenset(s for s, stamps in RUN_STAMPS.items() if "finished_at" in stamps)
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,9 @@ class JobMove:
     data: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class RunMove:
-    """Move one node run from ``from_status`` to ``to``."""
+class RunMove(NamedTuple):
+    """Move one node run from ``from_status`` to ``to`` (a tuple: a round makes one per
+    run)."""
 
     run_id: int
     org_id: int
@@ -169,16 +173,16 @@ async def _move_runs(
         return
     moved = await tx.jobs.move_runs(
         [
-            {
-                "b_id": r.run_id,
-                "b_expected": r.from_status.value,
-                "b_status": r.to.value,
-                "b_exit_code": r.exit_code,
-                "b_reason": r.reason,
-                "b_now": now,
-                "b_started": now if "started_at" in RUN_STAMPS.get(r.to, ()) else None,
-                "b_finished": now if "finished_at" in RUN_STAMPS.get(r.to, ()) else None,
-            }
+            RunWrite(
+                r.run_id,
+                r.from_status.value,
+                r.to.value,
+                r.exit_code,
+                r.reason,
+                now,
+                now if r.to in _STARTS else None,
+                now if r.to in _FINISHES else None,
+            )
             for r in moves
         ]
     )

@@ -10,8 +10,26 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import Event, Page
+from jobyard.store.driver import insert_sql, json_processor, stamper
 from jobyard.store.rows import SQLITE_FEW_ROWS, records, values_insert
 from jobyard.store.schema import events
+
+_COLUMNS = (
+    "org_id",
+    "kind",
+    "subject_id",
+    "job_id",
+    "node_name",
+    "type",
+    "from_status",
+    "to_status",
+    "actor",
+    "reason",
+    "data",
+    "created_at",
+)
+_INSERT = {d: insert_sql(d, "events", _COLUMNS) for d in ("sqlite", "postgresql")}
+_TOP = sa.select(sa.func.max(events.c.id))
 
 
 class EventsRepo:
@@ -28,9 +46,30 @@ class EventsRepo:
         return Event(**row)
 
     async def append_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append several events in one statement (their ids are not returned)."""
-        if rows:
-            await self.conn.execute(events.insert(), list(rows))
+        """Append several events in one statement, an executemany of the driver's own SQL
+        (their ids are not returned)."""
+        if not rows:
+            return
+        dialect = self.conn.dialect
+        stamp, as_json = stamper(dialect), json_processor(dialect)
+        params = [
+            (
+                r["org_id"],
+                r["kind"],
+                r["subject_id"],
+                r["job_id"],
+                r["node_name"],
+                r["type"],
+                r["from_status"],
+                r["to_status"],
+                r["actor"],
+                r["reason"],
+                None if r["data"] is None else as_json(r["data"]),
+                stamp(r["created_at"]),
+            )
+            for r in rows
+        ]
+        await self.conn.exec_driver_sql(_INSERT[dialect.name], params)
 
     async def append_many_ids(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Append several events in one statement and return their ids, in order (only the
@@ -61,10 +100,9 @@ class EventsRepo:
         if len(rows) <= SQLITE_FEW_ROWS:
             stmt, params = values_insert(events, rows, ("id",))
             return sorted(int(i) for i in (await self.conn.execute(stmt, params)).scalars())
-        top = sa.select(sa.func.max(events.c.id))
-        before = (await self.conn.execute(top)).scalar() or 0
-        await self.conn.execute(events.insert(), list(rows))
-        after = (await self.conn.execute(top)).scalar() or 0
+        before = (await self.conn.execute(_TOP)).scalar() or 0
+        await self.append_many(rows)
+        after = (await self.conn.execute(_TOP)).scalar() or 0
         if after - before != len(rows):
             raise RuntimeError(f"appended {len(rows)} events but ids moved by {after - before}")
         return list(range(before + 1, after + 1))

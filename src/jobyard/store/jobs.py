@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
+from jobyard.store.driver import insert_sql, marks, stamper
 from jobyard.store.notify import shared_job_ids
-from jobyard.store.rows import insert_returning
-from jobyard.store.schema import UTCDateTime, jobs, node_runs
+from jobyard.store.rows import SQLITE_FEW_ROWS, insert_returning
+from jobyard.store.schema import jobs, node_runs
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,74 @@ def page_order(
 
 # One job row, returned as written (the columns are those of the values given).
 _INSERT_JOB = jobs.insert().returning(*jobs.c)
+# The hot reads of the report batcher, built once.
+_JOB_BY_ID = jobs.select().where(jobs.c.id == sa.bindparam("job_id"))
+_JOB_BY_ID_LOCKED = _JOB_BY_ID.with_for_update()
+_RUN_STATES = (
+    sa.select(
+        node_runs.c.id,
+        node_runs.c.node_name,
+        node_runs.c.status,
+        node_runs.c.attempt,
+        node_runs.c.exit_code,
+    )
+    .where(node_runs.c.job_id == sa.bindparam("job_id"))
+    .order_by(node_runs.c.node_name)
+)
+_RUN_CENSUS = (
+    sa.select(node_runs.c.status, node_runs.c.attempt, sa.func.count())
+    .where(node_runs.c.job_id == sa.bindparam("job_id"))
+    .group_by(node_runs.c.status, node_runs.c.attempt)
+)
+
+
+class RunWrite(NamedTuple):
+    """One node run's status change as ``move_runs`` writes it: to ``status`` from
+    ``expected``, at ``now``; ``started``/``finished`` are set unless already set, and
+    ``exit_code``/``reason`` unless None."""
+
+    id: int
+    expected: str
+    status: str
+    exit_code: int | None
+    reason: str | None
+    now: dt.datetime
+    started: dt.datetime | None
+    finished: dt.datetime | None
+
+
+def _move_runs_sql(dialect: str) -> str:
+    m = marks(dialect, 8)
+    return (
+        f"UPDATE node_runs SET status = {m[0]}, exit_code = coalesce({m[1]}, exit_code),"
+        f" reason = coalesce({m[2]}, reason), updated_at = {m[3]},"
+        f" started_at = coalesce(started_at, {m[4]}), finished_at = coalesce(finished_at, {m[5]})"
+        f" WHERE id = {m[6]} AND status = {m[7]}"
+    )
+
+
+_MOVE_RUNS = {d: _move_runs_sql(d) for d in ("sqlite", "postgresql")}
+# The columns a new node run is written with (``insert_runs_returning``).
+NEW_RUN_COLUMNS = (
+    "job_id",
+    "org_id",
+    "node_name",
+    "status",
+    "attempt",
+    "reason",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+)
+_RUN_TIMES = frozenset(("created_at", "updated_at", "started_at", "finished_at"))
+_INSERT_RUNS = insert_sql("sqlite", "node_runs", NEW_RUN_COLUMNS)
+_TOP_RUN = sa.select(sa.func.max(node_runs.c.id))
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A time as the database gives it back: in UTC."""
+    return None if value is None else value.astimezone(dt.UTC)
 
 
 class JobsRepo:
@@ -155,8 +224,40 @@ class JobsRepo:
         return [_job(r) for r in await insert_returning(self.conn, jobs, rows)]
 
     async def insert_runs_returning(self, rows: Sequence[dict[str, Any]]) -> list[NodeRun]:
-        """Write node runs as given (each row: every column but the id) and return them."""
-        return [_run(r) for r in await insert_returning(self.conn, node_runs, rows)]
+        """Write node runs as given (each row: the columns of ``NEW_RUN_COLUMNS``) and
+        return them."""
+        if self.dialect != "sqlite" or len(rows) <= SQLITE_FEW_ROWS:
+            return [_run(r) for r in await insert_returning(self.conn, node_runs, rows)]
+        # Many on SQLite: one executemany of the driver's SQL, under the write lock, so the
+        # new rows are numbered on from the old maximum id, in order (the new maximum
+        # checks it); the records are made from what was written, not read back.
+        before = (await self.conn.execute(_TOP_RUN)).scalar() or 0
+        stamp = stamper(self.conn.dialect)
+        params = [
+            tuple(stamp(r[c]) if c in _RUN_TIMES else r[c] for c in NEW_RUN_COLUMNS) for r in rows
+        ]
+        await self.conn.exec_driver_sql(_INSERT_RUNS, params)
+        after = (await self.conn.execute(_TOP_RUN)).scalar() or 0
+        if after - before != len(rows):
+            raise RuntimeError(f"inserted {len(rows)} node runs but ids moved by {after - before}")
+        return [
+            NodeRun(
+                id=i,
+                job_id=r["job_id"],
+                org_id=r["org_id"],
+                node_name=r["node_name"],
+                status=NodeRunStatus(r["status"]),
+                attempt=r["attempt"],
+                exit_code=None,
+                reason=r["reason"],
+                truncated=False,
+                created_at=r["created_at"].astimezone(dt.UTC),
+                updated_at=r["updated_at"].astimezone(dt.UTC),
+                started_at=_utc(r["started_at"]),
+                finished_at=_utc(r["finished_at"]),
+            )
+            for i, r in zip(range(before + 1, after + 1), rows, strict=True)
+        ]
 
     async def get(self, org_id: int, job_id: int, *, for_update: bool = False) -> Job | None:
         """One job of an organization; ``for_update`` locks it on PostgreSQL."""
@@ -168,10 +269,8 @@ class JobsRepo:
 
     async def get_any(self, job_id: int, *, for_update: bool = False) -> Job | None:
         """One job by id, whatever its organization (dispatcher use)."""
-        q = jobs.select().where(jobs.c.id == job_id)
-        if for_update and self.dialect == "postgresql":
-            q = q.with_for_update()
-        row = (await self.conn.execute(q)).mappings().first()
+        q = _JOB_BY_ID_LOCKED if for_update and self.dialect == "postgresql" else _JOB_BY_ID
+        row = (await self.conn.execute(q, {"job_id": job_id})).mappings().first()
         return None if row is None else _job(row)
 
     async def by_name(self, org_id: int, name: str) -> Job | None:
@@ -261,19 +360,9 @@ class JobsRepo:
     ) -> list[tuple[int, str, NodeRunStatus, int, int | None]]:
         """What a round needs of each of a job's node runs, by node name: (id, node,
         status, attempt, exit code), without the rest of the row."""
-        q = (
-            sa.select(
-                node_runs.c.id,
-                node_runs.c.node_name,
-                node_runs.c.status,
-                node_runs.c.attempt,
-                node_runs.c.exit_code,
-            )
-            .where(node_runs.c.job_id == job_id)
-            .order_by(node_runs.c.node_name)
-        )
         status = NodeRunStatus
-        return [(i, n, status(s), a, c) for i, n, s, a, c in await self.conn.execute(q)]
+        rows = await self.conn.execute(_RUN_STATES, {"job_id": job_id})
+        return [(i, n, status(s), a, c) for i, n, s, a, c in rows]
 
     async def runs_of_jobs(self, job_ids: Sequence[int]) -> dict[int, list[NodeRun]]:
         """Node runs of several jobs at once, grouped by job id."""
@@ -293,12 +382,8 @@ class JobsRepo:
         """How many of a job's node runs are in each (status, attempt): a round kept in
         memory is checked against it (runs only move forward, so equal counts mean no run
         moved since)."""
-        q = (
-            sa.select(node_runs.c.status, node_runs.c.attempt, sa.func.count())
-            .where(node_runs.c.job_id == job_id)
-            .group_by(node_runs.c.status, node_runs.c.attempt)
-        )
-        return {(str(s), int(a)): int(n) for s, a, n in await self.conn.execute(q)}
+        rows = await self.conn.execute(_RUN_CENSUS, {"job_id": job_id})
+        return {(str(s), int(a)): int(n) for s, a, n in rows}
 
     async def run(self, job_id: int, node_name: str) -> NodeRun | None:
         q = node_runs.select().where(
@@ -307,41 +392,30 @@ class JobsRepo:
         row = (await self.conn.execute(q)).mappings().first()
         return None if row is None else _run(row)
 
-    async def move_runs(self, changes: Sequence[dict[str, Any]]) -> bool:
-        """Move node runs in one statement; each row is a compare-and-set on its status
-        (service/transitions.apply decides the values). One row: whether it moved; many: True
-        (the caller holds their job).
-
-        Keys: b_id, b_expected, b_status, b_exit_code, b_reason, b_now, b_started, b_finished.
-        """
+    async def move_runs(self, changes: Sequence[RunWrite]) -> bool:
+        """Move node runs in one statement (an executemany of the driver's own SQL); each
+        row is a compare-and-set on its status (service/transitions.apply decides the
+        values). One row: whether it moved; many: True (the caller holds their job)."""
         if not changes:
             return False
-        stmt = (
-            node_runs.update()
-            .where(
-                node_runs.c.id == sa.bindparam("b_id"),
-                node_runs.c.status == sa.bindparam("b_expected"),
+        stamp = stamper(self.conn.dialect)
+        params = [
+            (
+                c.status,
+                c.exit_code,
+                c.reason,
+                stamp(c.now),
+                stamp(c.started),
+                stamp(c.finished),
+                c.id,
+                c.expected,
             )
-            .values(
-                status=sa.bindparam("b_status"),
-                exit_code=sa.func.coalesce(
-                    sa.bindparam("b_exit_code", type_=sa.Integer()), node_runs.c.exit_code
-                ),
-                reason=sa.func.coalesce(
-                    sa.bindparam("b_reason", type_=sa.Text()), node_runs.c.reason
-                ),
-                updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
-                started_at=sa.func.coalesce(
-                    node_runs.c.started_at, sa.bindparam("b_started", type_=UTCDateTime())
-                ),
-                finished_at=sa.func.coalesce(
-                    node_runs.c.finished_at, sa.bindparam("b_finished", type_=UTCDateTime())
-                ),
-            )
-        )
-        if len(changes) == 1:
-            return bool((await self.conn.execute(stmt, dict(changes[0]))).rowcount)
-        await self.conn.execute(stmt, list(changes))
+            for c in changes
+        ]
+        sql = _MOVE_RUNS[self.dialect]
+        if len(params) == 1:
+            return bool((await self.conn.exec_driver_sql(sql, params[0])).rowcount)
+        await self.conn.exec_driver_sql(sql, params)
         return True
 
     async def runs_of_node(

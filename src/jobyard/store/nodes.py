@@ -28,6 +28,12 @@ _BY_NAMES = nodes.select().where(
 )
 # Locked in id order, as every writer of many nodes goes: fewer deadlocks.
 _BY_NAMES_SHARED = _BY_NAMES.order_by(nodes.c.id).with_for_update(read=True)
+# What a job's voting needs of its nodes; the second, share-locked in id order.
+_AVAILABILITY = sa.select(nodes.c.name, nodes.c.online, nodes.c.connected, nodes.c.busy).where(
+    nodes.c.org_id == sa.bindparam("org_id"),
+    nodes.c.name.in_(sa.bindparam("names", expanding=True)),
+)
+_AVAILABILITY_SHARED = _AVAILABILITY.order_by(nodes.c.id).with_for_update(read=True)
 
 
 class NodesRepo:
@@ -59,14 +65,12 @@ class NodesRepo:
     ) -> dict[str, Availability]:
         """Each named node's availability (``by_names`` reading only what it needs: a
         1,000-node job's start reads 1,000 nodes)."""
-        q = sa.select(nodes.c.name, nodes.c.online, nodes.c.connected, nodes.c.busy).where(
-            nodes.c.org_id == org_id, nodes.c.name.in_(names)
-        )
-        if for_share and self.conn.dialect.name == "postgresql":
-            q = q.with_for_update(read=True)
+        shared = for_share and self.conn.dialect.name == "postgresql"
+        q = _AVAILABILITY_SHARED if shared else _AVAILABILITY
+        found = await self.conn.execute(q, {"org_id": org_id, "names": list(names)})
         return {
             name: availability(bool(online), bool(connected), bool(busy))
-            for name, online, connected, busy in await self.conn.execute(q)
+            for name, online, connected, busy in found
         }
 
     async def occupied(

@@ -51,6 +51,7 @@ attempt (fencing), and the agent never runs the same (job, attempt) twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -270,6 +271,19 @@ _BATCH_HEAD = '{"type":"batch","messages":['
 def encode(message: Message) -> str:
     """The text frame of one message."""
     return _encoder.encode(message).decode()
+
+
+def commit_per_node(commit: Commit) -> Callable[[str], str]:
+    """The frame of ``commit`` for each node (its ``node`` set to it): encoded once, each
+    node's name spliced into its place, the same text as ``encode`` gives. The place is
+    where two encodings that differ only by the node's name differ, so no value of the
+    other fields can be mistaken for it."""
+    blank = encode(msgspec.structs.replace(commit, node=""))
+    probe = encode(msgspec.structs.replace(commit, node="x"))
+    # the closing quote of the blank name: where the two first differ
+    at = next(i for i, (a, b) in enumerate(zip(blank, probe, strict=False)) if a != b)
+    head, tail = blank[: at - 1], blank[at + 1 :]
+    return lambda node: head + _encoder.encode(node).decode() + tail
 
 
 def frame_of(encoded: list[str]) -> str:
