@@ -145,6 +145,7 @@ async def test_a_deadlock_victim_runs_again(db: Database) -> None:
         db.write(_adds("q")),
     )
     assert outcomes == ["p", "victim", "q"]
+    # The victim: once in the batch without savepoints, once more from its savepoint.
     assert tries.count("alone") == 3 and tries.count("victim") == 2
     assert await _names(db) == {"alone", "p", "victim", "q"}  # each written once
 
@@ -158,5 +159,56 @@ async def test_a_use_case_that_keeps_conflicting_fails_alone(db: Database) -> No
     )
     assert outcomes[0] == "kept"
     assert isinstance(outcomes[1], sa.exc.OperationalError)
-    assert tries.count("stuck") == 1 + writer.RETRIES
+    # Once in the batch run without savepoints, then from its savepoint with the retries.
+    assert tries.count("stuck") == 2 + writer.RETRIES
     assert await _names(db) == {"kept"}
+
+
+async def test_a_batch_that_succeeds_takes_no_savepoints(db: Database) -> None:
+    """Savepoints are taken only when a batch has to run again after a failure: a
+    successful batch costs its use cases' statements and one per transaction."""
+    assert db.writer is not None and db.counts is not None
+    await db.write(_adds("warm"))
+    before_statements, before_batches = db.counts.statements, db.writer.batches
+    await asyncio.gather(*(db.write(_adds(f"s{i}")) for i in range(30)))
+    statements = db.counts.statements - before_statements
+    batches = db.writer.batches - before_batches
+    assert batches < 30
+    # 30 inserts, and per transaction SQLite's BEGIN or PostgreSQL's check (no SAVEPOINT
+    # and RELEASE per use case: 60 more).
+    assert statements <= 30 + batches, (statements, batches)
+
+
+def _swallowing(name: str) -> Callable[[Tx], Awaitable[str]]:
+    """A use case that meets a database error (a duplicate) and carries on without it."""
+
+    async def use_case(tx: Tx) -> str:
+        try:
+            await tx.conn.execute(
+                organizations.insert().values(name=name, display_name=name, created_at=NOW)
+            )
+        except sa.exc.IntegrityError:
+            return "swallowed"
+        return name
+
+    return use_case
+
+
+async def test_a_use_case_that_swallows_a_database_error_loses_no_one_elses_write(
+    db: Database,
+) -> None:
+    """Last of its batch, a use case catches the database's refusal itself. PostgreSQL has
+    aborted the transaction by then: committing it as it is would roll everyone's writes
+    back in silence. The batch is checked and run again, each use case in its savepoint."""
+    await db.write(_adds("dup"))
+    outcomes = await asyncio.gather(
+        db.write(_adds("blocker")),  # runs alone: the next three queue behind it
+        db.write(_adds("m")),
+        db.write(_adds("n")),
+        db.write(_swallowing("dup")),
+        return_exceptions=True,
+    )
+    assert outcomes[:3] == ["blocker", "m", "n"]
+    # SQLite goes on after the refused statement; PostgreSQL refuses that use case's release.
+    assert outcomes[3] == "swallowed" or isinstance(outcomes[3], sa.exc.DBAPIError)
+    assert await _names(db) == {"dup", "blocker", "m", "n"}

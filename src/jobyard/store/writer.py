@@ -2,10 +2,15 @@
 
 ``Database.write(use_case)`` queues ``use_case(tx)`` to the database's one writer task. When
 the writer is free it takes what is queued (at most ``BATCH``) and runs it in one
-transaction: each use case inside its own SAVEPOINT, so one that fails is rolled back to it
-and only its caller gets the exception, while the others go on. After the COMMIT each
-caller gets its result, once its ``tx.after_commit`` callbacks have run. A lone use case is
-not delayed (no timer) and takes no savepoint: its transaction is its own.
+transaction, the use cases one after the other with no SAVEPOINT between them (two
+statements each that nearly always mean nothing). If one of them fails, that transaction
+is rolled back and the batch runs again, each use case inside its own SAVEPOINT, so the one
+that fails is rolled back to it and only its caller gets the exception, while the others
+go on. After the COMMIT each caller gets its result, once its ``tx.after_commit`` callbacks
+have run. A lone use case is not delayed (no timer) and takes no savepoint: its
+transaction is its own. On PostgreSQL a batch run without savepoints asks the database one
+``SELECT 1`` before its COMMIT: a use case that caught a database error of its own would
+otherwise leave an aborted transaction whose COMMIT silently rolls back.
 
 Semantics a caller can rely on:
 - answered = committed: a result is given only after the COMMIT of its batch; if the COMMIT
@@ -13,7 +18,9 @@ Semantics a caller can rely on:
 - a caller cancelled while its use case is still queued drops it (it never runs); once it
   runs, it commits or not with its batch whatever happens to the caller;
 - use cases of a batch run one after the other in queue order, each seeing what the ones
-  before it wrote, as if each had its own transaction in that order;
+  before it wrote, as if each had its own transaction in that order; a use case may run
+  more than once (its batch run again after another's failure, or after a deadlock), only
+  the last run's writes and callbacks are kept;
 - a use case the database chose as a deadlock's victim, or failed for serialization
   (PostgreSQL's 40P01, 40001: a submit's shared locks on its nodes against a heartbeat's
   updates), is run again from its savepoint (or its transaction, alone), ``RETRIES`` times.
@@ -91,11 +98,45 @@ class GroupWriter:
 
     async def _batch(self, batch: list[_Queued[Any]]) -> None:
         if len(batch) > 1:
-            await self._one_transaction(batch)
+            if not await self._together(batch):
+                await self._one_transaction(batch)  # each in its savepoint this time
             return
         for attempt in range(RETRIES + 1):  # alone: its transaction is run again
             if await self._one_transaction(batch, last=attempt == RETRIES):
                 return
+
+    async def _together(self, batch: list[_Queued[Any]]) -> bool:
+        """Run a batch with no savepoints; False, with nothing kept and nobody answered, when
+        one of its use cases failed (the batch is then run again with savepoints)."""
+        done: list[tuple[_Queued[Any], Tx, Any]] = []
+        ran = False
+        try:
+            async with self.db.group_transaction() as tx:
+                for item in batch:
+                    started = time.perf_counter()
+                    forked = tx.fork()
+                    done.append((item, forked, await item.use_case(forked)))
+                    if self.db.observe is not None:
+                        self.db.observe("write", item.name, time.perf_counter() - started)
+                if not self.db.is_sqlite:
+                    await tx.conn.exec_driver_sql("SELECT 1")  # fails if aborted
+                ran = True
+        except Exception as exc:
+            if not ran:
+                return False
+            for item in batch:  # the COMMIT failed: nobody's work was kept
+                _answer(item.answer, exc=exc)
+            return True
+        except BaseException as exc:
+            for item in batch:
+                _answer(item.answer, exc=_for_caller(exc))
+            raise
+        self.batches += 1
+        self.use_cases += len(batch)
+        for item, forked, result in done:
+            forked.run_after_commit()
+            _answer(item.answer, result=result)
+        return True
 
     async def _one_transaction(self, batch: list[_Queued[Any]], *, last: bool = True) -> bool:
         """Run the batch; False when a lone use case met a transient conflict and was not
@@ -138,16 +179,30 @@ class GroupWriter:
 
 
 async def _in_savepoint(tx: Tx, item: _Queued[Any]) -> tuple[Tx, Any]:
-    """Run a use case of a batch in its own savepoint, again after a transient conflict."""
+    """Run a use case of a batch in its own savepoint, again after a transient conflict.
+
+    The savepoint is the writer's own statements, not SQLAlchemy's ``begin_nested``: when a
+    use case caught a database error itself, PostgreSQL has aborted the transaction and
+    refuses the RELEASE, and ``begin_nested`` then leaves it aborted (the batch's COMMIT
+    would roll everyone back without a word). Here the savepoint is rolled back to instead,
+    and that use case alone fails."""
+    conn = tx.conn
     for attempt in range(RETRIES + 1):
         forked = tx.fork()
+        await conn.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
         try:
-            async with tx.conn.begin_nested():
-                return forked, await item.use_case(forked)
+            result = await item.use_case(forked)
+            await conn.exec_driver_sql(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            return forked, result
         except Exception as exc:
+            await conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            await conn.exec_driver_sql(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             if attempt == RETRIES or not transient(exc):
                 raise
     raise AssertionError("unreachable")
+
+
+_SAVEPOINT = "jobyard_use_case"
 
 
 def _for_caller(exc: BaseException) -> BaseException:
