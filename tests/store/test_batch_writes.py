@@ -13,7 +13,9 @@ from jobyard.domain.records import Job
 from jobyard.service.context import Services
 from jobyard.store import Database, Tx
 from jobyard.store.jobs import RunWrite
+from tests.store.event_rows import run_moves
 from tests.store.test_events_bulk import T0
+from tests.store.test_insert_many import job_values
 
 T1 = T0 + dt.timedelta(seconds=5)
 T2 = T0 + dt.timedelta(seconds=9)
@@ -21,22 +23,7 @@ T2 = T0 + dt.timedelta(seconds=9)
 
 async def _job_with_runs(tx: Tx, count: int) -> Job:
     org = await tx.accounts.insert_org("a", "A", T0)
-    job = await tx.jobs.insert(
-        {
-            "org_id": org.id,
-            "command": "true",
-            "target": {"nodes": []},
-            "quorum": "100%",
-            "run_timeout": 60,
-            "env": {},
-            "meta": {},
-            "argv": [],
-            "status": "running",
-            "attempt": 0,
-            "created_at": T0,
-            "updated_at": T0,
-        }
-    )
+    job = await tx.jobs.insert(job_values(org.id, "running"))
     await tx.jobs.insert_runs(job, [f"n{i:04d}" for i in range(count)], T0)
     return job
 
@@ -91,27 +78,12 @@ async def test_runs_move_in_one_batch_through_aiosqlite(sqlite_url: str) -> None
 
 
 async def test_events_appended_in_one_batch_through_aiosqlite(sqlite_url: str) -> None:
-    from jobyard.service.events import event_row
-
     db = Database(sqlite_url, inline_writes=False)
     try:
         async with db.begin() as tx:
             org = await tx.accounts.insert_org("a", "A", T0)
-            rows = [
-                event_row(
-                    org_id=org.id,
-                    kind="node_run",
-                    subject_id=i,
-                    job_id=1,
-                    node_name=f"n{i}",
-                    type="node_run.status",
-                    from_status="running",
-                    to_status="succeeded",
-                    data={"exit_code": i} if i % 2 else None,
-                    now=T1,
-                )
-                for i in range(200)
-            ]
+            rows = run_moves(org.id, 1, 200, T1)
+            rows[2]["data"] = None
             await tx.events.append_many(rows)
             ids = await tx.events.append_many_ids(rows[:60])
         async with db.read() as tx:
@@ -119,6 +91,6 @@ async def test_events_appended_in_one_batch_through_aiosqlite(sqlite_url: str) -
     finally:
         await db.close()
     assert len(stored) == 260 and [e.id for e in stored[200:]] == ids
-    assert [e.subject_id for e in stored[:200]] == list(range(200))
-    assert stored[1].data == {"exit_code": 1} and stored[2].data is None
+    assert [e.node_name for e in stored[:3]] == ["n0", "n1", "n2"]
+    assert stored[1].data == {"exit_code": 0} and stored[2].data is None
     assert {e.created_at for e in stored} == {T1}
