@@ -133,3 +133,28 @@ async def test_a_stream_on_the_hub_follows_many_batches(any_svc: Services) -> No
         while not queue.empty():
             got.append(queue.get_nowait())
     assert len(got) == 500 and got == await _log(svc, 13)
+
+
+async def test_only_the_observed_stretch_is_built_and_the_log_keeps_its_order(
+    any_svc: Services,
+) -> None:
+    """Runs' events (no observer) between two job events (observed): three stretches, each
+    appended in order; the observed ones built with the ids the log gave them."""
+    seen: list[Event] = []
+
+    async def job_one(_svc: Services, _tx: Tx, event: Event) -> None:
+        seen.append(event)
+
+    svc = dataclasses.replace(
+        any_svc, observers=(Observing(job_one, acts_on=lambda t: t == "job.status"),)
+    )
+    org = await _org(svc)
+    rows = _rows(svc, org, 13, 120)
+    opening = {**rows[-1], "from_status": "voting", "to_status": "running"}
+    await _record(svc, [opening, *rows])
+    stored = await _log(svc, 13)
+    assert [e.type for e in stored] == ["job.status"] + ["node_run.status"] * 120 + ["job.status"]
+    assert [e.node_name for e in stored[1:4]] == ["n0", "n1", "n2"]
+    assert stored[1].data == {"exit_code": 0} and stored[1].created_at == rows[0]["created_at"]
+    assert [e.id for e in stored] == sorted(e.id for e in stored)
+    assert seen == [stored[0], stored[-1]]

@@ -3,6 +3,8 @@ SQLite (executemany and a read-back past a few rows) as on PostgreSQL."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from jobyard.domain.jobs import NodeRunStatus
@@ -11,26 +13,29 @@ from jobyard.store.rows import SQLITE_FEW_ROWS
 from tests.store.test_events_bulk import T0
 
 
+def job_values(org_id: int, status: str = "voting") -> dict[str, Any]:
+    """The columns of a job written straight into the store."""
+    return {
+        "org_id": org_id,
+        "command": "true",
+        "target": {"nodes": []},
+        "quorum": "100%",
+        "run_timeout": 60,
+        "env": {},
+        "meta": {},
+        "argv": [],
+        "status": status,
+        "attempt": 0,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+
+
 @pytest.mark.parametrize("count", [3, SQLITE_FEW_ROWS + 1, 1200])
 async def test_node_runs_written_at_once_come_back_in_order(any_svc: Services, count: int) -> None:
     async with any_svc.db.begin() as tx:
         org = await tx.accounts.insert_org("a", "A", T0)
-        job = await tx.jobs.insert(
-            {
-                "org_id": org.id,
-                "command": "true",
-                "target": {"nodes": []},
-                "quorum": "100%",
-                "run_timeout": 60,
-                "env": {},
-                "meta": {},
-                "argv": [],
-                "status": "voting",
-                "attempt": 0,
-                "created_at": T0,
-                "updated_at": T0,
-            }
-        )
+        job = await tx.jobs.insert(job_values(org.id))
         rows = [
             {
                 "job_id": job.id,

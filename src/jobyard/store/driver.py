@@ -8,7 +8,10 @@ aiosqlite, ``$n`` for asyncpg), and the only values that need converting are con
 here as the column types would: times (once per distinct time: a batch shares one) and
 JSON. They still go through ``exec_driver_sql``, so they are counted with the others
 (store/counting.py), whichever connection runs them (the loop's SQLite writer,
-aiosqlite's, asyncpg's).
+aiosqlite's, asyncpg's). An executemany, not one UPDATE joined to arrays (PostgreSQL's
+``unnest``): a round may move one run twice (ready, then was_ready when the quorum fails),
+and a join updates a row once, with either of its changes; an executemany applies them in
+order.
 """
 
 from __future__ import annotations
