@@ -8,11 +8,12 @@ import dataclasses
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 from jobyard.domain.records import Job, NodeRun
 from jobyard.service.context import Services
-from jobyard.store import reads
+from jobyard.settings import Settings
+from jobyard.store import Database, reads
 from jobyard.store.jobs import JobFilter
 from tests.store.test_jobs_store import T0, insert, job_row, world
 
@@ -122,3 +123,55 @@ def test_records_take_the_columns_in_order() -> None:
     """Rows become records positionally: the records' fields are the tables' columns."""
     assert tuple(f.name for f in dataclasses.fields(Job)) == reads.JOB_KEYS
     assert tuple(f.name for f in dataclasses.fields(NodeRun)) == reads.RUN_KEYS
+
+
+async def test_postgresql_quick_reads_go_to_the_driver_and_read_the_same(pg_url: str) -> None:
+    """On PostgreSQL the statements built once are sent as compiled SQL to asyncpg (no
+    SQLAlchemy execution: its statement events do not fire) and give the same records."""
+    db = Database(pg_url, count_statements=True)
+    svc = Services(db=db, settings=Settings())
+    try:
+        w = await world(svc)
+        async with db.begin() as tx:
+            job = await insert(tx, job_row(w.org, w.ann, env={"A": "1"}), ["n2", "n1"])
+            await insert(tx, job_row(w.org, w.ann), ["n3"])
+        fired: list[str] = []
+        sa.event.listen(
+            db.engine.sync_engine, "before_cursor_execute", lambda *a: fired.append("x")
+        )
+        assert db.counts is not None
+        before = db.counts.statements
+        async with db.quick() as rows:
+            assert isinstance(rows, reads.ConnRows) and rows.driver
+            got = await reads.job_with_runs(rows, w.org, job.id)
+            page = await reads.page_with_runs(rows, w.org, JobFilter(), limit=10)
+            shared = await reads.has_shares(rows, w.ann)
+        assert fired == [] and db.counts.statements - before == 3
+        async with db.begin() as tx:  # the same through SQLAlchemy
+            slow = reads.ConnRows(tx.conn)
+            assert got == await reads.job_with_runs(slow, w.org, job.id)
+            assert page == await reads.page_with_runs(slow, w.org, JobFilter(), limit=10)
+            assert shared is await reads.has_shares(slow, w.ann) is False
+        assert got is not None and [r.node_name for r in got[1]] == ["n1", "n2"]
+        assert got[0].env == {"A": "1"} and got[0].created_at.tzinfo is not None
+    finally:
+        await db.close()
+
+
+async def test_a_job_read_finds_its_runs_by_the_job_on_sqlite(svc: Services) -> None:
+    """SQLite (no statistics gathered) finds a job's runs through the (job_id, node_name)
+    index, not by walking every run of the organization."""
+    compiled = reads.JOB_WITH_RUNS.compile(dialect=sqlite.dialect())
+    values = [
+        {"org_id": 1, "job_id": 1}.get(n, compiled.params.get(n))
+        for n in compiled.positiontup or []
+    ]
+    async with svc.db.read() as tx:
+        plan = [
+            r[-1]
+            for r in await tx.conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + str(compiled), tuple(values)
+            )
+        ]
+    runs = [step for step in plan if "node_runs" in step]
+    assert runs and all("(job_id=?)" in step for step in runs), plan

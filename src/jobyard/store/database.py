@@ -183,7 +183,7 @@ class Database:
             yield InlineRows(self._inline)
             return
         async with self._read("", snapshot=False) as tx:
-            yield ConnRows(tx.conn)
+            yield ConnRows(tx.conn, driver=self.dialect == "postgresql", counts=self.counts)
 
     def read(self, *, snapshot: bool = True) -> contextlib.AbstractAsyncContextManager[Tx]:
         """A read transaction (nothing it does is committed). With ``snapshot=False`` no

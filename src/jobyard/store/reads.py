@@ -1,7 +1,7 @@
 """The hot reads of the jobs API, one statement each.
 
-- ``job_with_runs``: a job and its node runs, one ``LEFT JOIN`` (``GET /api/v1/jobs/{id}``);
-  the statement is built once, at import.
+- ``job_with_runs``: a job (the first row) and its node runs (the rows after it), one
+  ``UNION ALL`` (``GET /api/v1/jobs/{id}``); the statement is built once, at import.
 - ``page_with_runs``: a page of jobs with their node runs and the filtered total, one
   statement: the page in a CTE with the total as an uncorrelated scalar subquery (computed
   once, as the separate count was), joined to the runs; built once per sort order for the
@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
+from jobyard.store.counting import Counts
 from jobyard.store.jobs import SORTABLE, JobFilter, job_conditions, job_scope, page_order
 from jobyard.store.notify import HAS_SHARES
 from jobyard.store.schema import jobs, node_runs
+
+S = TypeVar("S", bound=sa.Executable)
 
 
 class Rows(Protocol):
@@ -33,19 +37,56 @@ class Rows(Protocol):
 
     async def all(
         self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
-    ) -> Sequence[sa.Row[Any]]: ...
+    ) -> Sequence[Sequence[Any]]: ...
 
 
 class ConnRows:
-    """``Rows`` on an open connection (a pooled one, or a transaction's)."""
+    """``Rows`` on an open connection (a pooled one, or a transaction's).
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    With ``driver`` (PostgreSQL outside a transaction: ``Database.quick``), the statements
+    built once (``driver_ready``) go to asyncpg as their compiled SQL, each prepared once
+    per connection by asyncpg, past SQLAlchemy's execution and its greenlet hand-off (a
+    third of a ``GET`` of a job). Their values come back as SQLAlchemy would give them:
+    JSON through the codec SQLAlchemy set on the connection, times aware in UTC."""
+
+    def __init__(
+        self, conn: AsyncConnection, *, driver: bool = False, counts: Counts | None = None
+    ) -> None:
         self.conn = conn
+        self.driver = driver
+        self.counts = counts
 
     async def all(
         self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
-    ) -> Sequence[sa.Row[Any]]:
-        return (await self.conn.execute(stmt, params or {})).all()
+    ) -> Sequence[Sequence[Any]]:
+        compiled = _DRIVER.get(id(stmt)) if self.driver else None
+        if compiled is None or compiled[0] is not stmt:
+            return (await self.conn.execute(stmt, params or {})).all()
+        _, sql, names, defaults = compiled
+        given = params or {}
+        values = [given[n] if n in given else defaults[n] for n in names]
+        raw = (await self.conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        rows = await raw.fetch(sql, *values)
+        if self.counts is not None:
+            self.counts.statements += 1
+            self.counts.rows += 1
+        return [tuple(r) for r in rows]
+
+
+# Statements sent as compiled SQL by ``ConnRows(driver=True)``: (the statement, kept so
+# that its id is not reused, its SQL, its parameters' names in order, their defaults).
+_DRIVER: dict[int, tuple[sa.Executable, str, tuple[str, ...], dict[str, Any]]] = {}
+_PG = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
+def driver_ready(stmt: S) -> S:
+    """Mark a statement built once (at import, or once per shape) for the driver path."""
+    compiled = stmt.compile(dialect=_PG)  # type: ignore[attr-defined]
+    sql = str(compiled)
+    if "POSTCOMPILE" not in sql and compiled.positiontup is not None:
+        _DRIVER[id(stmt)] = (stmt, sql, tuple(compiled.positiontup), dict(compiled.params))
+    return stmt
 
 
 class InlineRows:
@@ -77,11 +118,14 @@ def _nulls(columns: Any, prefix: str = "") -> list[sa.Label[Any]]:
 _JOB_PART = sa.select(sa.literal(0).label("part"), *jobs.c, *_nulls(node_runs.c, "r__")).where(
     jobs.c.org_id == sa.bindparam("org_id"), jobs.c.id == sa.bindparam("job_id")
 )
+# The runs by their job alone (an organization's condition here would let SQLite pick its
+# index on org_id and walk every run of the organization): a job of another organization
+# has no first row, and is not found.
 _RUNS_PART = sa.select(sa.literal(1), *_nulls(jobs.c), *node_runs.c).where(
-    node_runs.c.org_id == sa.bindparam("org_id"), node_runs.c.job_id == sa.bindparam("job_id")
+    node_runs.c.job_id == sa.bindparam("job_id")
 )
 _UNION = sa.union_all(_JOB_PART, _RUNS_PART).subquery("job_and_runs")
-JOB_WITH_RUNS = sa.select(_UNION).order_by(_UNION.c.part, _UNION.c.r__node_name)
+JOB_WITH_RUNS = driver_ready(sa.select(_UNION).order_by(_UNION.c.part, _UNION.c.r__node_name))
 
 
 # The records' fields are the tables' columns in the same order (test_reads checks it):
@@ -116,6 +160,9 @@ async def job_with_runs(
     return _job(rows[0][1 : 1 + _N]), [_run(r[1 + _N :]) for r in rows[1:]]
 
 
+driver_ready(HAS_SHARES)
+
+
 async def has_shares(rows_of: Rows, user_id: int) -> bool:
     """Whether any job is shared with the user (job lists widen only then)."""
     return bool(await rows_of.all(HAS_SHARES, {"user_id": user_id}))
@@ -140,7 +187,9 @@ async def page_with_runs(
         q = _PLAIN.get((sort, descending, shared))
         if q is None:
             scope = job_scope(_ORG, _USER if shared else None)
-            q = _PLAIN[(sort, descending, shared)] = _page_statement(scope, sort, descending)
+            q = _PLAIN[(sort, descending, shared)] = driver_ready(
+                _page_statement(scope, sort, descending)
+            )
         params.update(org_id=org_id, user_id=flt.shared_with)
     else:
         q = _page_statement(job_conditions(org_id, flt), sort, descending)
