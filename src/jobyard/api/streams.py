@@ -74,13 +74,10 @@ async def job_events(
         if not isinstance(message, Printed):
             return []
         key = (message.node, message.stream)
-        have = sent.get(key, 0)
-        if message.end <= have:
+        data = message.past(sent.get(key, 0))  # part of it may have gone with the stored text
+        if data is None:
             return []
         sent[key] = message.end
-        data = message.data
-        if message.start < have:  # partly sent with the stored text
-            data = data.encode()[have - message.start :].decode(errors="replace")
         return [("output", {"node": key[0], "stream": key[1], "data": data, "offset": None})]
 
     return event_stream(
@@ -89,7 +86,7 @@ async def job_events(
         lambda after: uc.job_events(svc, who, jid, after),
         _one,
         until=job_finished,
-        also=(f"output:{jid}",) if output else (),
+        also=(outputs.output_topic(jid),) if output else (),
         other=printed if output else None,
         opening=stored if output else None,
     )

@@ -72,6 +72,15 @@ class Printed(NamedTuple):
     def start(self) -> int:
         return self.end - len(self.data.encode())
 
+    def past(self, have: int) -> str | None:
+        """What of ``data`` lies past byte ``have`` of the stream (a reader has the bytes
+        before it); None when nothing does."""
+        if self.end <= have:
+            return None
+        if self.start >= have:
+            return self.data
+        return self.data.encode()[have - self.start :].decode(errors="replace")
+
 
 @dataclass(frozen=True, slots=True)
 class Appended:

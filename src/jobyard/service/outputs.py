@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from pathlib import Path
 from jobyard.domain.accounts import Role, require
 from jobyard.domain.errors import Forbidden, Invalid, NotFound, TooLarge
 from jobyard.domain.filenames import check_name
-from jobyard.domain.outputs import STREAMS, OutputCaps, Stored, assemble, last_lines
+from jobyard.domain.outputs import STREAMS, OutputCaps, Printed, Stored, assemble, last_lines
 from jobyard.domain.records import NodeRun, Principal, StoredFile
 from jobyard.service.context import Services
 from jobyard.service.sharing import readable_job
@@ -90,9 +91,18 @@ def caps_of(settings: Settings, stream: str) -> OutputCaps:
     return OutputCaps(settings.stdout_head_cap, settings.stdout_tail_cap)
 
 
-async def append_output(svc: Services, tx: Tx, run_id: int, stream: str, text: str) -> Stored:
-    """Keep what a run printed on ``stream``, within that stream's caps."""
-    return await tx.outputs.append(run_id, stream, text, caps_of(svc.settings, stream))
+def output_topic(job_id: int) -> str:
+    """The hub topic where a job's printed output is published (``Printed``)."""
+    return f"output:{job_id}"
+
+
+async def append_output(svc: Services, tx: Tx, run: NodeRun, stream: str, text: str) -> Stored:
+    """Keep what a run printed on ``stream``, within that stream's caps; once committed,
+    publish it to the job's followers (``output_topic``)."""
+    stored = await tx.outputs.append(run.id, stream, text, caps_of(svc.settings, stream))
+    printed = Printed(run.node_name, stream, text, stored.end)
+    tx.after_commit(functools.partial(svc.hub.publish, output_topic(run.job_id), printed))
+    return stored
 
 
 async def stream_text(tx: Tx, run_id: int, stream: str) -> str:

@@ -15,14 +15,12 @@ its open-ended state word and its data are kept on the job.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 from jobyard.domain.accounts import Role
 from jobyard.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
-from jobyard.domain.outputs import Printed
 from jobyard.domain.records import Node, NodeRun, Principal
 from jobyard.domain.targets import check_node_name
 from jobyard.service.context import Services
@@ -204,35 +202,32 @@ async def finish_polled_job(
         check_node_name(node)
 
     async def finish(tx: Tx) -> JobView:
-        nonlocal node
         now = svc.clock.now()
         if await tx.jobs.get(who.org_id, job_id) is None:
             raise NotFound(f"no job {job_id}")
-        node = _reporting_run(await tx.jobs.runs(job_id), node, job_id).node_name
+        name = _reporting_run(await tx.jobs.runs(job_id), node, job_id).node_name
         # Locks in the order a poll takes them (node, then job): no deadlock between them.
-        await _seen(svc, tx, who, node, now)
+        await _seen(svc, tx, who, name, now)
         job = await tx.jobs.get(who.org_id, job_id, for_update=True)
-        run = await tx.jobs.run(job_id, node)
+        run = await tx.jobs.run(job_id, name)
         if job is None or run is None:
             raise NotFound(f"no job {job_id}")
         if run.status.terminal:
             return JobView(job, await tx.jobs.runs(job.id))
         if run.status is NodeRunStatus.NEW:
-            raise Conflict(f"job {job_id} was not handed to node {node!r}: poll for it first")
+            raise Conflict(f"job {job_id} was not handed to node {name!r}: poll for it first")
         if job.capture_output:
             for stream, given in (("stdout", result.stdout), ("stderr", result.stderr)):
                 text = mask_output(svc.secrets, job, given)
                 if text:
-                    stored = await append_output(svc, tx, run.id, stream, text)
-                    printed = Printed(node, stream, text, stored.end)
-                    tx.after_commit(functools.partial(svc.hub.publish, f"output:{job.id}", printed))
+                    await append_output(svc, tx, run, stream, text)
         rnd = await load_round(tx, job, now)
         rnd.finished(
-            node, run.attempt, "succeeded" if result.succeeded else "failed", result.exit_code
+            name, run.attempt, "succeeded" if result.succeeded else "failed", result.exit_code
         )
         rnd.settle()
         if rnd.run_changes or rnd.job_changes or rnd.commands:
-            job = await persist_round(svc, tx, job, rnd, actor=node)
+            job = await persist_round(svc, tx, job, rnd, actor=name)
         values: dict[str, Any] = {"updated_at": now}
         if result.state is not None:
             values["state"] = result.state[:MAX_STATE]

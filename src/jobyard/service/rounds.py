@@ -15,14 +15,12 @@ else the round is loaded again. After a restart or a hand-over it is simply load
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
-from jobyard.domain.outputs import Printed
 from jobyard.domain.quorum import Quorum
 from jobyard.domain.records import Job
 from jobyard.domain.rounds import JobRound, RunCopy
@@ -57,7 +55,7 @@ def node_topic(org_id: int, node: str) -> str:
 
 def send(svc: Services, tx: Tx, org_id: int, node: str, message: str) -> None:
     """Queue a message to a node's connection, delivered once the transaction commits."""
-    tx.after_commit(lambda: svc.hub.publish(node_topic(org_id, node), message))
+    send_all(svc, tx, org_id, [(node, message)])
 
 
 def send_all(svc: Services, tx: Tx, org_id: int, messages: Iterable[tuple[str, str]]) -> None:
@@ -343,9 +341,4 @@ async def _append_output(svc: Services, tx: Tx, job: Job, output: Iterable[Repor
         run = await tx.jobs.run(job.id, node)
         if run is not None and run.attempt == job.attempt:
             data = mask_output(svc.secrets, job, "".join(chunks))
-            stored = await append_output(svc, tx, run.id, stream, data)
-            tx.after_commit(
-                functools.partial(
-                    svc.hub.publish, f"output:{job.id}", Printed(node, stream, data, stored.end)
-                )
-            )
+            await append_output(svc, tx, run, stream, data)

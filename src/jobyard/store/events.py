@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.records import Event, Page
 from jobyard.store.driver import insert_sql, json_processor, stamper
-from jobyard.store.rows import SQLITE_FEW_ROWS, records, values_insert
+from jobyard.store.rows import SQLITE_FEW_ROWS, numbered, records, values_insert
 from jobyard.store.schema import events
 
 _COLUMNS = (
@@ -29,7 +29,6 @@ _COLUMNS = (
     "created_at",
 )
 _INSERT = {d: insert_sql(d, "events", _COLUMNS) for d in ("sqlite", "postgresql")}
-_TOP = sa.select(sa.func.max(events.c.id))
 
 
 class EventsRepo:
@@ -100,12 +99,7 @@ class EventsRepo:
         if len(rows) <= SQLITE_FEW_ROWS:
             stmt, params = values_insert(events, rows, ("id",))
             return sorted(int(i) for i in (await self.conn.execute(stmt, params)).scalars())
-        before = (await self.conn.execute(_TOP)).scalar() or 0
-        await self.append_many(rows)
-        after = (await self.conn.execute(_TOP)).scalar() or 0
-        if after - before != len(rows):
-            raise RuntimeError(f"appended {len(rows)} events but ids moved by {after - before}")
-        return list(range(before + 1, after + 1))
+        return list(await numbered(self.conn, events, len(rows), lambda: self.append_many(rows)))
 
     async def of_subject(
         self,

@@ -14,7 +14,7 @@ from jobyard.domain.jobs import JobStatus, NodeRunStatus
 from jobyard.domain.records import Job, NodeRun, Page
 from jobyard.store.driver import insert_sql, marks, stamper
 from jobyard.store.notify import shared_job_ids
-from jobyard.store.rows import SQLITE_FEW_ROWS, insert_returning
+from jobyard.store.rows import SQLITE_FEW_ROWS, insert_returning, numbered
 from jobyard.store.schema import jobs, node_runs
 
 
@@ -178,7 +178,6 @@ NEW_RUN_COLUMNS = (
 )
 _RUN_TIMES = frozenset(("created_at", "updated_at", "started_at", "finished_at"))
 _INSERT_RUNS = insert_sql("sqlite", "node_runs", NEW_RUN_COLUMNS)
-_TOP_RUN = sa.select(sa.func.max(node_runs.c.id))
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -231,15 +230,13 @@ class JobsRepo:
         # Many on SQLite: one executemany of the driver's SQL, under the write lock, so the
         # new rows are numbered on from the old maximum id, in order (the new maximum
         # checks it); the records are made from what was written, not read back.
-        before = (await self.conn.execute(_TOP_RUN)).scalar() or 0
         stamp = stamper(self.conn.dialect)
         params = [
             tuple(stamp(r[c]) if c in _RUN_TIMES else r[c] for c in NEW_RUN_COLUMNS) for r in rows
         ]
-        await self.conn.exec_driver_sql(_INSERT_RUNS, params)
-        after = (await self.conn.execute(_TOP_RUN)).scalar() or 0
-        if after - before != len(rows):
-            raise RuntimeError(f"inserted {len(rows)} node runs but ids moved by {after - before}")
+        ids = await numbered(
+            self.conn, node_runs, len(rows), lambda: self.conn.exec_driver_sql(_INSERT_RUNS, params)
+        )
         return [
             NodeRun(
                 id=i,
@@ -256,7 +253,7 @@ class JobsRepo:
                 started_at=_utc(r["started_at"]),
                 finished_at=_utc(r["finished_at"]),
             )
-            for i, r in zip(range(before + 1, after + 1), rows, strict=True)
+            for i, r in zip(ids, rows, strict=True)
         ]
 
     async def get(self, org_id: int, job_id: int, *, for_update: bool = False) -> Job | None:

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobyard.domain.jobs import JobStatus, NodeRunStatus
@@ -59,10 +58,10 @@ class ConnRows:
     async def all(
         self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
     ) -> Sequence[Sequence[Any]]:
-        compiled = _DRIVER.get(id(stmt)) if self.driver else None
-        if compiled is None or compiled[0] is not stmt:
+        compiled = _compiled(stmt, self.conn.dialect) if self.driver else None
+        if compiled is None:
             return (await self.conn.execute(stmt, params or {})).all()
-        _, sql, names, defaults = compiled
+        sql, names, defaults = compiled
         given = params or {}
         values = [given[n] if n in given else defaults[n] for n in names]
         raw = (await self.conn.get_raw_connection()).driver_connection
@@ -74,19 +73,32 @@ class ConnRows:
         return [tuple(r) for r in rows]
 
 
-# Statements sent as compiled SQL by ``ConnRows(driver=True)``: (the statement, kept so
-# that its id is not reused, its SQL, its parameters' names in order, their defaults).
-_DRIVER: dict[int, tuple[sa.Executable, str, tuple[str, ...], dict[str, Any]]] = {}
-_PG = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
+# Statements that ``ConnRows(driver=True)`` sends as compiled SQL, by id (each kept, so
+# that its id is not reused), and what they compile to on the driver's dialect (on first
+# use: a server on SQLite compiles nothing): the SQL, the parameters' names in order and
+# their defaults; None when the statement cannot go that way (expanding parameters).
+_READY: dict[int, sa.Executable] = {}
+_COMPILED: dict[int, tuple[str, tuple[str, ...], dict[str, Any]] | None] = {}
 
 
 def driver_ready(stmt: S) -> S:
     """Mark a statement built once (at import, or once per shape) for the driver path."""
-    compiled = stmt.compile(dialect=_PG)  # type: ignore[attr-defined]
-    sql = str(compiled)
-    if "POSTCOMPILE" not in sql and compiled.positiontup is not None:
-        _DRIVER[id(stmt)] = (stmt, sql, tuple(compiled.positiontup), dict(compiled.params))
+    _READY[id(stmt)] = stmt
     return stmt
+
+
+def _compiled(
+    stmt: sa.Executable, dialect: sa.Dialect
+) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
+    key = id(stmt)
+    if _READY.get(key) is not stmt:
+        return None
+    if key not in _COMPILED:
+        compiled = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
+        sql = str(compiled)
+        ok = "POSTCOMPILE" not in sql and compiled.positiontup is not None
+        _COMPILED[key] = (sql, tuple(compiled.positiontup), dict(compiled.params)) if ok else None
+    return _COMPILED[key]
 
 
 class InlineRows:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -56,16 +56,32 @@ async def _insert_many_sqlite(
 ) -> list[sa.RowMapping]:
     # A multi-row INSERT of 1,000 rows is a statement of 12,000 values built and compiled
     # for every call (a tenth of a 1,000-node fan-out's CPU on SQLite); an executemany's
-    # statement is the same for any count. The writer holds SQLite's write lock (BEGIN
-    # IMMEDIATE) and SQLite numbers new rows max(id) + 1, so the rows past the old maximum
-    # are exactly these, in order.
-    before = (await conn.execute(sa.select(sa.func.max(table.c.id)))).scalar() or 0
-    await conn.execute(table.insert(), list(rows))
-    q = table.select().where(table.c.id > before).order_by(table.c.id)
-    written = list((await conn.execute(q)).mappings())
-    if len(written) != len(rows):
-        raise RuntimeError(f"inserted {len(rows)} rows into {table.name}, read {len(written)}")
-    return written
+    # statement is the same for any count.
+    ids = await numbered(conn, table, len(rows), lambda: conn.execute(table.insert(), list(rows)))
+    q = table.select().where(table.c.id >= ids.start).order_by(table.c.id)
+    return list((await conn.execute(q)).mappings())
+
+
+_TOPS: dict[str, sa.Select[Any]] = {}
+
+
+async def numbered(
+    conn: AsyncConnection, table: sa.Table, count: int, write: Callable[[], Awaitable[Any]]
+) -> range:
+    """The ids SQLite gave the ``count`` rows that ``write()`` inserted into ``table``, in
+    order. The writer holds SQLite's write lock (BEGIN IMMEDIATE) and SQLite numbers a new
+    row max(id) + 1, so they are the ids past the old maximum; the new maximum checks it."""
+    top = _TOPS.get(table.name)
+    if top is None:
+        top = _TOPS[table.name] = sa.select(sa.func.max(table.c.id))
+    before = (await conn.execute(top)).scalar() or 0
+    await write()
+    after = (await conn.execute(top)).scalar() or 0
+    if after - before != count:
+        raise RuntimeError(
+            f"wrote {count} rows into {table.name} but ids moved by {after - before}"
+        )
+    return range(before + 1, after + 1)
 
 
 # Multi-row INSERT ... RETURNING statements (up to SQLITE_FEW_ROWS rows) are made once per

@@ -121,21 +121,14 @@ class GroupWriter:
                 if not self.db.is_sqlite:
                     await tx.conn.exec_driver_sql("SELECT 1")  # fails if aborted
                 ran = True
-        except Exception as exc:
-            if not ran:
-                return False
-            for item in batch:  # the COMMIT failed: nobody's work was kept
-                _answer(item.answer, exc=exc)
-            return True
         except BaseException as exc:
-            for item in batch:
-                _answer(item.answer, exc=_for_caller(exc))
-            raise
-        self.batches += 1
-        self.use_cases += len(batch)
-        for item, forked, result in done:
-            forked.run_after_commit()
-            _answer(item.answer, result=result)
+            if isinstance(exc, Exception) and not ran:
+                return False
+            _fail(batch, exc)  # the COMMIT failed (or the writer stopped): nothing was kept
+            if not isinstance(exc, Exception):
+                raise
+            return True
+        self._committed(batch, done, [])
         return True
 
     async def _one_transaction(self, batch: list[_Queued[Any]], *, last: bool = True) -> bool:
@@ -163,11 +156,21 @@ class GroupWriter:
                 return False
             for item, own in failed:
                 _answer(item.answer, exc=own)
-            for item in batch:
-                _answer(item.answer, exc=_for_caller(exc))
+            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return True
+        self._committed(batch, done, failed)
+        return True
+
+    def _committed(
+        self,
+        batch: list[_Queued[Any]],
+        done: list[tuple[_Queued[Any], Tx, Any]],
+        failed: list[tuple[_Queued[Any], BaseException]],
+    ) -> None:
+        """The batch committed: each caller gets its error, or its result once its
+        after-commit callbacks have run."""
         self.batches += 1
         self.use_cases += len(batch)
         for item, error in failed:
@@ -175,7 +178,12 @@ class GroupWriter:
         for item, tx, result in done:
             tx.run_after_commit()
             _answer(item.answer, result=result)
-        return True
+
+
+def _fail(batch: list[_Queued[Any]], exc: BaseException) -> None:
+    """Nothing of the batch was committed: every caller not answered yet gets ``exc``."""
+    for item in batch:
+        _answer(item.answer, exc=_for_caller(exc))
 
 
 async def _in_savepoint(tx: Tx, item: _Queued[Any]) -> tuple[Tx, Any]:

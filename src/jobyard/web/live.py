@@ -30,6 +30,7 @@ from jobyard.service import feeds, notifications
 from jobyard.service import jobs as uc
 from jobyard.service.events import Appended
 from jobyard.service.hub import SHUTDOWN
+from jobyard.service.outputs import output_topic
 from jobyard.web.jobs import job_id_of
 from jobyard.web.page import PageRoute, Viewer
 
@@ -119,7 +120,8 @@ async def job_stream(page: Viewer, job_id: str) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         inbox = notifications.inbox_topic(page.user)
-        async with hub.subscribe(f"job:{jid}", f"output:{jid}", inbox, SHUTDOWN) as queue:
+        topics = (f"job:{jid}", output_topic(jid), inbox, SHUTDOWN)
+        async with hub.subscribe(*topics) as queue:
             yield frame("hello", {"job": jid})
             if view.job.status.terminal:
                 yield frame("end", {})
