@@ -34,6 +34,7 @@ from jobyard.api import (
 )
 from jobyard.api.compat import chef, kragle, rescale, theeye, xplenty, xplenty_requests
 from jobyard.api.files import UPLOAD_OVERHEAD, UPLOAD_PATHS
+from jobyard.api.hot import HotReads
 from jobyard.api.middleware import Edge
 from jobyard.api.scheduling import ROUTERS as SCHEDULING_ROUTERS
 from jobyard.dispatch.loops import LoopFactory
@@ -82,12 +83,14 @@ def create_app(
     loops: Sequence[LoopFactory] | None = None,
     tune_gc: bool = False,
     dialect_errors: Sequence[tuple[str, errors.ErrorRenderer]] = DIALECT_ERRORS,
+    hot_reads: bool | None = None,
 ) -> FastAPI:
     """The server, put together: its routes, the background loops (``loops``, in start
     order; ``server_loops()`` unless given) when ``run_loops``, the error shape of each
     dialect's path prefix (``dialect_errors``); with ``tune_gc`` (the server process, not
     tests that make many apps), the garbage collector as ``tune_gc`` says once everything
-    has started."""
+    has started; with ``hot_reads`` (unless traced: FastAPI's routing names each request's
+    span), the jobs API's hottest reads answered ahead of FastAPI (api/hot.py)."""
     settings = settings or (services.settings if services else Settings.from_env())
     owned = services is None
     svc = services or Services(
@@ -155,6 +158,13 @@ def create_app(
     app.include_router(kragle.router)
     web.install(app, svc)  # the dashboard: pages at /, its session middleware, /static
     route_index.guard_routers(app)  # every router is included by now
+    if hot_reads is None:
+        hot_reads = not settings.otel
+    if hot_reads:
+        # Inside Edge (limits, metrics), outside the dashboard's sessions: see api/hot.py.
+        app.add_middleware(
+            HotReads, services=svc, routes=jobs.router.routes, handlers=app.exception_handlers
+        )
     app.add_middleware(
         Edge,
         limit=settings.max_body,

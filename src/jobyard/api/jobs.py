@@ -153,6 +153,59 @@ async def list_jobs(
     updated_before: str | None = None,
     sort: Annotated[str, Query(description="a field, '-' in front for descending")] = "-created_at",
 ) -> Response:
+    return await job_page(
+        request,
+        who,
+        svc,
+        page=page,
+        page_size=page_size,
+        status=status,
+        name=name,
+        search=search,
+        owner=owner,
+        node=node,
+        created_after=created_after,
+        created_before=created_before,
+        updated_after=updated_after,
+        updated_before=updated_before,
+        sort=sort,
+    )
+
+
+# The list's query parameters besides page and page_size, all text (api/hot.py reads them).
+LIST_TEXT = (
+    "status",
+    "name",
+    "search",
+    "owner",
+    "node",
+    "created_after",
+    "created_before",
+    "updated_after",
+    "updated_before",
+    "sort",
+)
+
+
+async def job_page(
+    request: Request,
+    who: Principal,
+    svc: Services,
+    *,
+    page: int = 1,
+    page_size: int = 20,
+    status: str | None = None,
+    name: str | None = None,
+    search: str | None = None,
+    owner: str | None = None,
+    node: str | None = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    updated_after: str | None = None,
+    updated_before: str | None = None,
+    sort: str = "-created_at",
+) -> Response:
+    """A page of the caller's jobs (``GET /api/v1/jobs``, here or in api/hot.py)."""
     offset, limit = render.page_params(page, page_size, svc.settings.max_page_size)
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else []
     for s in statuses:
@@ -194,6 +247,11 @@ async def by_name(name: str, who: Who, svc: Svc) -> Response:
 
 @router.get("/{job_id}", response_model=JobOut, summary="Get a job")
 async def get(job_id: str, who: Who, svc: Svc) -> Response:
+    return await job_of(job_id, who, svc)
+
+
+async def job_of(job_id: str, who: Principal, svc: Services) -> Response:
+    """A job (``GET /api/v1/jobs/{job_id}``, here or in api/hot.py)."""
     return JSON(_render(svc)(await uc.get_job(svc, who, _job_id(job_id))))
 
 

@@ -180,7 +180,7 @@ class Database:
                 self._inline = _inline_connection(self._inline_url)
                 if self.counts is not None:
                     count_statements(self._inline.engine, self.counts)
-            yield InlineRows(self._inline)
+            yield InlineRows(self._inline, self.counts)
             return
         async with self._read("", snapshot=False) as tx:
             yield ConnRows(tx.conn, driver=self.dialect == "postgresql", counts=self.counts)

@@ -61,24 +61,77 @@ class ConnRows:
         compiled = _compiled(stmt, self.conn.dialect) if self.driver else None
         if compiled is None:
             return (await self.conn.execute(stmt, params or {})).all()
-        sql, names, defaults = compiled
-        given = params or {}
-        values = [given[n] if n in given else defaults[n] for n in names]
         raw = (await self.conn.get_raw_connection()).driver_connection
         assert raw is not None
-        rows = await raw.fetch(sql, *values)
-        if self.counts is not None:
-            self.counts.statements += 1
-            self.counts.rows += 1
+        rows = await raw.fetch(compiled.sql, *compiled.values(params))
+        _count(self.counts)
         return [tuple(r) for r in rows]
 
 
-# Statements that ``ConnRows(driver=True)`` sends as compiled SQL, by id (each kept, so
-# that its id is not reused), and what they compile to on the driver's dialect (on first
-# use: a server on SQLite compiles nothing): the SQL, the parameters' names in order and
-# their defaults; None when the statement cannot go that way (expanding parameters).
+class InlineRows:
+    """``Rows`` on a synchronous SQLite connection, run on the calling thread: a keyed read
+    takes tens of microseconds, less than the hand-off to a driver thread it replaces.
+
+    The statements built once (``driver_ready``) go to ``sqlite3`` as their compiled SQL,
+    past SQLAlchemy's execution (two thirds of such a read's time), their values turned
+    by the same result processors SQLAlchemy would apply (times, JSON)."""
+
+    def __init__(self, conn: sa.Connection, counts: Counts | None = None) -> None:
+        self.conn = conn
+        self.counts = counts
+
+    async def all(
+        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Sequence[Any]]:
+        compiled = _compiled(stmt, self.conn.dialect)
+        if compiled is None:
+            return self.conn.execute(stmt, params or {}).all()
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        rows: list[Sequence[Any]] = raw.execute(compiled.sql, compiled.values(params)).fetchall()
+        _count(self.counts)
+        processors = compiled.processors
+        if not processors:
+            return rows
+        out: list[Sequence[Any]] = []
+        for row in rows:
+            values = list(row)
+            for at, process in processors:
+                value = values[at]
+                if value is not None:  # what every processor gives for None
+                    values[at] = process(value)
+            out.append(values)
+        return out
+
+
+def _count(counts: Counts | None) -> None:
+    if counts is not None:
+        counts.statements += 1
+        counts.rows += 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Compiled:
+    """A statement as its driver takes it: the SQL, the parameters' names in order with
+    their defaults, and (where the driver gives raw values, SQLite) the result processors
+    SQLAlchemy would apply, by column position."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+    processors: tuple[tuple[int, Any], ...]
+
+    def values(self, params: Mapping[str, Any] | None) -> list[Any]:
+        given = params or {}
+        return [given[n] if n in given else self.defaults[n] for n in self.names]
+
+
+# Statements that go to the driver as compiled SQL, by id (each kept, so that its id is not
+# reused), and what they compile to on each dialect (on first use: a server on SQLite
+# compiles nothing for PostgreSQL); None when the statement cannot go that way (expanding
+# parameters).
 _READY: dict[int, sa.Executable] = {}
-_COMPILED: dict[int, tuple[str, tuple[str, ...], dict[str, Any]] | None] = {}
+_COMPILED: dict[tuple[int, str], Compiled | None] = {}
 
 
 def driver_ready(stmt: S) -> S:
@@ -87,36 +140,29 @@ def driver_ready(stmt: S) -> S:
     return stmt
 
 
-def _compiled(
-    stmt: sa.Executable, dialect: sa.Dialect
-) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
-    key = id(stmt)
-    if _READY.get(key) is not stmt:
+def _compiled(stmt: sa.Executable, dialect: sa.Dialect) -> Compiled | None:
+    key = (id(stmt), dialect.name)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    if _READY.get(key[0]) is not stmt:
         return None
-    if key not in _COMPILED:
-        compiled = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
-        sql = str(compiled)
-        ok = "POSTCOMPILE" not in sql and compiled.positiontup is not None
-        _COMPILED[key] = (sql, tuple(compiled.positiontup), dict(compiled.params)) if ok else None
-    return _COMPILED[key]
-
-
-class InlineRows:
-    """``Rows`` on a synchronous SQLite connection, run on the calling thread: a keyed read
-    takes tens of microseconds, less than the hand-off to a driver thread it replaces."""
-
-    def __init__(self, conn: sa.Connection) -> None:
-        self.conn = conn
-
-    async def all(
-        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
-    ) -> Sequence[sa.Row[Any]]:
-        return self.conn.execute(stmt, params or {}).all()
+    compiled: Any = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
+    sql = str(compiled)
+    found = None
+    plain = not compiled._bind_processors  # the parameters go to the driver as they are
+    if plain and "POSTCOMPILE" not in sql and compiled.positiontup is not None:
+        processors: tuple[tuple[int, Any], ...] = ()
+        if dialect.name == "sqlite":
+            kinds = [c[3] for c in compiled._result_columns]
+            made = [kind._cached_result_processor(dialect, None) for kind in kinds]
+            processors = tuple((at, p) for at, p in enumerate(made) if p is not None)
+        found = Compiled(sql, tuple(compiled.positiontup), dict(compiled.params), processors)
+    _COMPILED[key] = found
+    return found
 
 
 JOB_KEYS = tuple(c.name for c in jobs.c)
 RUN_KEYS = tuple(c.name for c in node_runs.c)
-_RUN_COLUMNS = [c.label(f"r__{c.name}") for c in node_runs.c]
 _N = len(JOB_KEYS)
 
 
@@ -156,10 +202,6 @@ def _run(values: Sequence[Any]) -> NodeRun:
     data = list(values)
     data[_RUN_STATUS] = NodeRunStatus(data[_RUN_STATUS])
     return NodeRun(*data)
-
-
-def _runs_of(rows: Sequence[Sequence[Any]], at: int) -> list[NodeRun]:
-    return [_run(r[at:]) for r in rows if r[at] is not None]
 
 
 async def job_with_runs(
@@ -211,15 +253,14 @@ async def page_with_runs(
         count = sa.select(sa.func.count()).select_from(jobs).where(where)
         return Page(items=[], total=int((await rows_of.all(count))[0][0]))
     items: list[tuple[Job, list[NodeRun]]] = []
-    at = _N + 1
-    current: list[Sequence[Any]] = []
+    runs: list[NodeRun] = []
     for row in rows:
-        if current and row[0] != current[0][0]:
-            items.append((_job(current[0][:_N]), _runs_of(current, at)))
-            current = []
-        current.append(row)
-    items.append((_job(current[0][:_N]), _runs_of(current, at)))
-    return Page(items=items, total=int(rows[0][_N]))
+        if row[0] == 0:
+            runs = []
+            items.append((_job(row[_AT_JOB:_AT_TOTAL]), runs))
+        else:
+            runs.append(_run(row[_AT_RUN:]))
+    return Page(items=items, total=int(rows[0][_AT_TOTAL]))
 
 
 _ORG = sa.bindparam("org_id", type_=sa.BigInteger())
@@ -235,20 +276,40 @@ def _unfiltered(flt: JobFilter) -> bool:
 _NO_FILTER = JobFilter()
 
 
+# The columns of a page's rows: part (0 a job, 1 one of its runs), the job's sort key and
+# id (the order), the job's columns, the total, the run's columns.
+_AT_JOB = 3
+_AT_TOTAL = _AT_JOB + _N
+_AT_RUN = _AT_TOTAL + 1
+
+
 def _page_statement(where: sa.ColumnElement[bool], sort: str, descending: bool) -> sa.Select[Any]:
     """The page (offset and limit bound at execution) with the filtered total, an
-    uncorrelated scalar subquery computed once, joined to the node runs of its jobs."""
+    uncorrelated scalar subquery computed once, then the node runs of its jobs: a job's row
+    followed by its runs' rows, as ``JOB_WITH_RUNS`` (a job's columns, its JSON and its
+    times, are not repeated on each of its runs' rows)."""
     total = sa.select(sa.func.count()).select_from(jobs).where(where).scalar_subquery()
     page = (
-        sa.select(jobs, total.label("r__total"))
+        sa.select(jobs, total.label("total"))
         .where(where)
         .order_by(*page_order(jobs.c[sort], jobs.c.id, descending))
         .offset(sa.bindparam("offset", type_=sa.Integer()))
         .limit(sa.bindparam("limit", type_=sa.Integer()))
         .cte("page")
     )
-    return (
-        sa.select(page, *_RUN_COLUMNS)
-        .select_from(page.outerjoin(node_runs, node_runs.c.job_id == page.c.id))
-        .order_by(*page_order(page.c[sort], page.c.id, descending), node_runs.c.node_name)
+    key = page.c[sort]
+    job_part = sa.select(
+        sa.literal_column("0").label("part"),
+        key.label("k"),
+        page.c.id.label("kid"),
+        *(page.c[name] for name in JOB_KEYS),
+        page.c.total,
+        *_nulls(node_runs.c, "r__"),
+    )
+    run_part = sa.select(
+        sa.literal_column("1"), key, page.c.id, *_nulls(jobs.c), sa.null(), *node_runs.c
+    ).select_from(page.join(node_runs, node_runs.c.job_id == page.c.id))
+    both = sa.union_all(job_part, run_part).subquery("page_and_runs")
+    return sa.select(both).order_by(
+        *page_order(both.c.k, both.c.kid, descending), both.c.part, both.c.r__node_name
     )
