@@ -142,7 +142,7 @@ async def test_postgresql_quick_reads_go_to_the_driver_and_read_the_same(pg_url:
         assert db.counts is not None
         before = db.counts.statements
         async with db.quick() as rows:
-            assert isinstance(rows, reads.ConnRows) and rows.driver
+            assert isinstance(rows, reads.PoolRows)
             got = await reads.job_with_runs(rows, w.org, job.id)
             page = await reads.page_with_runs(rows, w.org, JobFilter(), limit=10)
             shared = await reads.has_shares(rows, w.ann)

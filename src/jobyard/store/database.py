@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -40,7 +41,7 @@ from jobyard.store.jobs import JobsRepo
 from jobyard.store.nodes import NodesRepo
 from jobyard.store.notify import NotifyStore
 from jobyard.store.outputs import OutputsRepo
-from jobyard.store.reads import ConnRows, InlineRows, Rows
+from jobyard.store.reads import ConnRows, InlineRows, PoolRows, Rows
 from jobyard.store.sessions import SessionsRepo
 from jobyard.store.stack_runs import StackRunsRepo
 from jobyard.store.tasks import TaskRunsRepo, TasksRepo
@@ -145,6 +146,8 @@ class Database:
         self._inline_writer: InlineWriter | None = None
         self.inline_fallbacks = 0  # writes that went through aiosqlite: the lock was taken
         self._checkpoint: asyncio.Task[None] | None = None
+        # PostgreSQL: the quick reads' asyncpg pool (``driver_pool``).
+        self._driver_pool: asyncio.Future[asyncpg.Pool] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -182,8 +185,34 @@ class Database:
                     count_statements(self._inline.engine, self.counts)
             yield InlineRows(self._inline, self.counts)
             return
+        if self.dialect == "postgresql":
+            yield PoolRows(self, self.counts)
+            return
+        async with self.sqlalchemy_rows() as rows:
+            yield rows
+
+    @contextlib.asynccontextmanager
+    async def sqlalchemy_rows(self) -> AsyncIterator[Rows]:
+        """A pooled connection outside a transaction, through SQLAlchemy."""
         async with self._read("", snapshot=False) as tx:
-            yield ConnRows(tx.conn, driver=self.dialect == "postgresql", counts=self.counts)
+            yield ConnRows(tx.conn)
+
+    @property
+    def sql_dialect(self) -> sa.Dialect:
+        return self.engine.dialect
+
+    async def driver_pool(self) -> asyncpg.Pool:
+        """PostgreSQL: the quick reads' own asyncpg pool (opened on first use; opened
+        again by the next read if opening failed)."""
+        if self._driver_pool is None:
+            self._driver_pool = asyncio.ensure_future(_open_driver_pool(self.engine))
+        opening = self._driver_pool
+        try:
+            return await asyncio.shield(opening)
+        except Exception:
+            if self._driver_pool is opening and opening.done():
+                self._driver_pool = None
+            raise
 
     def read(self, *, snapshot: bool = True) -> contextlib.AbstractAsyncContextManager[Tx]:
         """A read transaction (nothing it does is committed). With ``snapshot=False`` no
@@ -302,6 +331,10 @@ class Database:
             inline, self._inline = self._inline, None
             inline.close()
             inline.engine.dispose()
+        if self._driver_pool is not None:
+            opening, self._driver_pool = self._driver_pool, None
+            with contextlib.suppress(Exception):
+                await (await opening).close()
         await self.engine.dispose()
 
 
@@ -365,6 +398,43 @@ def _make_engine(url: str, echo: bool) -> AsyncEngine:
         json_serializer=json_text,
         json_deserializer=orjson.loads,
     )
+
+
+# Connections of the quick reads' asyncpg pool: each read holds one for one statement.
+QUICK_POOL = 8
+
+
+class _QuickConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A quick read leaves nothing on its connection (one statement, no transaction):
+    nothing to reset when it goes back to the pool (asyncpg's reset is a round trip)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+async def _open_driver_pool(engine: AsyncEngine) -> asyncpg.Pool:
+    """An asyncpg pool to the engine's database, with the engine's connection settings
+    and JSON decoded as the engine decodes it (orjson)."""
+    _, params = engine.dialect.create_connect_args(engine.url)
+    for own in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        params.pop(own, None)  # SQLAlchemy's, not asyncpg's
+
+    async def codecs(conn: asyncpg.Connection) -> None:
+        for name in ("json", "jsonb"):
+            await conn.set_type_codec(
+                name, encoder=json_text, decoder=orjson.loads, schema="pg_catalog"
+            )
+
+    pool = await asyncpg.create_pool(
+        min_size=1,
+        max_size=QUICK_POOL,
+        connection_class=_QuickConnection,
+        init=codecs,
+        statement_cache_size=PREPARED_STATEMENTS,
+        **params,
+    )
+    assert pool is not None
+    return pool
 
 
 def _inline_url(engine: AsyncEngine) -> str | None:

@@ -14,6 +14,7 @@ read-only connection used on the event loop's own thread).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -40,30 +41,51 @@ class Rows(Protocol):
 
 
 class ConnRows:
-    """``Rows`` on an open connection (a pooled one, or a transaction's).
+    """``Rows`` on an open connection (a transaction's), through SQLAlchemy."""
 
-    With ``driver`` (PostgreSQL outside a transaction: ``Database.quick``), the statements
-    built once (``driver_ready``) go to asyncpg as their compiled SQL, each prepared once
-    per connection by asyncpg, past SQLAlchemy's execution and its greenlet hand-off (a
-    third of a ``GET`` of a job). Their values come back as SQLAlchemy would give them:
-    JSON through the codec SQLAlchemy set on the connection, times aware in UTC."""
-
-    def __init__(
-        self, conn: AsyncConnection, *, driver: bool = False, counts: Counts | None = None
-    ) -> None:
+    def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.driver = driver
+
+    async def all(
+        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Sequence[Any]]:
+        return (await self.conn.execute(stmt, params or {})).all()
+
+
+class QuickPool(Protocol):
+    """What ``PoolRows`` needs of the database: its own driver pool, and SQLAlchemy's way
+    for a statement that cannot go to the driver."""
+
+    @property
+    def sql_dialect(self) -> sa.Dialect: ...
+
+    async def driver_pool(self) -> Any: ...
+
+    def sqlalchemy_rows(self) -> contextlib.AbstractAsyncContextManager[Rows]: ...
+
+
+class PoolRows:
+    """``Rows`` on PostgreSQL outside a transaction (``Database.quick``): the statements
+    built once (``driver_ready``) go to asyncpg as their compiled SQL, each on a
+    connection of the quick reads' own asyncpg pool (prepared once per connection), past
+    SQLAlchemy's pool checkout, execution and greenlet hand-offs (two thirds of a ``GET``
+    of a job). Their values come back as SQLAlchemy would give them: JSON decoded as
+    SQLAlchemy does it, times aware in UTC. Any other statement goes through SQLAlchemy."""
+
+    def __init__(self, source: QuickPool, counts: Counts | None = None) -> None:
+        self.source = source
         self.counts = counts
 
     async def all(
         self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
     ) -> Sequence[Sequence[Any]]:
-        compiled = _compiled(stmt, self.conn.dialect) if self.driver else None
+        compiled = _compiled(stmt, self.source.sql_dialect)
         if compiled is None:
-            return (await self.conn.execute(stmt, params or {})).all()
-        raw = (await self.conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        rows = await raw.fetch(compiled.sql, *compiled.values(params))
+            async with self.source.sqlalchemy_rows() as rows:
+                return await rows.all(stmt, params)
+        pool = await self.source.driver_pool()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(compiled.sql, *compiled.values(params))
         _count(self.counts)
         return [tuple(r) for r in rows]
 
