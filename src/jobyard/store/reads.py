@@ -27,7 +27,7 @@ from jobyard.domain.records import Job, NodeRun, Page
 from jobyard.store.counting import Counts
 from jobyard.store.jobs import SORTABLE, JobFilter, job_conditions, job_scope, page_order
 from jobyard.store.notify import HAS_SHARES
-from jobyard.store.schema import jobs, node_runs
+from jobyard.store.schema import jobs, node_runs, org_job_counts
 
 S = TypeVar("S", bound=sa.Executable)
 
@@ -263,8 +263,9 @@ async def page_with_runs(
         q = _PLAIN.get((sort, descending, shared))
         if q is None:
             scope = job_scope(_ORG, _USER if shared else None)
+            total = None if shared else _ORG_TOTAL
             q = _PLAIN[(sort, descending, shared)] = driver_ready(
-                _page_statement(scope, sort, descending)
+                _page_statement(scope, sort, descending, total)
             )
         params.update(org_id=org_id, user_id=flt.shared_with)
     else:
@@ -305,12 +306,25 @@ _AT_TOTAL = _AT_JOB + _N
 _AT_RUN = _AT_TOTAL + 1
 
 
-def _page_statement(where: sa.ColumnElement[bool], sort: str, descending: bool) -> sa.Select[Any]:
-    """The page (offset and limit bound at execution) with the filtered total, an
-    uncorrelated scalar subquery computed once, then the node runs of its jobs: a job's row
-    followed by its runs' rows, as ``JOB_WITH_RUNS`` (a job's columns, its JSON and its
-    times, are not repeated on each of its runs' rows)."""
-    total = sa.select(sa.func.count()).select_from(jobs).where(where).scalar_subquery()
+# The organization's number of jobs (the database keeps it: schema.org_job_counts).
+_ORG_TOTAL = sa.func.coalesce(
+    sa.select(org_job_counts.c.jobs).where(org_job_counts.c.org_id == _ORG).scalar_subquery(),
+    0,
+)
+
+
+def _page_statement(
+    where: sa.ColumnElement[bool],
+    sort: str,
+    descending: bool,
+    total: sa.ColumnElement[Any] | None = None,
+) -> sa.Select[Any]:
+    """The page (offset and limit bound at execution) with its total (unless given: the
+    filtered count, an uncorrelated scalar subquery computed once), then the node runs of
+    its jobs: a job's row followed by its runs' rows, as ``JOB_WITH_RUNS`` (a job's
+    columns, its JSON and its times, are not repeated on each of its runs' rows)."""
+    if total is None:
+        total = sa.select(sa.func.count()).select_from(jobs).where(where).scalar_subquery()
     page = (
         sa.select(jobs, total.label("total"))
         .where(where)

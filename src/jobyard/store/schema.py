@@ -245,6 +245,20 @@ jobs = sa.Table(
     sa.Index("ix_jobs_active_deadline", "status", "deadline"),
 )
 
+# Each organization's number of jobs, kept by the database (triggers on jobs: migration
+# 0010_org_job_counts): the unfiltered job list's total without counting the history.
+org_job_counts = sa.Table(
+    "org_job_counts",
+    metadata,
+    sa.Column(
+        "org_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("jobs", sa.BigInteger(), nullable=False),
+)
+
 node_runs = sa.Table(
     "node_runs",
     metadata,
