@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
-from jobyard.api.responses import iso
+from jobyard.api.responses import iso, utc
 from jobyard.domain.errors import Invalid
 from jobyard.domain.outcomes import job_outcome
 from jobyard.domain.records import Event, NodeRun, Page
@@ -19,6 +19,8 @@ T = TypeVar("T")
 MAX_PAGE = 10**9
 
 
+# A job's and a run's times stay datetimes here: ``responses.dumps`` writes them (as
+# ``iso`` would, ten times quicker).
 def node_run(run: NodeRun) -> dict[str, Any]:
     return {
         "node": run.node_name,
@@ -27,10 +29,10 @@ def node_run(run: NodeRun) -> dict[str, Any]:
         "reason": run.reason,
         "attempt": run.attempt,
         "truncated": run.truncated,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
+        "created_at": utc(run.created_at),
+        "updated_at": utc(run.updated_at),
+        "started_at": utc(run.started_at),
+        "finished_at": utc(run.finished_at),
     }
 
 
@@ -65,11 +67,11 @@ def job(view: JobView, base_url: str) -> dict[str, Any]:
         "outcome_label": outcome.label,
         "attempt": j.attempt,
         "created_by": j.created_by,
-        "created_at": iso(j.created_at),
-        "updated_at": iso(j.updated_at),
-        "submitted_at": iso(j.submitted_at),
-        "started_at": iso(j.started_at),
-        "finished_at": iso(j.finished_at),
+        "created_at": utc(j.created_at),
+        "updated_at": utc(j.updated_at),
+        "submitted_at": utc(j.submitted_at),
+        "started_at": utc(j.started_at),
+        "finished_at": utc(j.finished_at),
         "node_states": node_states(view.runs),
         "node_runs": [node_run(r) for r in view.runs],
         "url": f"{base_url}/api/v1/jobs/{j.id}",

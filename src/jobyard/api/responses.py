@@ -21,10 +21,14 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
+# Times written as ``iso`` writes them (UTC, "Z"), by orjson itself: a tenth of the cost.
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
 def dumps(content: Any) -> bytes:
-    """JSON as every response sends it: a sealed secret value, should one reach a rendering,
-    is shown as ••••."""
-    return hide_sealed(orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS))
+    """JSON as every response sends it: times in UTC as ``iso`` writes them; a sealed secret
+    value, should one reach a rendering, is shown as ••••."""
+    return hide_sealed(orjson.dumps(content, default=_default, option=_OPTIONS))
 
 
 class JSON(Response):
@@ -36,6 +40,13 @@ class JSON(Response):
 
 class Problem(JSON):
     media_type = "application/problem+json"
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A time for a rendering that ``dumps`` writes: in UTC, so written as ``iso`` would."""
+    if value is None or value.tzinfo is dt.UTC:
+        return value
+    return value.astimezone(dt.UTC)
 
 
 def iso(value: dt.datetime | None) -> str | None:
