@@ -27,25 +27,23 @@ SQLITE = (
     END""",
 )
 
-# Once per statement, with the statement's rows (a submit of many jobs: one update).
+# Once per row, as on SQLite (a submit inserts one job: cheaper in PostgreSQL's CPU than a
+# statement-level trigger's transition table, measured 80 against 100 us per insert).
 POSTGRESQL = (
     """CREATE FUNCTION jobyard_count_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            INSERT INTO org_job_counts AS c (org_id, jobs)
-            SELECT org_id, count(*) FROM new_rows GROUP BY org_id
-            ON CONFLICT (org_id) DO UPDATE SET jobs = c.jobs + EXCLUDED.jobs;
+            INSERT INTO org_job_counts AS c (org_id, jobs) VALUES (NEW.org_id, 1)
+            ON CONFLICT (org_id) DO UPDATE SET jobs = c.jobs + 1;
         ELSE
-            UPDATE org_job_counts AS c SET jobs = c.jobs - d.n
-            FROM (SELECT org_id, count(*) AS n FROM old_rows GROUP BY org_id) AS d
-            WHERE c.org_id = d.org_id;
+            UPDATE org_job_counts SET jobs = jobs - 1 WHERE org_id = OLD.org_id;
         END IF;
         RETURN NULL;
     END $$""",
     """CREATE TRIGGER jobs_counted_in AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION jobyard_count_jobs()""",
+    FOR EACH ROW EXECUTE FUNCTION jobyard_count_jobs()""",
     """CREATE TRIGGER jobs_counted_out AFTER DELETE ON jobs
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION jobyard_count_jobs()""",
+    FOR EACH ROW EXECUTE FUNCTION jobyard_count_jobs()""",
 )
 
 
