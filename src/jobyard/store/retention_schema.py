@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from jobyard.store.schema import _ts, metadata
+from jobyard.store.schema import _ts, metadata, org_key
 
 retention_policies = sa.Table(
     "retention_policies",
     metadata,
-    sa.Column(
-        "org_id",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    org_key(),
     sa.Column("keep_jobs_days", sa.Integer()),
     sa.Column("keep_output_days", sa.Integer()),
     _ts("updated_at", False),

@@ -87,6 +87,13 @@ def _ref(
     )
 
 
+def org_key() -> sa.Column[int]:
+    """The key of a table of one row per organization (gone with it)."""
+    column = _ref("org_id", "organizations.id")
+    column.primary_key = True
+    return column
+
+
 def _ts(name: str, nullable: bool = True) -> sa.Column[dt.datetime]:
     return sa.Column(name, UTCDateTime(), nullable=nullable)
 
@@ -250,12 +257,7 @@ jobs = sa.Table(
 org_job_counts = sa.Table(
     "org_job_counts",
     metadata,
-    sa.Column(
-        "org_id",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    org_key(),
     sa.Column("jobs", sa.BigInteger(), nullable=False),
 )
 
