@@ -15,6 +15,7 @@ request without a token, goes on to FastAPI unchanged, which answers it as befor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from jobyard.service.context import Services
 PREFIX = "/api/v1/jobs"
 _DIGITS = frozenset(b"0123456789")
 _PAGE_NUMBERS = ("page", "page_size")
-_LIST_KEYS = frozenset((*_PAGE_NUMBERS, *jobs.LIST_TEXT))
+_LIST_KEYS = frozenset(jobs.LIST_PARAMS)
 
 Handler = Callable[[Request, Principal, Services], Awaitable[Response]]
 
@@ -61,11 +62,17 @@ class HotReads:
         self.list_route = route_of(routes, PREFIX)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._handler(scope) if scope["type"] == "http" else None
-        if handler is None:
+        hot = (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"].startswith(PREFIX)
+            and not scope.get("root_path")
+        )
+        request = Request(scope, receive) if hot else None
+        handler = self._handler(request) if request is not None else None
+        if request is None or handler is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
         try:
             secret = token_from(request) if _plain_headers(scope) else None
             if secret:
@@ -92,23 +99,21 @@ class HotReads:
                 return self.handlers[kind]
         return None
 
-    def _handler(self, scope: Scope) -> Handler | None:
-        if scope["method"] != "GET":
-            return None
-        path: str = scope["path"]
-        if not path.startswith(PREFIX) or scope.get("root_path"):
-            return None
-        rest = path[len(PREFIX) :]
+    def _handler(self, request: Request) -> Handler | None:
+        """What answers this GET under PREFIX, with the route it stands for in the scope
+        (for the metrics); None where FastAPI should."""
+        rest = request.scope["path"][len(PREFIX) :]
         if not rest:
-            if _list_query(scope) is None:
+            given = _list_query(request)
+            if given is None:
                 return None
-            scope["route"] = self.list_route
-            return _list
-        if rest[0] != "/" or not rest[1:].isascii() or not rest[1:].isdigit():
+            request.scope["route"] = self.list_route
+            return functools.partial(_list, given)
+        job_id = rest[1:]
+        if rest[0] != "/" or not job_id.isascii() or not job_id.isdigit():
             return None
-        scope["route"] = self.job_route
-        scope["path_params"] = {"job_id": rest[1:]}
-        return _job
+        request.scope["route"] = self.job_route
+        return functools.partial(_job, job_id)
 
 
 def _plain_headers(scope: Scope) -> bool:
@@ -116,10 +121,9 @@ def _plain_headers(scope: Scope) -> bool:
     return all(name != b"cookie" for name, _ in scope["headers"])
 
 
-def _list_query(scope: Scope) -> dict[str, Any] | None:
+def _list_query(request: Request) -> dict[str, Any] | None:
     """The list's parameters as FastAPI would pass them, or None where FastAPI should
     judge them (a parameter given twice, a page number that is not plain digits)."""
-    request = Request(scope)
     given: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
         if key not in _LIST_KEYS:
@@ -133,13 +137,12 @@ def _list_query(scope: Scope) -> dict[str, Any] | None:
             given[key] = int(value)
         else:
             given[key] = value
-    scope["jobyard.list_query"] = given
     return given
 
 
-async def _job(request: Request, who: Principal, svc: Services) -> Response:
-    return await jobs.job_of(request.scope["path_params"]["job_id"], who, svc)
+async def _job(job_id: str, request: Request, who: Principal, svc: Services) -> Response:
+    return await jobs.job_of(job_id, who, svc)
 
 
-async def _list(request: Request, who: Principal, svc: Services) -> Response:
-    return await jobs.job_page(request, who, svc, **request.scope["jobyard.list_query"])
+async def _list(given: dict[str, Any], request: Request, who: Principal, svc: Services) -> Response:
+    return await jobs.job_page(request, who, svc, **given)

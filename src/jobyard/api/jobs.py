@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import inspect
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -172,21 +173,6 @@ async def list_jobs(
     )
 
 
-# The list's query parameters besides page and page_size, all text (api/hot.py reads them).
-LIST_TEXT = (
-    "status",
-    "name",
-    "search",
-    "owner",
-    "node",
-    "created_after",
-    "created_before",
-    "updated_after",
-    "updated_before",
-    "sort",
-)
-
-
 async def job_page(
     request: Request,
     who: Principal,
@@ -234,6 +220,14 @@ async def job_page(
         svc, who, flt, sort=key, descending=sort.startswith("-"), offset=offset, limit=limit
     )
     return JSON(render.paginated(request, result, page, limit, _render(svc)))
+
+
+# The list's query parameters, by name (api/hot.py reads them).
+LIST_PARAMS = tuple(
+    p.name
+    for p in inspect.signature(job_page).parameters.values()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 
 def _job_id(job_id: str) -> int:

@@ -258,23 +258,23 @@ async def page_with_runs(
     ``JobsRepo.page``), and the number of jobs that pass the filter."""
     sort = sort if sort in SORTABLE else "created_at"
     params: dict[str, Any] = {"offset": offset, "limit": limit}
-    if _unfiltered(flt):  # the plain list: a statement built once per order
+    if _unfiltered(flt):  # the plain list: its statements built once per order
         shared = flt.shared_with is not None
-        q = _PLAIN.get((sort, descending, shared))
-        if q is None:
+        plain = _PLAIN.get((sort, descending, shared))
+        if plain is None:
             scope = job_scope(_ORG, _USER if shared else None)
-            total = None if shared else _ORG_TOTAL
-            q = _PLAIN[(sort, descending, shared)] = driver_ready(
-                _page_statement(scope, sort, descending, total)
-            )
+            total = _count_of(scope) if shared else _ORG_TOTAL
+            page = driver_ready(_page_statement(scope, sort, descending, total))
+            plain = _PLAIN[(sort, descending, shared)] = (page, total)
+        q, total = plain
         params.update(org_id=org_id, user_id=flt.shared_with)
     else:
-        q = _page_statement(job_conditions(org_id, flt), sort, descending)
+        where = job_conditions(org_id, flt)
+        total = _count_of(where)
+        q = _page_statement(where, sort, descending, total)
     rows = await rows_of.all(q, params)
     if not rows:  # past the last page: the total alone
-        where = job_conditions(org_id, flt)
-        count = sa.select(sa.func.count()).select_from(jobs).where(where)
-        return Page(items=[], total=int((await rows_of.all(count))[0][0]))
+        return Page(items=[], total=int((await rows_of.all(sa.select(total), params))[0][0]))
     items: list[tuple[Job, list[NodeRun]]] = []
     runs: list[NodeRun] = []
     for row in rows:
@@ -288,7 +288,8 @@ async def page_with_runs(
 
 _ORG = sa.bindparam("org_id", type_=sa.BigInteger())
 _USER = sa.bindparam("user_id", type_=sa.BigInteger())
-_PLAIN: dict[tuple[str, bool, bool], sa.Select[Any]] = {}
+# The plain list's page statement and its total, by (sort, descending, shared).
+_PLAIN: dict[tuple[str, bool, bool], tuple[sa.Select[Any], sa.ColumnElement[Any]]] = {}
 
 
 def _unfiltered(flt: JobFilter) -> bool:
@@ -313,18 +314,23 @@ _ORG_TOTAL = sa.func.coalesce(
 )
 
 
+def _count_of(where: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    """The number of jobs that pass ``where``: an uncorrelated scalar subquery."""
+    return sa.select(sa.func.count()).select_from(jobs).where(where).scalar_subquery()
+
+
 def _page_statement(
     where: sa.ColumnElement[bool],
     sort: str,
     descending: bool,
     total: sa.ColumnElement[Any] | None = None,
 ) -> sa.Select[Any]:
-    """The page (offset and limit bound at execution) with its total (unless given: the
-    filtered count, an uncorrelated scalar subquery computed once), then the node runs of
-    its jobs: a job's row followed by its runs' rows, as ``JOB_WITH_RUNS`` (a job's
-    columns, its JSON and its times, are not repeated on each of its runs' rows)."""
+    """The page (offset and limit bound at execution) with its total (computed once; by
+    default the number of jobs that pass ``where``), then the node runs of its jobs: a
+    job's row followed by its runs' rows, as ``JOB_WITH_RUNS`` (a job's columns, its JSON
+    and its times, are not repeated on each of its runs' rows)."""
     if total is None:
-        total = sa.select(sa.func.count()).select_from(jobs).where(where).scalar_subquery()
+        total = _count_of(where)
     page = (
         sa.select(jobs, total.label("total"))
         .where(where)

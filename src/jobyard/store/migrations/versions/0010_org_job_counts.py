@@ -70,12 +70,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS jobs_counted_in" + _on_jobs())
-    op.execute("DROP TRIGGER IF EXISTS jobs_counted_out" + _on_jobs())
-    if op.get_bind().dialect.name == "postgresql":
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    for trigger in ("jobs_counted_in", "jobs_counted_out"):
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger}" + (" ON jobs" if postgresql else ""))
+    if postgresql:
         op.execute("DROP FUNCTION IF EXISTS jobyard_count_jobs()")
     op.drop_table("org_job_counts")
-
-
-def _on_jobs() -> str:
-    return " ON jobs" if op.get_bind().dialect.name == "postgresql" else ""
